@@ -1,0 +1,181 @@
+"""RunConfig: every setting of a run, loaded from YAML with `--set key=value` overrides.
+
+Unknown keys and wrong types are errors that name the key. Relative paths in a config file are
+resolved against the file's folder, so a config works from any working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from psilm.errors import ConfigError
+from psilm.llm.base import ModelConfig
+from psilm.settings import Settings
+from psilm.stages.evaluate import EvaluateSettings
+from psilm.stages.filter import FilterSettings
+from psilm.stages.generate import GenerateSettings
+from psilm.stages.principles import PrinciplesSettings
+from psilm.stages.train import TrainSettings
+from psilm.tasks import TaskConfig, builtin_tasks
+
+Arm = Literal["zero_shot", "seed_only", "direct", "psi", "teacher", "human"]
+DEFAULT_ARMS: list[Arm] = ["zero_shot", "seed_only", "direct", "psi"]
+
+
+class DataConfig(Settings):
+    # --- seeds: a file of their own, or drawn from the training pool
+    seeds: Path | None = Field(None, description="JSONL of seed examples; else drawn from `train`.")
+    train: Path | None = Field(None, description="Training pool: seeds are drawn from it; the human arm uses it.")
+    n_seeds: int = Field(16, gt=0, description="Seeds drawn from `train` (balanced across labels).")
+    # --- held-out evaluation
+    test: Path | None = Field(None, description="Test split, used only by `evaluate`.")
+    n_test: int | None = Field(500, gt=0, description="Test rows scored (a fixed random slice); None = all.")
+
+    @model_validator(mode="after")
+    def _need_seeds(self) -> DataConfig:
+        if self.seeds is None and self.train is None:
+            raise ValueError("set `data.seeds` (a JSONL of seed examples) or `data.train` (a pool to draw them from)")
+        return self
+
+
+class ModelsConfig(Settings):
+    teacher: ModelConfig = Field(default_factory=ModelConfig, description="Writes the principles.")
+    generator: ModelConfig = Field(default_factory=ModelConfig, description="Writes the instances.")
+    student: ModelConfig = Field(default_factory=ModelConfig, description="Is trained and evaluated.")
+
+    @field_validator("student")
+    @classmethod
+    def _student_is_local(cls, v: ModelConfig) -> ModelConfig:
+        if v.backend != "transformers":
+            raise ValueError("the student is fine-tuned, so it must use the `transformers` backend")
+        return v
+
+
+class RunConfig(Settings):
+    name: str = "run"
+    seed: int = Field(0, description="One seed for seed drawing, sampling and training.")
+    task: TaskConfig
+    data: DataConfig
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    arms: list[Arm] = Field(default_factory=lambda: list(DEFAULT_ARMS))
+    principles: PrinciplesSettings = Field(default_factory=PrinciplesSettings)
+    generate: GenerateSettings = Field(default_factory=GenerateSettings)
+    filter: FilterSettings = Field(default_factory=FilterSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _builtin_task(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            known = builtin_tasks()
+            if v not in known:
+                raise ValueError(f"unknown task {v!r}; built-in tasks are {sorted(known)}, or define one inline")
+            return known[v]
+        return v
+
+    @field_validator("arms")
+    @classmethod
+    def _arms_unique(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("list at least one arm")
+        if len(set(v)) != len(v):
+            raise ValueError("arms are listed twice")
+        return v
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+# --- loading ---------------------------------------------------------------------------------
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set generate.n=50")
+    key, raw = item.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        path, value = _parse_override(item)
+        node = data
+        for part in path[:-1]:
+            if isinstance(node.get(part), str) and part == "task":
+                node[part] = dict(builtin_tasks().get(node[part], {}))
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item}: `{part}` is not a section")
+        node[path[-1]] = value
+    return data
+
+
+def _resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
+    def fix(p: Path | None) -> Path | None:
+        if p is None:
+            return None
+        p = p.expanduser()
+        return p if p.is_absolute() else (base / p).resolve()
+
+    d = cfg.data
+    cfg.data = d.model_copy(update={"seeds": fix(d.seeds), "train": fix(d.train), "test": fix(d.test)})
+    if cfg.principles.file is not None:
+        cfg.principles = cfg.principles.model_copy(update={"file": fix(cfg.principles.file)})
+    return cfg
+
+
+def config_from_dict(data: dict, base: Path | None = None, source: str = "config") -> RunConfig:
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(source, e)) from None
+    return _resolve_paths(cfg, base or Path.cwd())
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                data: dict | None = None) -> RunConfig:
+    """Load a RunConfig from a YAML file (or a dict), apply KEY=VALUE overrides, validate."""
+    base = Path.cwd()
+    source = "config"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not valid UTF-8") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+        base, source = path.resolve().parent, str(path)
+    data = apply_overrides(dict(data or {}), overrides or [])
+    return config_from_dict(data, base, source)
+
+
+def format_validation_error(source: str, e: ValidationError) -> str:
+    """One line per problem, each naming the key: 'config.yaml: generate.n: ...'."""
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting (check the spelling; see the README's configuration reference)"
+        elif err["type"] == "missing":
+            msg = "required setting is missing"
+        lines.append(f"{source}: {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)

@@ -1,0 +1,55 @@
+"""Reading JSONL input with errors that name the file and line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from psilm.errors import DataError
+
+MAX_LINE_BYTES = 1_000_000  # a longer line is almost surely not one example: refuse, don't choke
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line; malformed lines raise DataError."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a JSONL file")
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise DataError(
+                    f"{path}:{lineno}: line is {len(raw):,} bytes (limit {MAX_LINE_BYTES:,}); "
+                    "each line must hold one JSON object"
+                )
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{path}:{lineno}: not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8"
+                ) from None
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise DataError(
+                    f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno}); "
+                    "each line must be one JSON object"
+                ) from None
+            if not isinstance(obj, dict):
+                raise DataError(
+                    f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}"
+                )
+            yield lineno, obj
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """All objects of a JSONL file; an empty file raises DataError."""
+    rows = [obj for _, obj in iter_jsonl(path)]
+    if not rows:
+        raise DataError(f"{path}: no rows (the file is empty)")
+    return rows

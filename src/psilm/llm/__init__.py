@@ -1,0 +1,45 @@
+"""Model backends behind one protocol, picked by an explicit name in the config."""
+
+from __future__ import annotations
+
+import importlib
+
+from psilm.errors import ConfigError
+from psilm.llm.base import Backend, Completion, Messages, ModelConfig, SamplingParams
+from psilm.llm.registry import ALIASES, resolve_model
+
+# name -> "module:Class"; heavy libraries are imported only when a backend is built
+BACKENDS = {
+    "transformers": "psilm.llm.transformers_backend:TransformersBackend",
+    "openai": "psilm.llm.openai_backend:OpenAIBackend",
+    "llamacpp": "psilm.llm.llamacpp_backend:LlamaCppBackend",
+    "vllm": "psilm.llm.vllm_backend:VLLMBackend",
+}
+
+
+def load_backend(config: ModelConfig) -> Backend:
+    """Build the backend the config names."""
+    target = BACKENDS.get(config.backend)
+    if target is None:
+        raise ConfigError(f"backend: unknown backend {config.backend!r}; choose one of {sorted(BACKENDS)}")
+    module_name, cls_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        extra = {"llamacpp": "llamacpp", "vllm": "vllm"}.get(config.backend, "")
+        hint = f"pip install 'psilm[{extra}]'" if extra else "reinstall psilm"
+        raise ConfigError(f"backend {config.backend!r} is not available ({e}); {hint}") from None
+    return getattr(module, cls_name)(config)
+
+
+__all__ = [
+    "ALIASES",
+    "BACKENDS",
+    "Backend",
+    "Completion",
+    "Messages",
+    "ModelConfig",
+    "SamplingParams",
+    "load_backend",
+    "resolve_model",
+]

@@ -1,0 +1,68 @@
+"""Model calls with a raw-response log: each response is on disk before the next is asked for.
+
+Stages ask for completions by request id; answered ids come from the log, so a killed stage
+resumes without calling the model again, and re-parsing never calls a model at all. The backend
+is built only when some request is not yet answered.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict
+
+from psilm.llm.base import Backend, Completion, Messages, SamplingParams
+from psilm.store import JsonlLog, fingerprint
+
+Request = tuple[str, Messages]  # (request id, chat messages)
+
+
+class ModelCaller:
+    """Answers requests for one role (teacher, generator, student) through one backend."""
+
+    def __init__(self, role: str, model_id: str, make_backend: Callable[[], Backend], log: JsonlLog,
+                 chunk: int = 16):
+        self.role = role
+        self.model_id = model_id
+        self._make_backend = make_backend
+        self._backend: Backend | None = None
+        self.log = log
+        self.chunk = chunk  # requests per backend call between log writes
+        self.tokens: dict[str, int] = defaultdict(int)
+        self.new_calls = 0
+        self._done: dict[str, dict] = {r["key"]: r for r in log.records}
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = self._make_backend()
+        return self._backend
+
+    def _key(self, rid: str, messages: Messages, params: SamplingParams) -> str:
+        return fingerprint([rid, messages, params.key(), self.model_id])
+
+    def __call__(self, requests: list[Request], params: SamplingParams,
+                 progress: Callable[[int], None] | None = None) -> dict[str, Completion]:
+        keys = {rid: self._key(rid, msgs, params) for rid, msgs in requests}
+        todo = [(rid, msgs) for rid, msgs in requests if keys[rid] not in self._done]
+        for start in range(0, len(todo), self.chunk):
+            part = todo[start : start + self.chunk]
+            outs = self.backend.generate([m for _, m in part], params)
+            for (rid, _), out in zip(part, outs, strict=True):
+                rec = {"key": keys[rid], "id": rid, "role": self.role, "model": self.model_id, **asdict(out)}
+                self.log.append(rec)
+                self._done[rec["key"]] = rec
+                self.new_calls += 1
+            if progress:
+                progress(len(part))
+        result = {}
+        for rid, _ in requests:
+            rec = self._done[keys[rid]]
+            self.tokens["prompt"] += rec["prompt_tokens"]
+            self.tokens["completion"] += rec["completion_tokens"]
+            result[rid] = Completion(rec["text"], rec["prompt_tokens"], rec["completion_tokens"], rec.get("finish_reason"))
+        return result
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
