@@ -29,7 +29,9 @@ DEFAULT_ARMS: list[Arm] = ["zero_shot", "seed_only", "direct", "psi"]
 class DataConfig(Settings):
     # --- seeds: a file of their own, or drawn from the training pool
     seeds: Path | None = Field(None, description="JSONL of seed examples; else drawn from `train`.")
-    train: Path | None = Field(None, description="Training pool: seeds are drawn from it; the human arm uses it.")
+    train: Path | None = Field(
+        None, description="Training pool: seeds are drawn from it; the human arm uses it."
+    )
     n_seeds: int = Field(16, gt=0, description="Seeds drawn from `train` (balanced across labels).")
     # --- held-out evaluation
     test: Path | None = Field(None, description="Test split, used only by `evaluate`.")
@@ -38,7 +40,9 @@ class DataConfig(Settings):
     @model_validator(mode="after")
     def _need_seeds(self) -> DataConfig:
         if self.seeds is None and self.train is None:
-            raise ValueError("set `data.seeds` (a JSONL of seed examples) or `data.train` (a pool to draw them from)")
+            raise ValueError(
+                "set `data.seeds` (a JSONL of seed examples) or `data.train` (a pool to draw them from)"
+            )
         return self
 
 
@@ -74,7 +78,9 @@ class RunConfig(Settings):
         if isinstance(v, str):
             known = builtin_tasks()
             if v not in known:
-                raise ValueError(f"unknown task {v!r}; built-in tasks are {sorted(known)}, or define one inline")
+                raise ValueError(
+                    f"unknown task {v!r}; built-in tasks are {sorted(known)}, or define one inline"
+                )
             return known[v]
         return v
 
@@ -141,8 +147,9 @@ def config_from_dict(data: dict, base: Path | None = None, source: str = "config
     return _resolve_paths(cfg, base or Path.cwd())
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                data: dict | None = None) -> RunConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, data: dict | None = None
+) -> RunConfig:
     """Load a RunConfig from a YAML file (or a dict), apply KEY=VALUE overrides, validate."""
     base = Path.cwd()
     source = "config"

@@ -35,7 +35,9 @@ def draw_seeds(task: Task, pool: list[Example], n: int, seed: int) -> list[Examp
     if missing:
         raise DataError(f"the training pool has no rows labelled {missing}; every label needs seeds")
     if n < len(task.labels):
-        raise DataError(f"data.n_seeds={n} is fewer than the {len(task.labels)} labels; give each label a seed")
+        raise DataError(
+            f"data.n_seeds={n} is fewer than the {len(task.labels)} labels; give each label a seed"
+        )
     out: list[Example] = []
     for i, lbl in enumerate(task.labels):
         want = n // len(task.labels) + (1 if i < n % len(task.labels) else 0)

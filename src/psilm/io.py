@@ -41,9 +41,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
                     "each line must be one JSON object"
                 ) from None
             if not isinstance(obj, dict):
-                raise DataError(
-                    f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}"
-                )
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj
 
 

@@ -172,7 +172,9 @@ class RunDir:
             return "resume"
         present = [o for o in outputs + [f"raw/{name}.jsonl"] if self.path(o).exists()]
         if present:
-            aside = self.path(".superseded", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{st.get('key', 'nokey')}")
+            aside = self.path(
+                ".superseded", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{st.get('key', 'nokey')}"
+            )
             for o in present:
                 dest = aside / o
                 dest.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,9 @@ class ModelConfig(Settings):
 
     # --- which model
     backend: BackendName = Field("transformers", description="Picked by name, never guessed from the model.")
-    model: str = Field("smollm2-135m", description="Alias, local folder, GGUF file, or the server's model name.")
+    model: str = Field(
+        "smollm2-135m", description="Alias, local folder, GGUF file, or the server's model name."
+    )
     # --- remote endpoints (openai backend)
     base_url: str | None = Field(None, description="e.g. http://127.0.0.1:8000/v1")
     api_key_env: str | None = Field(

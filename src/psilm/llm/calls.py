@@ -20,8 +20,9 @@ Request = tuple[str, Messages]  # (request id, chat messages)
 class ModelCaller:
     """Answers requests for one role (teacher, generator, student) through one backend."""
 
-    def __init__(self, role: str, model_id: str, make_backend: Callable[[], Backend], log: JsonlLog,
-                 chunk: int = 16):
+    def __init__(
+        self, role: str, model_id: str, make_backend: Callable[[], Backend], log: JsonlLog, chunk: int = 16
+    ):
         self.role = role
         self.model_id = model_id
         self._make_backend = make_backend
@@ -41,8 +42,9 @@ class ModelCaller:
     def _key(self, rid: str, messages: Messages, params: SamplingParams) -> str:
         return fingerprint([rid, messages, params.key(), self.model_id])
 
-    def __call__(self, requests: list[Request], params: SamplingParams,
-                 progress: Callable[[int], None] | None = None) -> dict[str, Completion]:
+    def __call__(
+        self, requests: list[Request], params: SamplingParams, progress: Callable[[int], None] | None = None
+    ) -> dict[str, Completion]:
         keys = {rid: self._key(rid, msgs, params) for rid, msgs in requests}
         todo = [(rid, msgs) for rid, msgs in requests if keys[rid] not in self._done]
         for start in range(0, len(todo), self.chunk):
@@ -60,7 +62,9 @@ class ModelCaller:
             rec = self._done[keys[rid]]
             self.tokens["prompt"] += rec["prompt_tokens"]
             self.tokens["completion"] += rec["completion_tokens"]
-            result[rid] = Completion(rec["text"], rec["prompt_tokens"], rec["completion_tokens"], rec.get("finish_reason"))
+            result[rid] = Completion(
+                rec["text"], rec["prompt_tokens"], rec["completion_tokens"], rec.get("finish_reason")
+            )
         return result
 
     def close(self) -> None:

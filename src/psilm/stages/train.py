@@ -1,25 +1,188 @@
-"""Stage 4: fine-tune the student on the filtered instances (TRL SFT, LoRA by default)."""
+"""Stage 4: fine-tune the student on the filtered instances (TRL SFT, LoRA by default).
+
+Each example becomes a conversational prompt-completion pair: the prompt is exactly the chat the
+student reads at evaluation time (`task.prompt`), the completion is the assistant's answer, and
+the loss is on the completion only. Works unchanged under `accelerate launch` (data parallel).
+
+Writes into the folder it is given:
+  adapter/  LoRA adapter + tokenizer (method "lora")
+  merged/   a plain Hugging Face model folder + tokenizer (merge=True, or method "full"),
+            loadable by AutoModelForCausalLM.from_pretrained and psilm's transformers backend
+"""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
+from psilm.errors import DataError
+from psilm.llm.base import ModelConfig
 from psilm.settings import Settings
+from psilm.tasks.base import Example, Task
 
 
 class TrainSettings(Settings):
     method: Literal["lora", "full"] = "lora"
     epochs: float = Field(3, gt=0)
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop after this many optimizer steps (smoke runs); overrides epochs."
+    )
     learning_rate: float = Field(2e-4, gt=0, description="LoRA; use ~2e-5 for full fine-tuning.")
     batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_length: int = Field(384, ge=16, description="Tokens per example, prompt plus target.")
     include_seeds: bool = Field(True, description="Train on the seeds as well as the generated data.")
+    gradient_checkpointing: bool = Field(
+        False, description="Saves memory at ~20-30% more time; small students don't need it."
+    )
     # --- LoRA
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"
     merge: bool = Field(True, description="Also save a merged model under model/merged.")
+
+
+def to_dataset_rows(task: Task, examples: list[Example]) -> list[dict]:
+    """TRL's conversational prompt-completion format: the chat template is applied by TRL."""
+    return [
+        {
+            "prompt": task.prompt(ex.input),
+            "completion": [{"role": "assistant", "content": ex.output}],
+        }
+        for ex in examples
+    ]
+
+
+def train_model(task: Task, examples: list[Example], student: ModelConfig, settings: TrainSettings,
+                out_dir: Path, seed: int) -> dict:
+    """Fine-tune a fresh copy of the student; write adapter/ and/or merged/ under out_dir."""
+    import torch
+    from datasets import Dataset
+    from transformers import set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    from psilm.llm.transformers_backend import pick_device
+
+    # --- validate
+    if not examples:
+        raise DataError(
+            "train: no training examples (the filter kept nothing and no seeds were included); "
+            "check the filter stage's counts, loosen `filter` settings, or set train.include_seeds=true"
+        )
+    out_dir = Path(out_dir)
+    device = pick_device(student.device)
+    on_gpu = device.startswith("cuda")
+    bf16 = on_gpu and torch.cuda.is_bf16_supported()
+    lora = settings.method == "lora"
+
+    # --- data
+    dataset = Dataset.from_list(to_dataset_rows(task, examples))
+
+    # --- model: a fresh load, never the per-process inference cache
+    set_seed(seed)
+    model, tokenizer = _load_for_training(student, device, lora)
+
+    # --- trainer
+    config = SFTConfig(
+        output_dir=str(out_dir),
+        seed=seed,
+        data_seed=seed,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps or -1,
+        learning_rate=settings.learning_rate,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        gradient_checkpointing=settings.gradient_checkpointing,
+        max_length=settings.max_length,
+        completion_only_loss=True,  # loss on the answer, never on the prompt
+        packing=False,  # packing would let examples attend to each other without flash attention
+        bf16=bf16,  # mixed precision on GPUs; fp32 on CPU, where bf16 matmuls are slow
+        use_cpu=device == "cpu",
+        save_strategy="no",  # the final model is written below; no checkpoints in out_dir
+        report_to="none",
+        logging_strategy="steps",
+        logging_steps=0.1,  # about ten loss points per run, whatever its length
+        disable_tqdm=True,
+    )
+    peft_config = _lora_config(settings) if lora else None
+    trainer = SFTTrainer(
+        model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+    )
+
+    # --- train
+    started = time.perf_counter()
+    result = trainer.train()
+    duration = time.perf_counter() - started
+
+    # --- write (trainer.save_model writes on the main process only)
+    saved = []
+    if lora:
+        trainer.save_model(str(out_dir / "adapter"))
+        saved.append("adapter")
+    if settings.merge or not lora:
+        if trainer.is_world_process_zero():
+            final = trainer.accelerator.unwrap_model(trainer.model)
+            if lora:
+                final = final.merge_and_unload()
+            final.save_pretrained(out_dir / "merged", safe_serialization=True)
+            tokenizer.save_pretrained(out_dir / "merged")
+        trainer.accelerator.wait_for_everyone()
+        saved.append("merged")
+
+    lengths = [min(len(ids), settings.max_length) for ids in trainer.train_dataset["input_ids"]]
+    epochs_done = float(trainer.state.epoch or 0.0)
+    history = [
+        [h["step"], round(h["loss"], 4)] for h in trainer.state.log_history if "loss" in h
+    ]
+    return {
+        "n_train": len(examples),
+        "steps": result.global_step,
+        "epochs": round(epochs_done, 3),
+        "train_loss": round(float(result.training_loss), 4),
+        "loss_curve": history,
+        "duration_s": round(duration, 2),
+        "train_tokens": int(sum(lengths) * epochs_done),
+        "method": settings.method,
+        "saved": saved,
+    }
+
+
+def _load_for_training(student: ModelConfig, device: str, lora: bool):
+    """(model, tokenizer), loaded fresh so the cached inference copy is never trained in place."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from psilm.errors import BackendError
+    from psilm.llm.registry import resolve_model
+    from psilm.llm.transformers_backend import pick_dtype, prepare_tokenizer
+
+    resolved = resolve_model(student.model)
+    kwargs = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
+    # LoRA trains fp32 adapters over a frozen base in the run's dtype (bf16 on GPU); full
+    # fine-tuning keeps fp32 master weights, with bf16 autocast on GPUs
+    dtype = pick_dtype(student.dtype, device) if lora else torch.float32
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(resolved.path), **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(str(resolved.path), dtype=dtype, **kwargs)
+    except (OSError, ValueError) as e:
+        where = resolved.file or resolved.path
+        raise BackendError(f"student model at {where} could not be loaded for training: {e}") from None
+    prepare_tokenizer(tokenizer)  # pad token and chat template, as at inference time
+    return model, tokenizer
+
+
+def _lora_config(settings: TrainSettings):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=settings.target_modules,
+        task_type="CAUSAL_LM",
+    )
+

@@ -162,7 +162,11 @@ class Task:
             gold = gold.upper()
             if gold not in letters:
                 raise DataError(f"{where}: answer {target!r} is not one of {list(letters)}")
-            body = text.strip() + "\n" + "\n".join(f"{ltr}. {ch}" for ltr, ch in zip(letters, choices, strict=True))
+            body = (
+                text.strip()
+                + "\n"
+                + "\n".join(f"{ltr}. {ch}" for ltr, ch in zip(letters, choices, strict=True))
+            )
             return Example(body, gold, gold, meta={"n_choices": len(choices)})
         answer = str(target).strip()
         return Example(text.strip(), answer, answer)
@@ -180,7 +184,12 @@ class Task:
 
     def prompt(self, input_text: str) -> list[dict[str, str]]:
         """Chat messages the student reads, in training and in evaluation alike."""
-        return [{"role": "user", "content": f"{self.instruction()}\n\n{self.config.input_name.capitalize()}: {input_text}"}]
+        return [
+            {
+                "role": "user",
+                "content": f"{self.instruction()}\n\n{self.config.input_name.capitalize()}: {input_text}",
+            }
+        ]
 
     def answer_options(self, example: Example) -> list[str] | None:
         """Candidates for likelihood scoring, or None where the answer must be generated."""
