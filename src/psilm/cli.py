@@ -42,7 +42,9 @@ def _open(run: Path, overrides: list[str] | None, quiet: bool):
 
     cfg_path = run / "config.yaml"
     if not cfg_path.is_file():
-        raise PsilmError(f"{run}: not a run folder (no config.yaml); create one with `psilm run CONFIG --out {run}`")
+        raise PsilmError(
+            f"{run}: not a run folder (no config.yaml); create one with `psilm run CONFIG --out {run}`"
+        )
     return prepare(load_config(cfg_path, overrides), run, _logger(quiet))
 
 
@@ -84,10 +86,15 @@ def demo(
     teacher_url: Annotated[
         str | None, typer.Option(help="Use a real teacher: an OpenAI-compatible base URL.")
     ] = None,
-    teacher_model: Annotated[str | None, typer.Option(help="The teacher's model name on that server.")] = None,
-    teacher_key_env: Annotated[str | None, typer.Option(help="Env variable holding the teacher's API key.")] = None,
+    teacher_model: Annotated[
+        str | None, typer.Option(help="The teacher's model name on that server.")
+    ] = None,
+    teacher_key_env: Annotated[
+        str | None, typer.Option(help="Env variable holding the teacher's API key.")
+    ] = None,
     self_teacher: Annotated[
-        bool, typer.Option(help="Let the embedded 135M model write its own principles (weak; for comparison).")
+        bool,
+        typer.Option(help="Let the embedded 135M model write its own principles (weak; for comparison)."),
     ] = False,
     set_: SetOpt = None,
     quiet: QuietOpt = False,

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from psilm.emissions import EmissionsSettings
 from psilm.errors import ConfigError
 from psilm.llm.base import ModelConfig
 from psilm.settings import Settings
@@ -71,6 +72,7 @@ class RunConfig(Settings):
     filter: FilterSettings = Field(default_factory=FilterSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
+    emissions: EmissionsSettings = Field(default_factory=EmissionsSettings)
 
     @field_validator("task", mode="before")
     @classmethod

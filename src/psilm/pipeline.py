@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from psilm import data as data_mod
 from psilm.config import RunConfig
+from psilm.emissions import remote_estimate, track
 from psilm.errors import DataError, PsilmError
 from psilm.io import iter_jsonl
 from psilm.llm import ModelConfig, load_backend
@@ -55,7 +55,7 @@ class Context:
     seeds: list[Example]
     test: list[Example] | None
     log: Callable[[str], None] = print
-    callers: dict[str, ModelCaller] = field(default_factory=dict)
+    callers: dict[str, list[ModelCaller]] = field(default_factory=dict)
 
     # --- inputs shared by many stages
     @property
@@ -67,9 +67,17 @@ class Context:
         return fingerprint([e.to_dict() for e in self.test]) if self.test is not None else None
 
     def caller(self, role: str, stage: str, model: ModelConfig) -> ModelCaller:
-        log = JsonlLog(self.run.path("raw", f"{stage.replace('/', '-')}.jsonl"))
-        c = ModelCaller(role, model.model, lambda: load_backend(model), log, chunk=model.batch_size)
-        self.callers[stage] = c
+        """A model caller for one role in one stage; its raw responses go to raw/<stage>-<role>.jsonl."""
+        log = JsonlLog(self.run.path("raw", f"{stage.replace('/', '-')}-{role}.jsonl"))
+        c = ModelCaller(
+            role,
+            model.model,
+            lambda: load_backend(model),
+            log,
+            chunk=model.batch_size,
+            remote=model.backend == "openai",
+        )
+        self.callers.setdefault(stage, []).append(c)
         return c
 
 
@@ -120,21 +128,30 @@ def run_stage(
         return ctx.run.stage(name)
     ctx.log(f"[{'resume' if mode == 'resume' else 'run'}] {name}")
     ctx.run.start(name, key, {k: v for k, v in key_parts.items() if isinstance(v, str)})
-    t0 = time.time()
     try:
-        info = work(mode)
+        with track(ctx.cfg.emissions, name) as ledger:
+            info = work(mode)
     except PsilmError as e:
         ctx.run.fail(name, str(e))
         raise
     except KeyboardInterrupt:
         ctx.run.fail(name, "interrupted; rerun the same command to resume")
         raise
-    caller = ctx.callers.pop(name, None)
-    if caller is not None:
-        info.setdefault("tokens", {})[caller.role] = dict(caller.tokens)
-        info["model_calls"] = caller.new_calls
-        caller.close()
-    ctx.run.finish(name, duration_s=round(time.time() - t0, 2), **info)
+    finally:
+        callers = ctx.callers.pop(name, [])
+        for c in callers:
+            c.close()
+    info.update(ledger)
+    tokens, calls, remote = {}, 0, []
+    for c in callers:
+        tokens[c.role] = dict(c.tokens)
+        calls += c.new_calls
+        if c.remote:
+            remote.append(remote_estimate(ctx.cfg.emissions, c.tokens["prompt"] + c.tokens["completion"]))
+    info.update(tokens=tokens, model_calls=calls)
+    if remote:
+        info["remote_energy"] = remote
+    ctx.run.finish(name, **info)
     return ctx.run.stage(name)
 
 
@@ -178,15 +195,8 @@ def stage_principles(ctx: Context) -> list[dict]:
             teacher = ctx.caller("teacher", "principles", cfg.models.teacher)
             student = None
             if "error" in settings.levels:
-                student = ModelCaller(
-                    "student",
-                    cfg.models.student.model,
-                    lambda: load_backend(cfg.models.student),
-                    JsonlLog(ctx.run.path("raw", "principles-student.jsonl")),
-                )
+                student = ctx.caller("student", "principles", cfg.models.student)
             result = P.write_principles(ctx.task, ctx.seeds, teacher, settings, cfg.seed, student=student)
-            if student is not None:
-                ctx.callers.setdefault("principles:student", student)
         atomic_write_json(path, result)
         levels = {}
         for p in result["principles"]:

@@ -21,9 +21,16 @@ class ModelCaller:
     """Answers requests for one role (teacher, generator, student) through one backend."""
 
     def __init__(
-        self, role: str, model_id: str, make_backend: Callable[[], Backend], log: JsonlLog, chunk: int = 16
+        self,
+        role: str,
+        model_id: str,
+        make_backend: Callable[[], Backend],
+        log: JsonlLog,
+        chunk: int = 16,
+        remote: bool = False,
     ):
         self.role = role
+        self.remote = remote  # served by a machine we cannot measure: energy is estimated from tokens
         self.model_id = model_id
         self._make_backend = make_backend
         self._backend: Backend | None = None

@@ -1,12 +1,27 @@
-"""Stage 5: score each arm's model on the held-out test split."""
+"""Stage 5: score each arm's model on the held-out test split.
+
+Two ways to read a model's answer:
+  likelihood  (classification, multiple choice) each answer option is scored as the assistant's
+              whole reply after the chat prompt: the sum of its tokens' log-probabilities,
+              end-of-turn included, exactly the tokens training puts the loss on. The best wins.
+              Nothing to parse, so a small model is judged on what it knows, not on its format.
+  generate    (numeric, free text) greedy decoding, then task.extract and task.score; answers
+              with nothing to extract count as `unparsed` (and as wrong).
+The model is only read, never changed: it may be the per-process cached copy other stages use.
+"""
 
 from __future__ import annotations
 
+import copy
+import math
+import time
 from typing import Literal
 
 from pydantic import Field
 
+from psilm.errors import ConfigError, DataError
 from psilm.settings import Settings
+from psilm.tasks.base import Example, Task
 
 
 class EvaluateSettings(Settings):
@@ -15,3 +30,204 @@ class EvaluateSettings(Settings):
     )
     batch_size: int = Field(16, ge=1)
     max_tokens: int = Field(256, gt=0, description="For generated answers (numeric, free text).")
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for k successes in n trials (95% for z=1.96); (0, 1) when n == 0."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def evaluate_model(task: Task, model: str, examples: list[Example], settings: EvaluateSettings,
+                   device: str = "auto") -> dict:
+    """Accuracy of `model` (alias, GGUF file or HF folder) on `examples`, with per-row predictions."""
+    from psilm.llm.base import ModelConfig, SamplingParams
+    from psilm.llm.transformers_backend import TransformersBackend
+
+    # --- validate
+    if not examples:
+        raise DataError("evaluate: no test examples; check data.test and data.n_test")
+    has_options = all(task.answer_options(ex) for ex in examples)
+    method = settings.method
+    if method == "auto":
+        method = "likelihood" if has_options else "generate"
+    if method == "likelihood" and not has_options:
+        raise ConfigError(
+            f"evaluate.method: 'likelihood' needs answer options, and task {task.name!r} "
+            f"({task.kind}) has none; use 'generate' or 'auto'"
+        )
+
+    # --- load (cached per process; read only)
+    started = time.perf_counter()
+    backend = TransformersBackend(ModelConfig(model=model, device=device, batch_size=settings.batch_size))
+    load_s = time.perf_counter() - started
+
+    # --- predict
+    started = time.perf_counter()
+    texts: list[str | None]
+    if method == "likelihood":
+        scores, tokens = option_logprobs(backend.model, backend.tokenizer, task, examples, settings.batch_size)
+        preds: list[str | None] = [
+            opts[max(range(len(opts)), key=s.__getitem__)]
+            for opts, s in zip((task.answer_options(ex) for ex in examples), scores, strict=True)
+        ]
+        texts = [None] * len(examples)
+        token_counts = {"prompt": tokens, "completion": 0}
+    else:
+        params = SamplingParams(temperature=0.0, max_tokens=settings.max_tokens)
+        outs = backend.generate([task.prompt(ex.input) for ex in examples], params)
+        texts = [o.text for o in outs]
+        preds = [task.extract(t) for t in texts]
+        token_counts = {
+            "prompt": sum(o.prompt_tokens for o in outs),
+            "completion": sum(o.completion_tokens for o in outs),
+        }
+    duration = time.perf_counter() - started
+
+    # --- score
+    correct = [task.score(p, ex.answer) >= 1.0 for p, ex in zip(preds, examples, strict=True)]
+    k, n = sum(correct), len(examples)
+    lo, hi = wilson_interval(k, n)
+    result = {
+        "accuracy": k / n,
+        "n": n,
+        "correct": k,
+        "ci95": [round(lo, 4), round(hi, 4)],
+        "unparsed": sum(p is None for p in preds),
+        "method": method,
+        "model": model,
+        "duration_s": round(duration, 2),
+        "load_s": round(load_s, 2),
+        "tokens": token_counts,
+    }
+    if task.kind == "classification":
+        result["per_class"] = _per_class(task.labels, examples, correct)
+    result["predictions"] = [
+        {"input": ex.input, "gold": ex.answer, "pred": p, "correct": c, **({"text": t} if t is not None else {})}
+        for ex, p, c, t in zip(examples, preds, correct, texts, strict=True)
+    ]
+    return result
+
+
+def _per_class(labels: list[str], examples: list[Example], correct: list[bool]) -> dict:
+    out = {}
+    for label in labels:
+        hits = [c for ex, c in zip(examples, correct, strict=True) if ex.answer == label]
+        out[label] = {"accuracy": sum(hits) / len(hits) if hits else None, "n": len(hits)}
+    return out
+
+
+# --- likelihood scoring -------------------------------------------------------------------------
+def option_logprobs(model, tokenizer, task: Task, examples: list[Example],
+                    batch_size: int) -> tuple[list[list[float]], int]:
+    """Per example, the log-probability of each answer option as the assistant's reply.
+
+    Each prompt is run once; every option continues from its KV cache. Returns the scores and
+    the number of tokens run through the model.
+    """
+    items = [_encode(tokenizer, task.prompt(ex.input), task.answer_options(ex)) for ex in examples]
+    scores: list[list[float]] = []
+    tokens = 0
+    for start in range(0, len(items), batch_size):
+        batch_scores, batch_tokens = _score_batch(model, tokenizer.pad_token_id, items[start : start + batch_size])
+        scores.extend(batch_scores)
+        tokens += batch_tokens
+    return scores, tokens
+
+
+def _encode(tokenizer, messages: list[dict], options: list[str]) -> tuple[list[int], list[tuple[list[int], int]]]:
+    """(shared prefix ids, [(continuation ids, index of the first scored token)] per option).
+
+    Tokenized as TRL tokenizes a prompt-completion pair: the completion starts where the prompt
+    alone and prompt+completion diverge, so what is scored is what training puts the loss on.
+    """
+
+    def ids(msgs: list[dict], gen_prompt: bool) -> list[int]:
+        text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen_prompt)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    prompt = ids(messages, True)
+    fulls = [ids(messages + [{"role": "assistant", "content": opt}], False) for opt in options]
+    starts = [_common_prefix(prompt, f) for f in fulls]
+    cut = min(starts)
+    if cut == 0:
+        raise DataError("evaluate: the chat template renders an empty prompt; cannot score options")
+    return fulls[0][:cut], [(f[cut:], s - cut) for f, s in zip(fulls, starts, strict=True)]
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _score_batch(model, pad_id: int, items) -> tuple[list[list[float]], int]:
+    import torch
+
+    dev = model.device
+    n_rows = len(items)
+    # --- prompts, left-padded, positions counted from each row's first real token
+    width = max(len(prefix) for prefix, _ in items)
+    ids = torch.full((n_rows, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n_rows, width), dtype=torch.long)
+    for i, (prefix, _) in enumerate(items):
+        ids[i, width - len(prefix) :] = torch.tensor(prefix)
+        mask[i, width - len(prefix) :] = 1
+    ids, mask = ids.to(dev), mask.to(dev)
+    prompt_len = mask.sum(-1)
+    with torch.inference_mode():
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            use_cache=True,
+            logits_to_keep=1,  # only the next-token distribution; full logits are vocab x length
+        )
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts each option's first token
+        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        cache_arg = _cache_kwarg(model)
+        scores: list[list[float]] = [[] for _ in range(n_rows)]
+        tokens = int(mask.sum())
+        for j in range(max(len(opts) for _, opts in items)):
+            # --- option j of every row (rows with fewer options get one ignored pad token)
+            conts = [opts[j] if j < len(opts) else ([pad_id], 1) for _, opts in items]
+            length = max(1, max(len(c) for c, _ in conts))
+            cids = torch.full((n_rows, length), pad_id, dtype=torch.long)
+            cmask = torch.zeros((n_rows, length), dtype=torch.long)
+            scored = torch.zeros((n_rows, length), dtype=torch.bool)
+            for i, (c, s) in enumerate(conts):
+                cids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+                cmask[i, : len(c)] = 1
+                scored[i, s : len(c)] = True
+            cids, cmask, scored = cids.to(dev), cmask.to(dev), scored.to(dev)
+            step = model(
+                input_ids=cids,
+                attention_mask=torch.cat([mask, cmask], dim=-1),
+                position_ids=prompt_len[:, None] + torch.arange(length, device=dev)[None, :],
+                **{cache_arg: copy.deepcopy(cache)},  # each option continues the same prompt
+                use_cache=True,
+            )
+            logp = torch.log_softmax(step.logits.float(), dim=-1)
+            predicting = torch.cat([first[:, None, :], logp[:, :-1, :]], dim=1)
+            token_lp = predicting.gather(-1, cids[:, :, None]).squeeze(-1)
+            totals = torch.where(scored, token_lp, 0.0).sum(-1).tolist()
+            for i, (_, opts) in enumerate(items):
+                if j < len(opts):
+                    scores[i].append(totals[i])
+            tokens += int(cmask.sum())
+    return scores, tokens
+
+
+def _cache_kwarg(model) -> str:
+    """transformers renamed `past_key_values` to `cache` during 5.x; accept either."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"

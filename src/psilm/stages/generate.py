@@ -1,12 +1,37 @@
-"""Stage 2: a small model writes new instances from seed demos and sampled principles."""
+"""Stage 2: a small model writes new instances from seed demos and sampled principles.
+
+Per instance (planned deterministically from (seed, index)): a category, a few seed demos and a
+sample of the principles for that category. Step 1 asks the generator for a new input in a short
+prompt; step 2 makes the target:
+
+- classification: the label the generator was asked to write for (optionally re-labelled k times
+  by the generator, recorded as votes for the filter);
+- numeric: the generator solves it k times; the majority number is the answer, a tie gives none;
+- multiple_choice / free_text: the generator writes question and answer in one response.
+
+Measured with SmolLM2-135M as generator: a long block of principles in every prompt made it
+drift and mislabel, while one short category principle per instance helped (TREC 47% -> 60%).
+Hence short prompts, one sampled principle, few demos. Every record keeps its raw text, the
+principles and demos that made it, and the model and sampling settings.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import random
+import re
+from collections import Counter
+from typing import Any, Literal
 
 from pydantic import Field
 
+from psilm.errors import ConfigError
+from psilm.llm.base import Messages, SamplingParams
+from psilm.llm.calls import ModelCaller
 from psilm.settings import Settings
+from psilm.stages import filter as filter_stage
+from psilm.tasks import Example, Task
+
+GOLDEN = 0.6180339887498949  # low-discrepancy step: weighted categories stay on their shares
 
 
 class GenerateSettings(Settings):
@@ -16,18 +41,294 @@ class GenerateSettings(Settings):
         "psi", description="psi: with principles; direct: seed demos only (the paper's baseline)."
     )
     # --- what each prompt holds: short prompts keep a 135M generator on track
-    demos_per_instance: int = Field(2, ge=0)
+    demos_per_instance: int = Field(
+        2, ge=0, description="Seed demos per prompt (classification: of the same label only)."
+    )
     principles_per_instance: int | None = Field(
-        1, ge=1, description="Principles sampled per instance; None = all (long prompts hurt small models)."
+        1, ge=1, description="Principles sampled per instance; None = all (long prompts hurt "
+        "small models)."
+    )
+    prefer_category: bool = Field(
+        True, description="Sample the category's own principles before task/error ones "
+        "(one category principle per instance is what helped on TREC)."
     )
     category_weights: dict[str, float] | None = Field(
-        None, description="Draw categories by these weights instead of evenly."
+        None, description="Draw categories by these weights instead of evenly; unnamed ones get 0."
     )
-    # --- sampling
-    temperature: float = Field(0.9, ge=0)
+    # --- sampling the new input
+    temperature: float = Field(0.9, ge=0, description="High enough for diverse inputs.")
     top_p: float = Field(0.95, gt=0, le=1)
-    max_tokens: int = Field(96, gt=0, description="For the new input; solutions get solve_max_tokens.")
-    # --- targets: k answers per instance; the majority becomes the label, ties are dropped
-    solve_samples: int = Field(3, ge=1)
+    max_tokens: int = Field(
+        96, gt=0, description="For the new input; solutions get solve_max_tokens."
+    )
+    pair_max_tokens: int = Field(
+        192, gt=0, description="multiple_choice / free_text: question, choices and answer in one."
+    )
+    # --- targets: k answers per instance; the majority becomes the answer, ties give none
+    solve_samples: int = Field(3, ge=1, description="numeric: solutions sampled per instance.")
+    verify_samples: int = Field(
+        0, ge=0, description="classification: times the generator re-labels each input (votes "
+        "for the filter); 0 = off, since a 135M labeller is less reliable than the asked label."
+    )
     solve_temperature: float = Field(0.7, ge=0)
     solve_max_tokens: int = Field(256, gt=0)
+    solve_demos: int = Field(1, ge=0, description="numeric: worked seed solutions in the prompt.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning: category, demos and principles per instance
+# ---------------------------------------------------------------------------------------------
+def plan_instances(task: Task, seeds: list[Example], principles: list[dict],
+                   settings: GenerateSettings, seed: int) -> list[dict]:
+    """One plan per instance; plan i depends only on (seed, i) and the inputs, not on n."""
+    s = settings
+    direct = s.mode == "direct"
+    cats = _categories(task, [] if direct else principles)
+    weights = _weights(cats, s.category_weights)
+    offset = random.Random(f"{seed}:weights").random()
+    plans = []
+    for i in range(s.n):
+        rng = random.Random(f"{seed}:{i}")
+        if weights is None:  # even: each block of len(cats) holds every category once
+            block = random.Random(f"{seed}:block:{i // len(cats)}").sample(cats, len(cats))
+            cat = block[i % len(cats)]
+        else:
+            cat = _weighted(cats, weights, (offset + (i + 1) * GOLDEN) % 1.0)
+        plan = {
+            "index": i,
+            "id": f"{s.mode}-{seed}-{i:05d}",
+            "mode": s.mode,
+            "category": cat,
+            "demo_ids": _demos(task, seeds, cat, s.demos_per_instance, rng),
+            "principle_ids": [],
+            "solve_principle_ids": [],
+        }
+        if not direct:
+            k = s.principles_per_instance
+            plan["principle_ids"] = _sample(_pool(principles, cat, "create"), k, s, rng)
+            if task.kind == "numeric":
+                plan["solve_principle_ids"] = _sample(_pool(principles, cat, "solve"), k, s, rng)
+        plans.append(plan)
+    return plans
+
+
+def _categories(task: Task, principles: list[dict]) -> list[str | None]:
+    if task.kind == "classification":
+        return list(task.labels)
+    cats = [p["category"] for p in principles if p["level"] == "category" and p["category"]]
+    return list(dict.fromkeys(cats)) or [None]
+
+
+def _weights(cats: list, given: dict[str, float] | None) -> list[float] | None:
+    if given is None:
+        return None
+    unknown = sorted(set(given) - {c for c in cats if c})
+    if unknown:
+        raise ConfigError(f"generate.category_weights: unknown categories {unknown}; "
+                          f"the categories are {[c for c in cats if c]}")
+    weights = [float(given.get(c, 0.0)) if c else 0.0 for c in cats]
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ConfigError("generate.category_weights: weights must be >= 0 with a positive sum")
+    return weights
+
+
+def _weighted(cats: list, weights: list[float], u: float) -> Any:
+    total, acc = sum(weights), 0.0
+    for cat, w in zip(cats, weights, strict=True):
+        acc += w / total
+        if u < acc and w > 0:
+            return cat
+    return next(c for c, w in zip(reversed(cats), reversed(weights), strict=True) if w > 0)
+
+
+def _demos(task: Task, seeds: list[Example], cat: str | None, k: int,
+           rng: random.Random) -> list[int]:
+    same = [i for i, x in enumerate(seeds) if cat is not None and x.category == cat]
+    if task.kind == "classification":  # a demo of another label invites copying that label
+        return sorted(rng.sample(same, min(k, len(same))))
+    picked = rng.sample(same, min(k, len(same)))
+    others = [i for i in range(len(seeds)) if i not in picked]
+    return picked + rng.sample(others, min(k - len(picked), len(others)))
+
+
+def _pool(principles: list[dict], cat: str | None, use: str) -> list[dict]:
+    """Task-level, this category's and error-level principles meant for `use` (or both)."""
+    return [p for p in principles if p["use"] in (use, "both")
+            and (p["level"] != "category" or p["category"] == cat)]
+
+
+def _sample(pool: list[dict], k: int | None, s: GenerateSettings, rng: random.Random) -> list[str]:
+    if k is None or k >= len(pool):
+        return [p["id"] for p in pool]
+    own = [p for p in pool if p["level"] == "category"] if s.prefer_category else []
+    picked = rng.sample(own, min(k, len(own)))
+    rest = [p for p in pool if p not in picked]
+    picked += rng.sample(rest, k - len(picked))
+    order = {p["id"]: j for j, p in enumerate(pool)}
+    return sorted((p["id"] for p in picked), key=order.__getitem__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts: one instruction line, the sampled principle(s), the demos, the request
+# ---------------------------------------------------------------------------------------------
+def input_prompt(task: Task, seeds: list[Example], plan: dict, by_id: dict[str, dict]) -> Messages:
+    c = task.config
+    noun, cat = c.input_name, plan["category"]
+    pair = task.kind in ("multiple_choice", "free_text")
+    if task.kind == "classification":
+        desc = c.label_descriptions.get(cat)
+        what = f'{noun} labelled "{cat}"'
+        head = f"{c.description} Label \"{cat}\"" + (f": {desc}." if desc else ".")
+    else:
+        what = f"{noun} ({cat.replace('-', ' ')})" if cat else noun
+        head = c.description
+    lines = [head] + [f"Tip: {by_id[pid]['text']}" for pid in plan["principle_ids"]]
+    demos = [seeds[i] for i in plan["demo_ids"]]
+    if demos:
+        lines += ["", f"Examples of {noun}s:" if not pair else "Examples:"]
+        for x in demos:
+            lines.append(_demo(task, x) if pair else f"- {_one_line(x.input)}")
+    if pair:
+        fmt = "'Question:' with the question" + (
+            " and its lettered choices" if task.kind == "multiple_choice" else "")
+        lines += ["", f"Write one new {what} in the same format: {fmt}, then 'Answer:' with "
+                      "the answer."]
+    else:
+        lines += ["", f"Write one new {what}. Reply with the {noun} only."]
+    return [{"role": "user", "content": "\n".join(lines)}]
+
+
+def solve_prompt(task: Task, seeds: list[Example], plan: dict, by_id: dict[str, dict],
+                 text: str, n_demos: int) -> Messages:
+    name = task.config.input_name.capitalize()
+    lines = [task.instruction()] + [f"Tip: {by_id[p]['text']}" for p in plan["solve_principle_ids"]]
+    for i in plan["demo_ids"][:n_demos]:
+        worked = re.sub(r"<<[^>]*>>", "", seeds[i].output)  # GSM8K calculator notes
+        lines += ["", f"{name}: {seeds[i].input}", f"Solution: {worked}"]
+    lines += ["", f"{name}: {text}"]
+    return [{"role": "user", "content": "\n".join(lines)}]
+
+
+def _demo(task: Task, x: Example) -> str:
+    return f"Question: {x.input}\nAnswer: {x.output}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing the generator's output
+# ---------------------------------------------------------------------------------------------
+_ANSWER_LINE = re.compile(r"^[ \t*#]*(?:correct |final )?answer\s*[:=-]\s*(?P<a>.*)$", re.I | re.M)
+
+
+def parse_pair(raw: str, task: Task) -> tuple[str | None, str | None, str | None]:
+    """(question, answer, None) or (None, None, reason) from 'Question: ... Answer: ...'."""
+    matches = list(_ANSWER_LINE.finditer(raw or ""))
+    if not matches:
+        return None, None, "no_answer"
+    m = matches[0]
+    question, answer = raw[: m.start()].strip(), m.group("a").strip()
+    if not answer:  # "Answer:\nB"
+        answer = raw[m.end():].strip().split("\n", 1)[0].strip()
+    if not answer:
+        return None, None, "no_answer"
+    if task.kind == "multiple_choice":
+        letter = task.extract(answer)
+        if letter is None or not re.search(rf"(?m)^\s*\(?{letter}[.)]\s*\S", question):
+            return None, None, "bad_answer"
+        return question, letter, None
+    return question, answer.split("\n", 1)[0].strip(), None
+
+
+def majority(votes: list[str | None]) -> str | None:
+    """The most common non-empty vote; None on a tie or with no votes."""
+    top = Counter(v for v in votes if v is not None).most_common(2)
+    if not top or (len(top) == 2 and top[0][1] == top[1][1]):
+        return None
+    return top[0][0]
+
+
+def with_final_answer(solution: str, answer: str) -> str:
+    body = solution.split("####", 1)[0].rstrip()
+    return f"{body}\n#### {answer}" if body else f"#### {answer}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+# ---------------------------------------------------------------------------------------------
+def generate_instances(task: Task, seeds: list[Example], principles: list[dict],
+                       generator: ModelCaller, settings: GenerateSettings,
+                       seed: int) -> tuple[list[dict], dict]:
+    """(candidate records, stats). Request ids depend only on (mode, seed, index, step)."""
+    s = settings
+    # --- validate, then plan
+    by_id = {p["id"]: p for p in principles}
+    plans = plan_instances(task, seeds, principles, s, seed)
+    calls_before = generator.new_calls
+    rid = "generate/{mode}/{seed}/{i}/{step}".format
+    pair = task.kind in ("multiple_choice", "free_text")
+    gen = {"model": generator.model_id, "temperature": s.temperature, "top_p": s.top_p,
+           "max_tokens": s.pair_max_tokens if pair else s.max_tokens}
+
+    # --- step 1: a new input per plan, in one batch through the caller
+    params = SamplingParams(temperature=s.temperature, top_p=s.top_p,
+                            max_tokens=gen["max_tokens"], seed=seed)
+    requests = [(rid(mode=p["mode"], seed=seed, i=p["index"], step="input"),
+                 input_prompt(task, seeds, p, by_id)) for p in plans]
+    outs = generator(requests, params)
+    records = []
+    for p, (r, _) in zip(plans, requests, strict=True):
+        raw = outs[r].text
+        question, answer, reason = parse_pair(raw, task) if pair else (raw, None, None)
+        text = None
+        if reason is None:
+            text, reason = filter_stage.clean_input(question, task)
+        records.append({
+            "id": p["id"], "mode": p["mode"], "input": text, "raw_input": raw,
+            "output": answer, "answer": answer, "category": p["category"],
+            "principle_ids": p["principle_ids"] + [i for i in p["solve_principle_ids"]
+                                                   if i not in p["principle_ids"]],
+            "demo_ids": p["demo_ids"], "votes": [], "parse_error": reason, "generator": gen,
+        })
+
+    # --- step 2: the target
+    good = [(p, r) for p, r in zip(plans, records, strict=True) if r["parse_error"] is None]
+    if task.kind == "classification":
+        for _, r in good:
+            r["output"] = r["answer"] = r["category"]
+    k = {"classification": s.verify_samples, "numeric": s.solve_samples}.get(task.kind, 0)
+    if k and good:
+        step = "verify" if task.kind == "classification" else "solve"
+        sp = SamplingParams(temperature=s.solve_temperature, top_p=s.top_p,
+                            max_tokens=s.solve_max_tokens, seed=seed)
+        reqs = [(rid(mode=p["mode"], seed=seed, i=p["index"], step=f"{step}/{j}"),
+                 task.prompt(r["input"]) if step == "verify"
+                 else solve_prompt(task, seeds, p, by_id, r["input"], s.solve_demos))
+                for p, r in good for j in range(k)]
+        solved = generator(reqs, sp)
+        texts = [solved[q].text for q, _ in reqs]
+        for n, (_, r) in enumerate(good):
+            mine = texts[n * k:(n + 1) * k]
+            r["votes"] = [task.extract(t) for t in mine]
+            if task.kind == "numeric":
+                r["answer"] = majority(r["votes"])
+                r["output"] = None
+                if r["answer"] is not None:
+                    first = next(t for t, v in zip(mine, r["votes"], strict=True)
+                                 if v == r["answer"])
+                    r["output"] = with_final_answer(first, r["answer"])
+
+    # --- stats
+    stats = {
+        "mode": s.mode,
+        "planned": len(plans),
+        "parsed": len(good),
+        "parse_errors": dict(Counter(r["parse_error"] for r in records if r["parse_error"])),
+        "by_category": dict(Counter(str(p["category"]) for p in plans)),
+        "no_answer": sum(r["answer"] is None for _, r in good),
+        "samples_per_instance": k,
+        "new_calls": generator.new_calls - calls_before,
+    }
+    return records, stats

@@ -1,26 +1,430 @@
-"""Stage 1: a teacher writes task-completion principles at several levels."""
+"""Stage 1: a teacher writes task-completion principles at several levels.
+
+Levels (each switchable in `levels`, so each can be measured):
+- task: what the task asks, what a correct answer satisfies, the answer format.
+- category: per category (the labels of a classification task; otherwise sub-types the teacher
+  finds in the seeds) how to create a good new instance and how to solve one.
+- error: the student answers each seed greedily; the teacher writes one principle per mistake,
+  then condenses them into a few general ones (as LEAP does, arXiv 2402.05403).
+
+The teacher is asked for short numbered lists; every line is parsed forgivingly and each line
+that is dropped is counted by reason, so garbage output never crashes the stage. A person can
+write the principles instead (`load_principles_file`): they are plain text, one per entry.
+"""
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import yaml
 from pydantic import Field
 
+from psilm.errors import ConfigError, DataError
+from psilm.llm.base import Messages, SamplingParams
+from psilm.llm.calls import ModelCaller
 from psilm.settings import Settings
+from psilm.tasks import Example, Task
 
 Level = Literal["task", "category", "error"]
+LEVELS = ("task", "category", "error")
+USES = ("create", "solve", "both")
 
 
 class PrinciplesSettings(Settings):
     # --- which levels (each switchable, so each can be measured)
-    levels: list[Level] = Field(default_factory=lambda: ["task", "category", "error"])
-    # --- a person's principles instead of (or beside) the teacher's
+    levels: list[Level] = Field(
+        default_factory=lambda: ["task", "category", "error"], description="Levels to write."
+    )
+    # --- a person's principles instead of the teacher's
     file: Path | None = Field(
         None, description="JSON/YAML principles file; when set, the teacher is not asked."
     )
     # --- teacher sampling
-    temperature: float = Field(0.7, ge=0)
-    max_tokens: int = Field(256, gt=0)
+    temperature: float = Field(0.7, ge=0, description="Teacher sampling temperature.")
+    max_tokens: int = Field(256, gt=0, description="Per teacher response; lists are short.")
+    # --- how many: few and short, since each generation prompt carries only one or two
+    task_count: int = Field(3, ge=1, description="Task-level principles asked for.")
     per_category: int = Field(2, ge=1, description="Principles per category per kind (create/solve).")
+    max_categories: int = Field(
+        4, ge=1, description="Sub-types the teacher may find in non-classification seeds."
+    )
     condense_to: int = Field(3, ge=1, description="Error-level principles kept after condensing.")
+    # --- what the teacher sees
+    seeds_shown: int = Field(8, ge=1, description="Seeds shown per teacher prompt (long prompts cost).")
+    # --- error level: the student answers every seed greedily
+    student_max_tokens: int = Field(256, gt=0, description="Per student answer to a seed.")
+    max_mistakes: int = Field(8, ge=1, description="Mistakes sent to the teacher, one prompt each.")
+    # --- what counts as a principle line
+    min_chars: int = Field(15, ge=1, description="Shorter lines are fragments, not principles.")
+    max_chars: int = Field(300, ge=1, description="Longer lines would crowd a small model's prompt.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing teacher output
+# ---------------------------------------------------------------------------------------------
+_BULLET = re.compile(
+    r"^\s*(?:(?:principle|rule|tip|step)\s*\d*\s*[:.)-]\s*|\(?\d{1,2}[.):]\s*|[-*\u2022+]\s+)+",
+    re.IGNORECASE,
+)
+_PREAMBLE = re.compile(r"(?:here (?:are|is)|sure\b|certainly\b|okay\b|of course\b)", re.I)
+_INLINE_NUMBER = re.compile(r"\s(?=\(?\d{1,2}[.)]\s+[A-Z])")  # "1. Do x. 2. Do y." on one line
+
+
+def parse_list(text: str | None, min_chars: int, max_chars: int,
+               dropped: Counter) -> list[str]:
+    """Items of a numbered or bulleted list; what is dropped is counted in `dropped` by reason."""
+    items: list[str] = []
+    seen: set[str] = set()
+    lines: list[str] = []
+    for raw in (text or "").splitlines():
+        lines.extend(_INLINE_NUMBER.split(raw) if _BULLET.match(raw) else [raw])
+    for raw in lines:
+        if not raw.strip():
+            continue
+        line = _BULLET.sub("", raw.strip())
+        line = re.sub(r"\*\*|__|`", "", line).strip().strip('"').strip()
+        if not line:
+            dropped["empty"] += 1
+        elif line.endswith(":") and not _BULLET.match(raw):
+            dropped["heading"] += 1  # "Principles for the task:"
+        elif _PREAMBLE.match(line):
+            dropped["preamble"] += 1  # "Here are three principles.", "Sure!"
+        elif len(line) < min_chars:
+            dropped["too_short"] += 1
+        elif len(line) > max_chars:
+            dropped["too_long"] += 1
+        elif (key := re.sub(r"\W+", " ", line.lower()).strip()) in seen:
+            dropped["duplicate"] += 1
+        else:
+            seen.add(key)
+            items.append(line)
+    if not items:
+        dropped["no_items"] += 1
+    return items
+
+
+def _cap(items: list[str], n: int, dropped: Counter) -> list[str]:
+    if len(items) > n:
+        dropped["over_cap"] += len(items) - n
+    return items[:n]
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-")
+
+
+_CATEGORY_LINE = re.compile(r"^(?P<name>[^:]{2,50}):\s*(?P<desc>.+)$")
+_EXAMPLE_REFS = re.compile(r"[(\[]\s*examples?\s*:?\s*(?P<nums>[\d,\s&and]+)[)\]]\s*\.?$", re.I)
+
+
+def parse_categories(text: str | None, n_seeds: int, cap: int,
+                     dropped: Counter) -> dict[str, dict[str, Any]]:
+    """'name: description (examples 1, 3)' lines -> {slug: {"description", "seeds"}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for line in parse_list(text, 3, 300, dropped):
+        m = _CATEGORY_LINE.match(line)
+        if not m or not slug(m.group("name")):
+            dropped["not_a_category"] += 1
+            continue
+        name, desc = slug(m.group("name")), m.group("desc").strip()
+        refs = _EXAMPLE_REFS.search(desc)
+        seeds: list[int] = []
+        if refs:
+            desc = desc[: refs.start()].strip()
+            nums = (int(n) - 1 for n in re.findall(r"\d+", refs.group("nums")))
+            seeds = sorted({n for n in nums if 0 <= n < n_seeds})
+        if name in out:
+            dropped["duplicate"] += 1
+        elif len(out) >= cap:
+            dropped["over_cap"] += 1
+        else:
+            out[name] = {"description": desc, "seeds": seeds}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Teacher prompts: short, one job each, a numbered list back
+# ---------------------------------------------------------------------------------------------
+def _shown(task: Task, seeds: list[Example], n: int, with_answers: bool = True) -> str:
+    name = task.config.input_name.capitalize()
+    rows = []
+    for i, s in enumerate(seeds[:n], start=1):
+        row = f"{i}. {name}: {_trim(s.input)}"
+        if with_answers:
+            row += f"\n   Answer: {_trim(s.output)}"
+        rows.append(row)
+    return "\n".join(rows)
+
+
+def _trim(text: str, n: int = 400) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _about(task: Task) -> str:
+    c = task.config
+    lines = [f"Task: {c.description}", f"One input is a {c.input_name}."]
+    if task.kind == "classification":
+        labels = [f"{lb} ({c.label_descriptions[lb]})" if lb in c.label_descriptions else lb
+                  for lb in task.labels]
+        lines.append("Labels: " + "; ".join(labels) + ".")
+    return "\n".join(lines)
+
+
+def _list_request(n: int, what: str) -> str:
+    return (f"Write {n} short principles {what}. One sentence each, concrete, no examples copied. "
+            "Reply with a numbered list only.")
+
+
+def task_prompt(task: Task, seeds: list[Example], s: PrinciplesSettings) -> Messages:
+    body = (f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown)}\n\n"
+            + _list_request(s.task_count, "about what the task asks, what a correct answer must "
+                                          "satisfy, and the answer format"))
+    return [{"role": "user", "content": body}]
+
+
+def grouping_prompt(task: Task, seeds: list[Example], s: PrinciplesSettings) -> Messages:
+    body = (f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown, False)}\n\n"
+            f"Group these {task.config.input_name}s into at most {s.max_categories} sub-types. "
+            "Reply with a numbered list, one line per sub-type: "
+            "'name: one-sentence description (examples 1, 3)'.")
+    return [{"role": "user", "content": body}]
+
+
+def category_prompt(task: Task, name: str, desc: str, shown: list[Example], use: str,
+                    s: PrinciplesSettings) -> Messages:
+    noun = task.config.input_name
+    label = "label" if task.kind == "classification" else "sub-type"
+    what = (f"for writing a good new {noun} whose {label} is '{name}'" if use == "create"
+            else f"for solving a {noun} of {label} '{name}' correctly")
+    head = f"{_about(task)}\n\nThe {label} '{name}'" + (f" means: {desc}" if desc else "") + "."
+    examples = f"\n\nExamples of '{name}':\n{_shown(task, shown, s.seeds_shown)}" if shown else ""
+    return [{"role": "user", "content": f"{head}{examples}\n\n{_list_request(s.per_category, what)}"}]
+
+
+def mistake_prompt(task: Task, seed: Example, student_text: str) -> Messages:
+    name = task.config.input_name
+    body = (f"{_about(task)}\n\nA small model was given this {name}:\n{_trim(seed.input)}\n\n"
+            f"It answered:\n{_trim(student_text)}\n\nThe correct answer is:\n{_trim(seed.output)}\n\n"
+            f"Write one short principle (one sentence) that would have led the model to the correct "
+            f"answer, general enough to help with similar {name}s. Reply with the principle only.")
+    return [{"role": "user", "content": body}]
+
+
+def condense_prompt(task: Task, specific: list[str], s: PrinciplesSettings) -> Messages:
+    listed = "\n".join(f"{i}. {p}" for i, p in enumerate(specific, start=1))
+    body = (f"{_about(task)}\n\nPrinciples learned from a small model's mistakes:\n{listed}\n\n"
+            f"Merge them into at most {s.condense_to} general principles. One sentence each. "
+            "Reply with a numbered list only.")
+    return [{"role": "user", "content": body}]
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+# ---------------------------------------------------------------------------------------------
+def write_principles(task: Task, seeds: list[Example], teacher: ModelCaller,
+                     settings: PrinciplesSettings, seed: int,
+                     student: ModelCaller | None = None) -> dict:
+    """Ask the teacher for principles at each level in `settings.levels`; see the module doc."""
+    # --- validate
+    if not seeds:
+        raise DataError("principles: no seed examples to write principles from")
+    if "error" in settings.levels and student is None:
+        raise ConfigError("principles.levels includes 'error', which needs a student model to "
+                          "answer the seeds; pass one or drop 'error' from principles.levels")
+    s = settings
+    params = SamplingParams(temperature=s.temperature, top_p=1.0, max_tokens=s.max_tokens, seed=seed)
+    source = f"teacher:{teacher.model_id}"
+    principles: list[dict] = []
+    prompts: list[dict] = []
+    dropped: Counter = Counter()
+    notes: list[str] = []
+
+    def ask(level: str, requests: list[tuple[str, Messages]]) -> dict[str, str]:
+        out = teacher(requests, params)
+        texts = {rid: out[rid].text for rid, _ in requests}
+        prompts.extend({"level": level, "id": rid, "messages": m, "response": texts[rid]}
+                       for rid, m in requests)
+        return texts
+
+    def add(level: str, category: str | None, use: str, texts: list[str], prefix: str) -> None:
+        start = sum(p["id"].startswith(prefix) for p in principles)
+        for k, text in enumerate(texts, start=start + 1):
+            principles.append({"id": f"{prefix}{k}", "level": level, "category": category,
+                               "use": use, "text": text, "source": source})
+
+    # --- categories: the labels, or sub-types the teacher finds in the seeds
+    categories: dict[str, str] = {}
+    members: dict[str, list[Example]] = {}
+    if task.kind == "classification":
+        categories = {lb: task.config.label_descriptions.get(lb, "") for lb in task.labels}
+        members = {lb: [x for x in seeds if x.answer == lb] for lb in task.labels}
+    elif "category" in s.levels:
+        rid = f"principles/{seed}/categories"
+        text = ask("category", [(rid, grouping_prompt(task, seeds, s))])[rid]
+        found = parse_categories(text, min(len(seeds), s.seeds_shown), s.max_categories, dropped)
+        categories = {k: v["description"] for k, v in found.items()}
+        members = {k: [seeds[i] for i in v["seeds"]] for k, v in found.items()}
+        if not categories:
+            notes.append("the teacher named no usable sub-types; no category-level principles")
+
+    # --- task level
+    if "task" in s.levels:
+        rid = f"principles/{seed}/task"
+        text = ask("task", [(rid, task_prompt(task, seeds, s))])[rid]
+        add("task", None, "both", _cap(parse_list(text, s.min_chars, s.max_chars, dropped),
+                                       s.task_count, dropped), "t")
+
+    # --- category level: how to create and how to solve, per category
+    if "category" in s.levels and categories:
+        requests = [(f"principles/{seed}/category/{name}/{use}",
+                     category_prompt(task, name, desc, members.get(name, []), use, s))
+                    for name, desc in categories.items() for use in ("create", "solve")]
+        texts = ask("category", requests)
+        for name in categories:
+            for use in ("create", "solve"):
+                items = parse_list(texts[f"principles/{seed}/category/{name}/{use}"],
+                                   s.min_chars, s.max_chars, dropped)
+                add("category", name, use, _cap(items, s.per_category, dropped), f"c-{name}-")
+
+    # --- error level: the student's mistakes on the seeds
+    error: dict[str, Any] | None = None
+    if "error" in s.levels:
+        error = _error_level(task, seeds, student, s, seed, ask, dropped)
+        add("error", None, "both", error.pop("principles"), "e")
+        if error["mistakes"] == 0:
+            notes.append("the student answered every seed correctly; no error-level principles")
+
+    return {
+        "principles": principles,
+        "teacher": teacher.model_id,
+        "prompts": prompts,
+        "categories": categories,
+        "dropped": dict(sorted(dropped.items())),
+        "error": error,
+        "notes": notes,
+    }
+
+
+def _error_level(task: Task, seeds: list[Example], student: ModelCaller,
+                 s: PrinciplesSettings, seed: int, ask, dropped: Counter) -> dict[str, Any]:
+    greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=s.student_max_tokens, seed=seed)
+    requests = [(f"principles/{seed}/student/{i}", task.prompt(x.input)) for i, x in enumerate(seeds)]
+    answers = student(requests, greedy)
+    mistakes = []
+    for i, x in enumerate(seeds):
+        text = answers[f"principles/{seed}/student/{i}"].text
+        pred = task.extract(text)
+        if task.score(pred, x.answer) < 1.0:
+            mistakes.append({"seed": i, "predicted": pred, "gold": x.answer, "response": text})
+    used = mistakes[: s.max_mistakes]
+    specific: list[str] = []
+    if used:
+        reqs = [(f"principles/{seed}/mistake/{m['seed']}",
+                 mistake_prompt(task, seeds[m["seed"]], m["response"])) for m in used]
+        texts = ask("error", reqs)
+        for rid, _ in reqs:
+            items = parse_list(texts[rid], s.min_chars, s.max_chars, dropped)
+            specific.extend(_cap(items, 1, dropped))
+    general: list[str] = []
+    if specific:
+        rid = f"principles/{seed}/condense"
+        text = ask("error", [(rid, condense_prompt(task, specific, s))])[rid]
+        general = _cap(parse_list(text, s.min_chars, s.max_chars, dropped), s.condense_to, dropped)
+    return {
+        "student": student.model_id,
+        "seeds": len(seeds),
+        "mistakes": len(mistakes),
+        "mistakes_sent": len(used),
+        "details": [{k: m[k] for k in ("seed", "predicted", "gold")} for m in mistakes],
+        "specific": specific,
+        "principles": general,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# A person's principles
+# ---------------------------------------------------------------------------------------------
+_ENTRY_KEYS = {"level", "category", "use", "text", "id", "source"}  # id/source: reassigned
+
+
+def load_principles_file(path: str | Path, task: Task) -> dict:
+    """Principles a person wrote, in the shape `write_principles` returns.
+
+    The file is YAML or JSON: a list of {level, category?, use?, text}, or a mapping with
+    `principles:` (that list) and optionally `categories: {name: description}`. Ids are assigned
+    in order (t1, c-<category>-1, e1); `id` and `source` keys in the file are ignored, so an
+    edited copy of principles.json loads as it is.
+    """
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise DataError(f"{where}: principles file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f"{where}:{mark.line + 1}" if mark else where
+        raise DataError(f"{at}: invalid YAML/JSON ({getattr(e, 'problem', e)})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{where}: not valid UTF-8") from None
+    declared: dict[str, str] = {}
+    if isinstance(data, dict):
+        declared = data.get("categories") or {}
+        if not isinstance(declared, dict):
+            raise DataError(f"{where}: `categories` must map names to descriptions")
+        data = data.get("principles")
+    if not isinstance(data, list) or not data:
+        raise DataError(f"{where}: expected a list of principles (or a mapping with `principles:`)"
+                        ", each {level, category, use, text}")
+
+    principles: list[dict] = []
+    counts: Counter = Counter()
+    for i, entry in enumerate(data):
+        p = _check_entry(entry, i, where, task)
+        prefix = {"task": "t", "error": "e"}.get(p["level"], f"c-{p['category']}-")
+        counts[prefix] += 1
+        principles.append({"id": f"{prefix}{counts[prefix]}", **p, "source": f"person:{path.name}"})
+
+    if task.kind == "classification":
+        categories = {lb: task.config.label_descriptions.get(lb, "") for lb in task.labels}
+    else:
+        categories = {str(k): str(v or "") for k, v in declared.items()}
+        for p in principles:
+            if p["category"] is not None:
+                categories.setdefault(p["category"], "")
+    return {"principles": principles, "teacher": None, "prompts": [], "categories": categories,
+            "dropped": {}, "error": None, "notes": [f"written by a person: {path.name}"]}
+
+
+def _check_entry(entry: Any, i: int, where: str, task: Task) -> dict:
+    at = f"{where}: principle #{i + 1}"
+    if not isinstance(entry, dict):
+        raise DataError(f"{at}: expected a mapping with `level` and `text`, got {entry!r:.60}")
+    unknown = set(entry) - _ENTRY_KEYS
+    if unknown:
+        raise DataError(f"{at}: unknown key(s) {sorted(unknown)}; use level, category, use, text")
+    level = entry.get("level")
+    if level not in LEVELS:
+        raise DataError(f"{at}: unknown level {level!r}; use one of {list(LEVELS)}")
+    text = entry.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(f"{at}: `text` is empty; write the principle or delete the entry")
+    use = entry.get("use") or "both"
+    if use not in USES:
+        raise DataError(f"{at}: unknown use {use!r}; use one of {list(USES)}")
+    category = entry.get("category")
+    if level == "category":
+        if category is None or not str(category).strip():
+            raise DataError(f"{at}: level 'category' needs a `category`")
+        category = str(category).strip()
+        if task.kind == "classification" and category not in task.labels:
+            raise DataError(f"{at}: category {category!r} is not a label of task "
+                            f"{task.name!r} ({', '.join(task.labels)})")
+    elif category is not None:
+        raise DataError(f"{at}: level {level!r} takes no category; use level 'category' for "
+                        "a principle about one category")
+    return {"level": level, "category": category, "use": use, "text": " ".join(text.split())}

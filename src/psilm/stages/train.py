@@ -96,7 +96,7 @@ def train_model(task: Task, examples: list[Example], student: ModelConfig, setti
         learning_rate=settings.learning_rate,
         per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        gradient_checkpointing=settings.gradient_checkpointing,
+        **_checkpointing(SFTConfig, settings.gradient_checkpointing),
         max_length=settings.max_length,
         completion_only_loss=True,  # loss on the answer, never on the prompt
         packing=False,  # packing would let examples attend to each other without flash attention
@@ -186,3 +186,9 @@ def _lora_config(settings: TrainSettings):
         task_type="CAUSAL_LM",
     )
 
+
+
+def _checkpointing(config_cls, enabled: bool) -> dict:
+    """transformers 5.x renamed gradient_checkpointing to activation_checkpointing; set whichever exists."""
+    fields = config_cls.__dataclass_fields__
+    return {"activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing": enabled}

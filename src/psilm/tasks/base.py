@@ -70,6 +70,12 @@ class Example:
         }
 
 
+_LETTER_PATTERNS = [  # most explicit first; a bare 'I' or 'A' is too often a word
+    re.compile(r"answer(?: is)?:?\s*\(?([A-J])\b", re.IGNORECASE),
+    re.compile(r"\(([A-J])\)"),
+    re.compile(r"^\s*([A-J])\s*(?:[.):]|$)", re.MULTILINE),
+    re.compile(r"\b([B-HJ])\b"),
+]
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
 
 
@@ -221,8 +227,11 @@ class Task:
             numbers = _NUMBER.findall(text)
             return parse_number(numbers[-1]) if numbers else None
         if self.kind == "multiple_choice":
-            m = re.search(r"\b([A-Z])\b", text.upper())
-            return m.group(1) if m else None
+            for pattern in _LETTER_PATTERNS:
+                m = pattern.search(text)
+                if m:
+                    return m.group(1).upper()
+            return None
         line = text.splitlines()[0].strip() if text else ""
         return line or None
 
