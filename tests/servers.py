@@ -39,8 +39,14 @@ def _models_ready(base_url: str) -> bool:
 
 
 @contextlib.contextmanager
-def llama_server(n_ctx: int = 2048, timeout_s: float = 120.0) -> Iterator[tuple[str, str]]:
-    """Start `python -m llama_cpp.server` on the embedded model; yield (base_url, model name)."""
+def llama_server(
+    n_ctx: int = 2048, n_threads: int = 1, timeout_s: float = 120.0
+) -> Iterator[tuple[str, str]]:
+    """Start `python -m llama_cpp.server` on the embedded model; yield (base_url, model name).
+
+    One thread by default: llama.cpp's threads spin on barriers, so on a small shared machine
+    (the test machine has 2 cores) more threads than free cores is several times slower.
+    """
     from psilm.llm.registry import resolve_model
 
     gguf = resolve_model("smollm2-135m").file
@@ -51,6 +57,7 @@ def llama_server(n_ctx: int = 2048, timeout_s: float = 120.0) -> Iterator[tuple[
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(gguf), "--model_alias", MODEL_NAME,
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
+        "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads),
     ]  # fmt: skip
     # the server's output goes to a file, not a pipe: a full pipe would block the server
     with tempfile.TemporaryDirectory(prefix="psilm-llama-server-") as tmp:

@@ -36,7 +36,9 @@ class ModelConfig(Settings):
         "auto", description="auto: float32 on CPU (bf16 matmuls are slow there), bfloat16 on GPU."
     )
     n_ctx: int = Field(2048, ge=256, description="Context length for llamacpp / vllm.")
-    n_threads: int | None = Field(None, description="CPU threads for llamacpp; None = all cores.")
+    n_threads: int | None = Field(
+        None, description="CPU threads for llamacpp; None = half the cores (its threads spin-wait)."
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Passed to the backend as is, e.g. vllm tensor_parallel_size."
     )

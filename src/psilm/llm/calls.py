@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from psilm.llm.base import Backend, Completion, Messages, SamplingParams
 from psilm.store import JsonlLog, fingerprint
@@ -50,20 +50,30 @@ class ModelCaller:
         return fingerprint([rid, messages, params.key(), self.model_id])
 
     def __call__(
-        self, requests: list[Request], params: SamplingParams, progress: Callable[[int], None] | None = None
+        self,
+        requests: list[Request],
+        params: SamplingParams,
+        progress: Callable[[int], None] | None = None,
     ) -> dict[str, Completion]:
         keys = {rid: self._key(rid, msgs, params) for rid, msgs in requests}
-        todo = [(rid, msgs) for rid, msgs in requests if keys[rid] not in self._done]
-        for start in range(0, len(todo), self.chunk):
-            part = todo[start : start + self.chunk]
-            outs = self.backend.generate([m for _, m in part], params)
-            for (rid, _), out in zip(part, outs, strict=True):
+        # Blocks sit at fixed positions of the request list and each block is always generated
+        # whole, with a seed derived from its position: a resumed run asks the backend exactly
+        # what an uninterrupted run asked, so seeded backends give the same records.
+        for start in range(0, len(requests), self.chunk):
+            block = requests[start : start + self.chunk]
+            if all(keys[rid] in self._done for rid, _ in block):
+                continue
+            block_params = params if params.seed is None else replace(params, seed=params.seed + start)
+            outs = self.backend.generate([m for _, m in block], block_params)
+            for (rid, _), out in zip(block, outs, strict=True):
+                if keys[rid] in self._done:
+                    continue
                 rec = {"key": keys[rid], "id": rid, "role": self.role, "model": self.model_id, **asdict(out)}
                 self.log.append(rec)
                 self._done[rec["key"]] = rec
                 self.new_calls += 1
             if progress:
-                progress(len(part))
+                progress(len(block))
         result = {}
         for rid, _ in requests:
             rec = self._done[keys[rid]]

@@ -54,9 +54,7 @@ class OpenAIBackend:
         key = read_api_key(config.api_key_env)
         # kept only to scrub it from server messages; never shown
         self._scrub: Callable[[str], str] = lambda s: s.replace(key, "***") if len(key) > 3 else s
-        self._client = OpenAI(
-            api_key=key, base_url=config.base_url, timeout=config.timeout_s, max_retries=0
-        )
+        self._client = OpenAI(api_key=key, base_url=config.base_url, timeout=config.timeout_s, max_retries=0)
         self.base_url = str(self._client.base_url).rstrip("/")
 
     def __repr__(self) -> str:
@@ -73,8 +71,7 @@ class OpenAIBackend:
             # seed + i: identical prompts in one batch still get different samples, as in the
             # transformers backend, while the whole batch stays reproducible
             futures = [
-                pool.submit(self._request, m, params, _seed(params, i), stop)
-                for i, m in enumerate(prompts)
+                pool.submit(self._request, m, params, _seed(params, i), stop) for i, m in enumerate(prompts)
             ]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in futures if f in done and f.exception() is not None]
