@@ -71,7 +71,9 @@ def evaluate_model(task: Task, model: str, examples: list[Example], settings: Ev
     started = time.perf_counter()
     texts: list[str | None]
     if method == "likelihood":
-        scores, tokens = option_logprobs(backend.model, backend.tokenizer, task, examples, settings.batch_size)
+        scores, tokens = option_logprobs(
+            backend.model, backend.tokenizer, task, examples, settings.batch_size
+        )
         preds: list[str | None] = [
             opts[max(range(len(opts)), key=s.__getitem__)]
             for opts, s in zip((task.answer_options(ex) for ex in examples), scores, strict=True)
@@ -108,7 +110,8 @@ def evaluate_model(task: Task, model: str, examples: list[Example], settings: Ev
     if task.kind == "classification":
         result["per_class"] = _per_class(task.labels, examples, correct)
     result["predictions"] = [
-        {"input": ex.input, "gold": ex.answer, "pred": p, "correct": c, **({"text": t} if t is not None else {})}
+        {"input": ex.input, "gold": ex.answer, "pred": p, "correct": c}
+        | ({"text": t} if t is not None else {})  # generate: the raw reply, beside the parsed answer
         for ex, p, c, t in zip(examples, preds, correct, texts, strict=True)
     ]
     return result
@@ -134,13 +137,17 @@ def option_logprobs(model, tokenizer, task: Task, examples: list[Example],
     scores: list[list[float]] = []
     tokens = 0
     for start in range(0, len(items), batch_size):
-        batch_scores, batch_tokens = _score_batch(model, tokenizer.pad_token_id, items[start : start + batch_size])
+        batch = items[start : start + batch_size]
+        batch_scores, batch_tokens = _score_batch(model, tokenizer.pad_token_id, batch)
         scores.extend(batch_scores)
         tokens += batch_tokens
     return scores, tokens
 
 
-def _encode(tokenizer, messages: list[dict], options: list[str]) -> tuple[list[int], list[tuple[list[int], int]]]:
+Encoded = tuple[list[int], list[tuple[list[int], int]]]
+
+
+def _encode(tokenizer, messages: list[dict], options: list[str]) -> Encoded:
     """(shared prefix ids, [(continuation ids, index of the first scored token)] per option).
 
     Tokenized as TRL tokenizes a prompt-completion pair: the completion starts where the prompt
@@ -169,7 +176,7 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def _score_batch(model, pad_id: int, items) -> tuple[list[list[float]], int]:
+def _score_batch(model, pad_id: int, items: list[Encoded]) -> tuple[list[list[float]], int]:
     import torch
 
     dev = model.device

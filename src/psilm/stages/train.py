@@ -118,20 +118,21 @@ def train_model(task: Task, examples: list[Example], student: ModelConfig, setti
     result = trainer.train()
     duration = time.perf_counter() - started
 
-    # --- write (trainer.save_model writes on the main process only)
+    # --- write (trainer.save_model writes model + tokenizer, on the main process only)
     saved = []
-    if lora:
+    if not lora:
+        trainer.save_model(str(out_dir / "merged"))
+        saved.append("merged")
+    else:
         trainer.save_model(str(out_dir / "adapter"))
         saved.append("adapter")
-    if settings.merge or not lora:
-        if trainer.is_world_process_zero():
-            final = trainer.accelerator.unwrap_model(trainer.model)
-            if lora:
-                final = final.merge_and_unload()
-            final.save_pretrained(out_dir / "merged", safe_serialization=True)
-            tokenizer.save_pretrained(out_dir / "merged")
-        trainer.accelerator.wait_for_everyone()
-        saved.append("merged")
+        if settings.merge:
+            if trainer.is_world_process_zero():
+                merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+                merged.save_pretrained(out_dir / "merged")
+                tokenizer.save_pretrained(out_dir / "merged")
+            trainer.accelerator.wait_for_everyone()
+            saved.append("merged")
 
     lengths = [min(len(ids), settings.max_length) for ids in trainer.train_dataset["input_ids"]]
     epochs_done = float(trainer.state.epoch or 0.0)
@@ -154,23 +155,32 @@ def train_model(task: Task, examples: list[Example], student: ModelConfig, setti
 def _load_for_training(student: ModelConfig, device: str, lora: bool):
     """(model, tokenizer), loaded fresh so the cached inference copy is never trained in place."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     from psilm.errors import BackendError
     from psilm.llm.registry import resolve_model
     from psilm.llm.transformers_backend import pick_dtype, prepare_tokenizer
 
     resolved = resolve_model(student.model)
-    kwargs = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
+    kwargs, model_kwargs = {}, {}
+    if resolved.gguf_file:
+        kwargs = {"gguf_file": resolved.gguf_file}
+        # GGUF weights unpacked into plain dense tensors: packed GGUF blocks cannot be trained
+        model_kwargs = {"quantization_config": GgufConfig(dequantize=True)}
     # LoRA trains fp32 adapters over a frozen base in the run's dtype (bf16 on GPU); full
     # fine-tuning keeps fp32 master weights, with bf16 autocast on GPUs
     dtype = pick_dtype(student.dtype, device) if lora else torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(resolved.path), **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(str(resolved.path), dtype=dtype, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(resolved.path), dtype=dtype, **kwargs, **model_kwargs
+        )
     except (OSError, ValueError) as e:
         where = resolved.file or resolved.path
         raise BackendError(f"student model at {where} could not be loaded for training: {e}") from None
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:  # unpacked GGUF: an ordinary model, or Trainer refuses to train it
+        quantizer.remove_quantization_config(model)
     prepare_tokenizer(tokenizer)  # pad token and chat template, as at inference time
     return model, tokenizer
 
@@ -189,6 +199,6 @@ def _lora_config(settings: TrainSettings):
 
 
 def _checkpointing(config_cls, enabled: bool) -> dict:
-    """transformers 5.x renamed gradient_checkpointing to activation_checkpointing; set whichever exists."""
-    fields = config_cls.__dataclass_fields__
-    return {"activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing": enabled}
+    """transformers 5.x renamed gradient_checkpointing to activation_checkpointing; set either."""
+    new = "activation_checkpointing"
+    return {new if new in config_cls.__dataclass_fields__ else "gradient_checkpointing": enabled}

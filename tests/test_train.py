@@ -1,0 +1,156 @@
+"""Stage 4, train: TRL SFT on a tiny random model (plumbing), and one real LoRA step (slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from psilm.errors import DataError
+from psilm.llm.base import ModelConfig
+from psilm.stages.evaluate import EvaluateSettings, evaluate_model
+from psilm.stages.train import TrainSettings, to_dataset_rows, train_model
+from psilm.tasks import Example, load_task
+
+SST2 = Path("/work/shared/data/sst2")
+
+
+def build_tiny_model(folder: Path) -> Path:
+    """A 2-layer Llama with the embedded model's tokenizer (and chat template), saved as an HF folder."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from psilm.llm.registry import resolve_model
+
+    embedded = resolve_model("smollm2-135m")
+    tok = AutoTokenizer.from_pretrained(str(embedded.path), gguf_file=embedded.gguf_file)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> str:
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny")))
+
+
+@pytest.fixture(scope="module")
+def sst2():
+    return load_task("sst2")
+
+
+def toy_examples(task, n: int = 8) -> list[Example]:
+    """Short, clearly separated inputs: 'great ...' is positive, 'awful ...' negative."""
+    words = ["film", "plot", "cast", "ending", "score", "script", "pacing", "acting"]
+    out = []
+    for i in range(n):
+        label = "positive" if i % 2 == 0 else "negative"
+        text = f"{'great' if label == 'positive' else 'awful'} {words[i % len(words)]}"
+        out.append(task.example({"text": text, "label": label}))
+    return out
+
+
+# --- data format ---------------------------------------------------------------------------------
+def test_rows_are_conversational_prompt_completion(sst2):
+    ex = toy_examples(sst2, 1)[0]
+    (row,) = to_dataset_rows(sst2, [ex])
+    assert row["prompt"] == sst2.prompt(ex.input)  # exactly what the student reads at evaluation
+    assert row["completion"] == [{"role": "assistant", "content": ex.output}]
+
+
+def test_empty_examples_is_a_data_error(sst2, tiny, tmp_path):
+    with pytest.raises(DataError, match="no training examples"):
+        train_model(sst2, [], ModelConfig(model=tiny), TrainSettings(), tmp_path, seed=0)
+
+
+# --- LoRA ----------------------------------------------------------------------------------------
+def test_lora_writes_adapter_and_merged_model_that_evaluates(sst2, tiny, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    examples = toy_examples(sst2)
+    settings = TrainSettings(epochs=1, batch_size=4)
+    stats = train_model(sst2, examples, ModelConfig(model=tiny, device="cpu"), settings, tmp_path, seed=0)
+
+    assert stats["n_train"] == 8 and stats["steps"] == 2 and stats["epochs"] == pytest.approx(1.0)
+    assert stats["method"] == "lora" and stats["saved"] == ["adapter", "merged"]
+    assert math.isfinite(stats["train_loss"]) and stats["train_tokens"] > 8 * 10
+    assert stats["duration_s"] > 0 and stats["loss_curve"]
+    json.dumps(stats)  # plain data
+
+    # only the final model lands in out_dir: no checkpoint-* folders
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["adapter", "merged"]
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+    merged = tmp_path / "merged"
+    assert (merged / "config.json").exists() and (merged / "model.safetensors").exists()
+
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    assert not any("lora" in name for name in model.state_dict())
+    tok = AutoTokenizer.from_pretrained(merged)
+    rendered = tok.apply_chat_template(sst2.prompt("x"), tokenize=False, add_generation_prompt=True)
+    assert rendered.endswith("<|im_start|>assistant\n")  # the chat template travels with the model
+
+    result = evaluate_model(sst2, str(merged), examples, EvaluateSettings(batch_size=3), device="cpu")
+    assert result["n"] == 8 and result["method"] == "likelihood" and len(result["predictions"]) == 8
+
+
+def test_same_seed_same_result(sst2, tiny, tmp_path):
+    from safetensors.torch import load_file
+
+    examples = toy_examples(sst2)
+    settings = TrainSettings(epochs=1, batch_size=4, merge=False)
+    student = ModelConfig(model=tiny, device="cpu")
+    a = train_model(sst2, examples, student, settings, tmp_path / "a", seed=3)
+    b = train_model(sst2, examples, student, settings, tmp_path / "b", seed=3)
+    assert a["loss_curve"] == b["loss_curve"]
+    wa = load_file(tmp_path / "a" / "adapter" / "adapter_model.safetensors")
+    wb = load_file(tmp_path / "b" / "adapter" / "adapter_model.safetensors")
+    assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
+    assert not (tmp_path / "a" / "merged").exists()
+
+
+# --- full fine-tuning ----------------------------------------------------------------------------
+def test_full_finetuning_moves_the_model_to_its_targets(sst2, tiny, tmp_path):
+    """Train on the label the untrained model does not pick: afterwards it picks it everywhere."""
+    before = evaluate_model(sst2, tiny, toy_examples(sst2), EvaluateSettings(), device="cpu")
+    picks = [p["pred"] for p in before["predictions"]]
+    target = "negative" if picks.count("positive") >= picks.count("negative") else "positive"
+    examples = [sst2.example({"text": ex.input, "label": target}) for ex in toy_examples(sst2)]
+
+    settings = TrainSettings(method="full", epochs=4, batch_size=8, learning_rate=1e-2)
+    stats = train_model(sst2, examples, ModelConfig(model=tiny, device="cpu"), settings, tmp_path, seed=0)
+
+    assert stats["method"] == "full" and stats["saved"] == ["merged"] and stats["steps"] == 4
+    assert not (tmp_path / "adapter").exists()
+    curve = [loss for _, loss in stats["loss_curve"]]
+    assert curve[-1] < curve[0]
+    after = evaluate_model(sst2, str(tmp_path / "merged"), examples, EvaluateSettings(), device="cpu")
+    assert after["accuracy"] == 1.0
+
+
+# --- the embedded model --------------------------------------------------------------------------
+@pytest.mark.slow
+def test_lora_step_on_embedded_model_and_zero_shot_eval(sst2, tmp_path):
+    rows = [json.loads(line) for line in (SST2 / "train.jsonl").read_text().splitlines()[:2]]
+    train = [sst2.example(r) for r in rows]  # one of each label
+    settings = TrainSettings(epochs=1, batch_size=2, merge=False)
+    student = ModelConfig(model="smollm2-135m", device="cpu")
+    stats = train_model(sst2, train, student, settings, tmp_path, seed=0)
+    assert stats["steps"] == 1 and math.isfinite(stats["train_loss"])
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+
+    test_rows = [json.loads(line) for line in (SST2 / "test.jsonl").read_text().splitlines()]
+    test = [sst2.example(r) for r in test_rows if r["label"] == "negative"][:5]
+    test += [sst2.example(r) for r in test_rows if r["label"] == "positive"][:5]
+    result = evaluate_model(sst2, "smollm2-135m", test, EvaluateSettings(), device="cpu")
+    assert result["n"] == 10 and result["method"] == "likelihood" and result["unparsed"] == 0
+    assert set(result["per_class"]) == {"negative", "positive"}
