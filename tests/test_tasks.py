@@ -17,7 +17,8 @@ def test_classification_reads_and_extracts():
     assert t.extract("The answer is Negative.") == "negative"
     assert t.extract("no idea") is None
     assert t.score("positive", "positive") == 1.0
-    assert "negative, positive" in t.prompt("x")[0]["content"]
+    msgs = t.prompt("x")
+    assert "negative, positive" in msgs[0]["content"] and msgs[1]["content"] == "Movie review: x"
 
 
 def test_classification_label_outside_set_names_row():

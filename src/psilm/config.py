@@ -95,6 +95,12 @@ class RunConfig(Settings):
             raise ValueError("arms are listed twice")
         return v
 
+    @model_validator(mode="after")
+    def _evaluable(self) -> RunConfig:
+        if self.train.method == "lora" and not self.train.merge and any(a != "zero_shot" for a in self.arms):
+            raise ValueError("train.merge: evaluation loads the merged model; keep train.merge=true")
+        return self
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 

@@ -57,7 +57,7 @@ class GenerateSettings(Settings):
     )
     # --- sampling the new input
     temperature: float = Field(0.9, ge=0, description="High enough for diverse inputs.")
-    top_p: float = Field(0.95, gt=0, le=1)
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling, for inputs and answers.")
     max_tokens: int = Field(
         96, gt=0, description="For the new input; solutions get solve_max_tokens."
     )
@@ -70,8 +70,10 @@ class GenerateSettings(Settings):
         0, ge=0, description="classification: times the generator re-labels each input (votes "
         "for the filter); 0 = off, since a 135M labeller is less reliable than the asked label."
     )
-    solve_temperature: float = Field(0.7, ge=0)
-    solve_max_tokens: int = Field(256, gt=0)
+    solve_temperature: float = Field(
+        0.7, ge=0, description="Answers differ between samples, so a majority means something."
+    )
+    solve_max_tokens: int = Field(256, gt=0, description="Per solution or re-label.")
     solve_demos: int = Field(1, ge=0, description="numeric: worked seed solutions in the prompt.")
 
 
@@ -181,20 +183,22 @@ def input_prompt(task: Task, seeds: list[Example], plan: dict, by_id: dict[str, 
         head = f"{c.description} Label \"{cat}\"" + (f": {desc}." if desc else ".")
     else:
         what = f"{noun} ({cat.replace('-', ' ')})" if cat else noun
-        head = c.description
+        head = f"We write {noun}s for this task: {c.description}"
     lines = [head] + [f"Tip: {by_id[pid]['text']}" for pid in plan["principle_ids"]]
     demos = [seeds[i] for i in plan["demo_ids"]]
     if demos:
         lines += ["", f"Examples of {noun}s:" if not pair else "Examples:"]
         for x in demos:
-            lines.append(_demo(task, x) if pair else f"- {_one_line(x.input)}")
+            lines.append(_demo(x) if pair else f"- {_one_line(x.input)}")
     if pair:
         fmt = "'Question:' with the question" + (
             " and its lettered choices" if task.kind == "multiple_choice" else "")
         lines += ["", f"Write one new {what} in the same format: {fmt}, then 'Answer:' with "
                       "the answer."]
     else:
-        lines += ["", f"Write one new {what}. Reply with the {noun} only."]
+        unsolved = "" if task.kind == "classification" else ", without solving it"
+        lines += ["", f"Write one new {what}, about as long as the examples. "
+                      f"Reply with the {noun} only{unsolved}."]
     return [{"role": "user", "content": "\n".join(lines)}]
 
 
@@ -209,7 +213,7 @@ def solve_prompt(task: Task, seeds: list[Example], plan: dict, by_id: dict[str, 
     return [{"role": "user", "content": "\n".join(lines)}]
 
 
-def _demo(task: Task, x: Example) -> str:
+def _demo(x: Example) -> str:
     return f"Question: {x.input}\nAnswer: {x.output}"
 
 

@@ -23,7 +23,7 @@ import yaml
 from pydantic import Field
 
 from psilm.errors import ConfigError, DataError
-from psilm.llm.base import Messages, SamplingParams
+from psilm.llm.base import Completion, Messages, SamplingParams
 from psilm.llm.calls import ModelCaller
 from psilm.settings import Settings
 from psilm.tasks import Example, Task
@@ -55,7 +55,10 @@ class PrinciplesSettings(Settings):
     # --- what the teacher sees
     seeds_shown: int = Field(8, ge=1, description="Seeds shown per teacher prompt (long prompts cost).")
     # --- error level: the student answers every seed greedily
-    student_max_tokens: int = Field(256, gt=0, description="Per student answer to a seed.")
+    student_max_tokens: int | None = Field(
+        None, gt=0, description="Per student answer to a seed; None: 16 for a label or letter, "
+        "256 for a worked solution (a small model on CPU pays for every token)."
+    )
     max_mistakes: int = Field(8, ge=1, description="Mistakes sent to the teacher, one prompt each.")
     # --- what counts as a principle line
     min_chars: int = Field(15, ge=1, description="Shorter lines are fragments, not principles.")
@@ -73,14 +76,21 @@ _PREAMBLE = re.compile(r"(?:here (?:are|is)|sure\b|certainly\b|okay\b|of course\
 _INLINE_NUMBER = re.compile(r"\s(?=\(?\d{1,2}[.)]\s+[A-Z])")  # "1. Do x. 2. Do y." on one line
 
 
-def parse_list(text: str | None, min_chars: int, max_chars: int,
-               dropped: Counter) -> list[str]:
-    """Items of a numbered or bulleted list; what is dropped is counted in `dropped` by reason."""
+def parse_list(text: str | None, min_chars: int, max_chars: int, dropped: Counter,
+               truncated: bool = False) -> list[str]:
+    """Items of a numbered or bulleted list; what is dropped is counted in `dropped` by reason.
+
+    `truncated`: the response hit max_tokens, so its last line is cut mid-sentence: drop it.
+    """
     items: list[str] = []
     seen: set[str] = set()
     lines: list[str] = []
     for raw in (text or "").splitlines():
         lines.extend(_INLINE_NUMBER.split(raw) if _BULLET.match(raw) else [raw])
+    lines = [ln for ln in lines if ln.strip()]
+    if truncated and lines:
+        lines.pop()
+        dropped["truncated"] += 1
     for raw in lines:
         if not raw.strip():
             continue
@@ -88,8 +98,8 @@ def parse_list(text: str | None, min_chars: int, max_chars: int,
         line = re.sub(r"\*\*|__|`", "", line).strip().strip('"').strip()
         if not line:
             dropped["empty"] += 1
-        elif line.endswith(":") and not _BULLET.match(raw):
-            dropped["heading"] += 1  # "Principles for the task:"
+        elif line.endswith(":"):
+            dropped["heading"] += 1  # "Principles for the task:", "1. When creating:"
         elif _PREAMBLE.match(line):
             dropped["preamble"] += 1  # "Here are three principles.", "Sure!"
         elif len(line) < min_chars:
@@ -243,12 +253,15 @@ def write_principles(task: Task, seeds: list[Example], teacher: ModelCaller,
     dropped: Counter = Counter()
     notes: list[str] = []
 
-    def ask(level: str, requests: list[tuple[str, Messages]]) -> dict[str, str]:
+    def ask(level: str, requests: list[tuple[str, Messages]]) -> dict[str, Completion]:
         out = teacher(requests, params)
-        texts = {rid: out[rid].text for rid, _ in requests}
-        prompts.extend({"level": level, "id": rid, "messages": m, "response": texts[rid]}
-                       for rid, m in requests)
-        return texts
+        prompts.extend({"level": level, "id": rid, "messages": m, "response": out[rid].text,
+                        "finish_reason": out[rid].finish_reason} for rid, m in requests)
+        return out
+
+    def items(c: Completion, cap: int) -> list[str]:
+        cut = c.finish_reason == "length"
+        return _cap(parse_list(c.text, s.min_chars, s.max_chars, dropped, cut), cap, dropped)
 
     def add(level: str, category: str | None, use: str, texts: list[str], prefix: str) -> None:
         start = sum(p["id"].startswith(prefix) for p in principles)
@@ -264,7 +277,7 @@ def write_principles(task: Task, seeds: list[Example], teacher: ModelCaller,
         members = {lb: [x for x in seeds if x.answer == lb] for lb in task.labels}
     elif "category" in s.levels:
         rid = f"principles/{seed}/categories"
-        text = ask("category", [(rid, grouping_prompt(task, seeds, s))])[rid]
+        text = ask("category", [(rid, grouping_prompt(task, seeds, s))])[rid].text
         found = parse_categories(text, min(len(seeds), s.seeds_shown), s.max_categories, dropped)
         categories = {k: v["description"] for k, v in found.items()}
         members = {k: [seeds[i] for i in v["seeds"]] for k, v in found.items()}
@@ -274,26 +287,24 @@ def write_principles(task: Task, seeds: list[Example], teacher: ModelCaller,
     # --- task level
     if "task" in s.levels:
         rid = f"principles/{seed}/task"
-        text = ask("task", [(rid, task_prompt(task, seeds, s))])[rid]
-        add("task", None, "both", _cap(parse_list(text, s.min_chars, s.max_chars, dropped),
-                                       s.task_count, dropped), "t")
+        out = ask("task", [(rid, task_prompt(task, seeds, s))])
+        add("task", None, "both", items(out[rid], s.task_count), "t")
 
     # --- category level: how to create and how to solve, per category
     if "category" in s.levels and categories:
         requests = [(f"principles/{seed}/category/{name}/{use}",
                      category_prompt(task, name, desc, members.get(name, []), use, s))
                     for name, desc in categories.items() for use in ("create", "solve")]
-        texts = ask("category", requests)
+        out = ask("category", requests)
         for name in categories:
             for use in ("create", "solve"):
-                items = parse_list(texts[f"principles/{seed}/category/{name}/{use}"],
-                                   s.min_chars, s.max_chars, dropped)
-                add("category", name, use, _cap(items, s.per_category, dropped), f"c-{name}-")
+                got = items(out[f"principles/{seed}/category/{name}/{use}"], s.per_category)
+                add("category", name, use, got, f"c-{name}-")
 
     # --- error level: the student's mistakes on the seeds
     error: dict[str, Any] | None = None
     if "error" in s.levels:
-        error = _error_level(task, seeds, student, s, seed, ask, dropped)
+        error = _error_level(task, seeds, student, s, seed, ask, items)
         add("error", None, "both", error.pop("principles"), "e")
         if error["mistakes"] == 0:
             notes.append("the student answered every seed correctly; no error-level principles")
@@ -310,8 +321,11 @@ def write_principles(task: Task, seeds: list[Example], teacher: ModelCaller,
 
 
 def _error_level(task: Task, seeds: list[Example], student: ModelCaller,
-                 s: PrinciplesSettings, seed: int, ask, dropped: Counter) -> dict[str, Any]:
-    greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=s.student_max_tokens, seed=seed)
+                 s: PrinciplesSettings, seed: int, ask, items) -> dict[str, Any]:
+    """Mistakes of the student on the seeds -> one principle each -> condensed general ones."""
+    short = task.kind in ("classification", "multiple_choice")
+    n_tokens = s.student_max_tokens or (16 if short else 256)
+    greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=n_tokens, seed=seed)
     requests = [(f"principles/{seed}/student/{i}", task.prompt(x.input)) for i, x in enumerate(seeds)]
     answers = student(requests, greedy)
     mistakes = []
@@ -325,15 +339,14 @@ def _error_level(task: Task, seeds: list[Example], student: ModelCaller,
     if used:
         reqs = [(f"principles/{seed}/mistake/{m['seed']}",
                  mistake_prompt(task, seeds[m["seed"]], m["response"])) for m in used]
-        texts = ask("error", reqs)
+        out = ask("error", reqs)
         for rid, _ in reqs:
-            items = parse_list(texts[rid], s.min_chars, s.max_chars, dropped)
-            specific.extend(_cap(items, 1, dropped))
+            specific.extend(items(out[rid], 1))
     general: list[str] = []
     if specific:
         rid = f"principles/{seed}/condense"
-        text = ask("error", [(rid, condense_prompt(task, specific, s))])[rid]
-        general = _cap(parse_list(text, s.min_chars, s.max_chars, dropped), s.condense_to, dropped)
+        general = items(ask("error", [(rid, condense_prompt(task, specific, s))])[rid],
+                        s.condense_to)
     return {
         "student": student.model_id,
         "seeds": len(seeds),

@@ -1,0 +1,255 @@
+"""Principles: teacher prompts and parsing (scripted teacher), error level, person-written files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from psilm.errors import ConfigError, DataError
+from psilm.llm.base import Completion, Messages, SamplingParams
+from psilm.llm.calls import ModelCaller
+from psilm.stages.principles import (
+    PrinciplesSettings,
+    load_principles_file,
+    parse_list,
+    write_principles,
+)
+from psilm.store import JsonlLog
+from psilm.tasks import load_task
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "principles"
+
+
+class Scripted:
+    """A Backend whose reply is a function of the prompt text; it records every prompt."""
+
+    def __init__(self, reply: Callable[[str, SamplingParams], str], model_id: str = "scripted"):
+        self.reply, self.model_id, self.prompts = reply, model_id, []
+
+    def generate(self, prompts: list[Messages], params: SamplingParams) -> list[Completion]:
+        out = []
+        for m in prompts:
+            prompt = "\n".join(msg["content"] for msg in m)  # system + user, as a template would
+            self.prompts.append((prompt, params))
+            text = self.reply(prompt, params)
+            out.append(Completion(text, len(prompt.split()), len(text.split()), "stop"))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def caller(tmp_path: Path, backend: Scripted, role: str) -> ModelCaller:
+    return ModelCaller(role, backend.model_id, lambda: backend, JsonlLog(tmp_path / f"{role}.jsonl"))
+
+
+@pytest.fixture
+def trec():
+    return load_task("trec")
+
+
+@pytest.fixture
+def trec_seeds(trec):
+    rows = [("What does NASA stand for ?", "abbreviation"), ("Why is the sky blue ?", "description"),
+            ("What kind of tree is a maple ?", "entity"), ("Who wrote Hamlet ?", "human"),
+            ("Where is Lake Titicaca ?", "location"), ("How far is the Moon ?", "numeric"),
+            ("When did the Titanic sink ?", "numeric")]
+    return [trec.example({"text": t, "label_name": lbl}) for t, lbl in rows]
+
+
+def test_task_and_category_levels_parse_numbered_lists(tmp_path, trec, trec_seeds):
+    def reply(prompt: str, _) -> str:
+        return ("Here are the principles:\n1. **Ask one short factual question per input.**\n"
+                "2) Keep the question under twenty words long.\n- Use a question mark at the end.\n"
+                "4. Never copy an example word for word.")
+
+    teacher = Scripted(reply, "big-teacher")
+    s = PrinciplesSettings(levels=["task", "category"], per_category=2, task_count=3)
+    out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"), s, seed=7)
+
+    assert out["teacher"] == "big-teacher"
+    assert out["categories"] == {lb: trec.config.label_descriptions[lb] for lb in trec.labels}
+    task_level = [p for p in out["principles"] if p["level"] == "task"]
+    assert [p["id"] for p in task_level] == ["t1", "t2", "t3"]  # capped at task_count
+    assert task_level[0]["text"] == "Ask one short factual question per input."
+    assert {p["source"] for p in out["principles"]} == {"teacher:big-teacher"}
+    for lb in trec.labels:  # per category: per_category create + per_category solve
+        mine = [p for p in out["principles"] if p["category"] == lb]
+        assert [p["use"] for p in mine] == ["create", "create", "solve", "solve"]
+        assert [p["id"] for p in mine] == [f"c-{lb}-{k}" for k in (1, 2, 3, 4)]
+    assert out["dropped"]["heading"] == 1 + 12  # one heading per response
+    assert out["dropped"]["over_cap"] == 1 + 12 * 2
+    assert len(out["prompts"]) == 1 + 12 and all(p["response"] for p in out["prompts"])
+    # the label's own seeds are shown in its category prompts
+    numeric = next(c for c, _ in teacher.prompts if "'numeric'" in c and "creat" not in c)
+    assert "How far is the Moon" in numeric and "Who wrote Hamlet" not in numeric.split("Examples")[1]
+
+
+def test_teacher_garbage_is_counted_and_dropped(tmp_path, trec, trec_seeds):
+    garbage = iter(["", "1.\n2.\n\n", "ok\n" + "x" * 500, "Sure!\n1. A fine principle about questions."
+                    "\n2. A fine principle about questions!", "\x00\x01 ??? ###"] * 10)
+    teacher = Scripted(lambda p, _: next(garbage))
+    s = PrinciplesSettings(levels=["task", "category"])
+    out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"), s, seed=0)
+    d = out["dropped"]
+    assert d["no_items"] >= 3 and d["empty"] >= 2 and d["too_short"] >= 2 and d["too_long"] >= 1
+    assert d["duplicate"] >= 1 and d["preamble"] >= 1
+    assert all(len(p["text"]) >= s.min_chars for p in out["principles"])
+
+
+def test_parse_list_handles_inline_numbering_and_bullets():
+    from collections import Counter
+
+    dropped: Counter = Counter()
+    text = "1. Ask about one thing. 2. Keep it short and clear. 3. End with a question mark.\n* Done"
+    items = parse_list(text, 8, 100, dropped)
+    assert items == ["Ask about one thing.", "Keep it short and clear.", "End with a question mark."]
+    assert dropped == {"too_short": 1}
+    assert parse_list(None, 8, 100, dropped) == [] and dropped["no_items"] == 1
+    dropped.clear()
+    cut = "1. When creating:\n2. Keep each question short.\n3. Ask about one thing and"
+    assert parse_list(cut, 8, 100, dropped, truncated=True) == ["Keep each question short."]
+    assert dropped == {"heading": 1, "truncated": 1}
+
+
+def test_non_classification_categories_from_the_teacher(tmp_path):
+    task = load_task("gsm8k")
+    seeds = [task.example({"question": f"Sam buys {i} pens at $2 each. How much does he pay?",
+                           "answer": f"{i}*2={2 * i}\n#### {2 * i}"}) for i in range(1, 5)]
+
+    def reply(prompt: str, _) -> str:
+        if "sub-types" in prompt:
+            return ("1. Money Problems: buying things at a price (examples 1, 2)\n"
+                    "2. rates: speed times time\nnot a category line\n1. money problems: again")
+        return "1. Use whole numbers that divide evenly.\n2. Ask exactly one question at the end."
+
+    teacher = Scripted(reply)
+    out = write_principles(task, seeds, caller(tmp_path, teacher, "teacher"),
+                           PrinciplesSettings(levels=["category"]), seed=0)
+    assert out["categories"] == {"money-problems": "buying things at a price",
+                                 "rates": "speed times time"}
+    assert out["dropped"]["not_a_category"] == 1 and out["dropped"]["duplicate"] >= 1
+    cats = {p["category"] for p in out["principles"]}
+    assert cats == {"money-problems", "rates"}
+    money = next(c for c, _ in teacher.prompts if "'money-problems'" in c)
+    assert "Sam buys 1 pens" in money and "Sam buys 3 pens" not in money
+
+
+def test_error_level_writes_principles_only_from_mistakes(tmp_path, trec, trec_seeds):
+    wrong = {"Who wrote Hamlet ?", "How far is the Moon ?"}
+
+    def student_reply(prompt: str, params) -> str:
+        assert params.temperature == 0  # greedy
+        question = prompt.rsplit("Question: ", 1)[1]
+        gold = next(s.answer for s in trec_seeds if s.input == question)
+        return "entity" if question in wrong else gold
+
+    def teacher_reply(prompt: str, _) -> str:
+        if "Merge them" in prompt:
+            return "1. Decide by the type of the answer, not the topic.\n2. Who asks for a human."
+        return "Questions starting with who ask for a person, so the label is human."
+
+    student, teacher = Scripted(student_reply, "tiny"), Scripted(teacher_reply, "big")
+    s = PrinciplesSettings(levels=["error"], condense_to=5)
+    out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"), s, seed=3,
+                           student=caller(tmp_path, student, "student"))
+    assert len(student.prompts) == len(trec_seeds)
+    mistake_prompts = [c for c, _ in teacher.prompts if "A small model was given" in c]
+    assert len(mistake_prompts) == 2
+    assert any("Who wrote Hamlet" in c for c in mistake_prompts)
+    assert not any("NASA" in c for c in mistake_prompts)
+    assert out["error"]["mistakes"] == 2 and out["error"]["student"] == "tiny"
+    assert [p["id"] for p in out["principles"]] == ["e1", "e2"]
+    assert all(p["level"] == "error" and p["category"] is None for p in out["principles"])
+
+
+def test_error_level_without_mistakes_says_so(tmp_path, trec, trec_seeds):
+    def student_reply(prompt: str, _) -> str:
+        q = prompt.rsplit("Question: ", 1)[1]
+        return next(s.answer for s in trec_seeds if s.input == q)
+
+    teacher = Scripted(lambda p, _: "1. never asked")
+    out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"),
+                           PrinciplesSettings(levels=["error"]), seed=0,
+                           student=caller(tmp_path, Scripted(student_reply), "student"))
+    assert out["principles"] == [] and teacher.prompts == []
+    assert out["error"]["mistakes"] == 0
+    assert any("no error-level principles" in n for n in out["notes"])
+
+
+def test_error_level_needs_a_student(tmp_path, trec, trec_seeds):
+    with pytest.raises(ConfigError, match="principles.levels"):
+        write_principles(trec, trec_seeds, caller(tmp_path, Scripted(lambda p, _: ""), "teacher"),
+                         PrinciplesSettings(), seed=0)
+
+
+def test_rerun_asks_the_teacher_nothing(tmp_path, trec, trec_seeds):
+    teacher = Scripted(lambda p, _: "1. A principle long enough to keep.")
+    s = PrinciplesSettings(levels=["task", "category"])
+    first = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"), s, seed=1)
+    again = caller(tmp_path, teacher, "teacher")
+    assert write_principles(trec, trec_seeds, again, s, seed=1) == first
+    assert again.new_calls == 0
+
+
+# --- person-written files ----------------------------------------------------------------------
+def test_person_files_for_builtin_tasks_load():
+    for name in ("sst2", "trec", "gsm8k"):
+        task = load_task(name)
+        out = load_principles_file(CONFIGS / f"{name}.yaml", task)
+        assert out["teacher"] is None and out["principles"]
+        assert {p["source"] for p in out["principles"]} == {f"person:{name}.yaml"}
+        created = {p["category"] for p in out["principles"] if p["use"] == "create"}
+        assert created == set(task.labels or out["categories"])  # every category can be written
+        assert "written by a person" in (CONFIGS / f"{name}.yaml").read_text().lower()
+
+
+def test_principles_file_json_and_yaml_shapes(tmp_path, trec):
+    entries = [{"level": "task", "text": "One short question."},
+               {"level": "category", "category": "human", "use": "create", "text": "Ask who."},
+               {"level": "category", "category": "human", "text": "Who -> human."},
+               {"level": "error", "text": "Type of answer, not topic.", "id": "x9", "source": "t"}]
+    js = tmp_path / "p.json"
+    js.write_text(json.dumps({"principles": entries}))
+    out = load_principles_file(js, trec)
+    assert [p["id"] for p in out["principles"]] == ["t1", "c-human-1", "c-human-2", "e1"]
+    assert out["principles"][2]["use"] == "both" and out["principles"][0]["category"] is None
+    ym = tmp_path / "p.yaml"
+    ym.write_text("- level: task\n  text: |\n    One short\n    question.\n")
+    assert load_principles_file(ym, trec)["principles"][0]["text"] == "One short question."
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"level": "global", "text": "x"}, "unknown level 'global'"),
+    ({"level": "category", "category": "animal", "text": "x"}, "'animal' is not a label"),
+    ({"level": "task", "text": "  "}, "`text` is empty"),
+    ({"level": "category", "text": "x"}, "needs a `category`"),
+    ({"level": "task", "category": "human", "text": "x"}, "takes no category"),
+    ({"level": "task", "use": "write", "text": "x"}, "unknown use 'write'"),
+    ({"level": "task", "txt": "x"}, "unknown key"),
+    ("just a string", "expected a mapping"),
+])
+def test_principles_file_errors_name_file_and_entry(tmp_path, trec, entry, message):
+    path = tmp_path / "mine.yaml"
+    path.write_text(json.dumps([{"level": "task", "text": "fine"}, entry]))
+    with pytest.raises(DataError, match=message) as e:
+        load_principles_file(path, trec)
+    assert "mine.yaml: principle #2" in str(e.value)
+
+
+def test_principles_file_unreadable(tmp_path, trec):
+    with pytest.raises(DataError, match="not found"):
+        load_principles_file(tmp_path / "none.yaml", trec)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- level: task\n  text: [unclosed\n")
+    with pytest.raises(DataError, match=r"bad.yaml:\d+: invalid YAML"):
+        load_principles_file(bad, trec)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(DataError, match="expected a list"):
+        load_principles_file(empty, trec)
+
+
