@@ -41,10 +41,20 @@ def run_dir(tmp_path_factory):
 
 def test_run_folder_has_every_artifact(run_dir):
     for rel in [
-        "config.yaml", "manifest.json", "seeds.jsonl", "principles.json",
-        "candidates.jsonl", "train.jsonl", "filter_report.json", "model/adapter", "model/merged/config.json",
-        "arms/direct/candidates.jsonl", "arms/direct/train.jsonl", "arms/direct/model/merged/config.json",
-        "arms/seed_only/model/merged/config.json", "arms/human/model/merged/config.json",
+        "config.yaml",
+        "manifest.json",
+        "seeds.jsonl",
+        "principles.json",
+        "candidates.jsonl",
+        "train.jsonl",
+        "filter_report.json",
+        "model/adapter",
+        "model/merged/config.json",
+        "arms/direct/candidates.jsonl",
+        "arms/direct/train.jsonl",
+        "arms/direct/model/merged/config.json",
+        "arms/seed_only/model/merged/config.json",
+        "arms/human/model/merged/config.json",
         "metrics.json",
     ]:
         assert (run_dir / rel).exists(), rel
@@ -54,7 +64,7 @@ def test_metrics_cover_every_arm(run_dir):
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["task"] == "sst2"
     assert set(m["arms"]) == {"zero_shot", "seed_only", "direct", "psi", "human"}
-    for arm, r in m["arms"].items():
+    for r in m["arms"].values():
         assert r["n"] == 16
         assert 0.0 <= r["accuracy"] <= 1.0
         lo, hi = r["ci95"]
@@ -80,8 +90,16 @@ def test_candidates_record_their_provenance(run_dir):
 
 def test_manifest_ledger_per_stage(run_dir):
     stages = json.loads((run_dir / "manifest.json").read_text())["stages"]
-    for name in ["principles", "generate/psi", "generate/direct", "filter/psi", "train/psi",
-                 "train/seed_only", "evaluate/zero_shot", "evaluate/psi"]:
+    for name in [
+        "principles",
+        "generate/psi",
+        "generate/direct",
+        "filter/psi",
+        "train/psi",
+        "train/seed_only",
+        "evaluate/zero_shot",
+        "evaluate/psi",
+    ]:
         st = stages[name]
         assert st["status"] == "done", name
         assert st["duration_s"] >= 0 and "key" in st

@@ -25,10 +25,17 @@ def build_tiny_model(folder: Path, tok, prefer: str | None = None) -> str:
 
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        tie_word_embeddings=prefer is None, bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=prefer is None,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
     )
     model = LlamaForCausalLM(config)
     if prefer is not None:
@@ -129,21 +136,36 @@ def test_batched_scores_match_one_by_one_scoring(tiny):
     """Left padding, shared prompt cache and options of different lengths change nothing."""
     from psilm.llm.transformers_backend import load_model
 
-    mood = load_task({
-        "name": "mood", "kind": "classification", "description": "Say how the text feels.",
-        "labels": ["yes", "no", "somewhat mixed feelings"],
-    })
-    quiz = load_task({
-        "name": "quiz", "kind": "multiple_choice", "description": "Pick the answer.",
-        "input_field": "q", "target_field": "a", "choices_field": "choices",
-    })
+    mood = load_task(
+        {
+            "name": "mood",
+            "kind": "classification",
+            "description": "Say how the text feels.",
+            "labels": ["yes", "no", "somewhat mixed feelings"],
+        }
+    )
+    quiz = load_task(
+        {
+            "name": "quiz",
+            "kind": "multiple_choice",
+            "description": "Pick the answer.",
+            "input_field": "q",
+            "target_field": "a",
+            "choices_field": "choices",
+        }
+    )
     cases = [
         (mood, [mood.example({"text": t, "label": "yes"}) for t in ["ok", "a much longer text, really"]]),
-        (quiz, [
-            quiz.example({"q": "2+2?", "choices": ["3", "4"], "a": "B"}),
-            quiz.example({"q": "Which is a colour, of these four options?", "choices": list("wxyz"), "a": 0}),
-            quiz.example({"q": "Pick one", "choices": ["p", "q", "r"], "a": "C"}),
-        ]),
+        (
+            quiz,
+            [
+                quiz.example({"q": "2+2?", "choices": ["3", "4"], "a": "B"}),
+                quiz.example(
+                    {"q": "Which is a colour, of these four options?", "choices": list("wxyz"), "a": 0}
+                ),
+                quiz.example({"q": "Pick one", "choices": ["p", "q", "r"], "a": "C"}),
+            ],
+        ),
     ]
     model, tok = load_model(tiny, None, "cpu", "auto")
     for task, examples in cases:

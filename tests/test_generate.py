@@ -25,8 +25,20 @@ from psilm.store import JsonlLog
 from psilm.tasks import load_task
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "principles"
-RECORD_KEYS = {"id", "mode", "input", "raw_input", "output", "answer", "category", "principle_ids",
-               "demo_ids", "votes", "parse_error", "generator"}
+RECORD_KEYS = {
+    "id",
+    "mode",
+    "input",
+    "raw_input",
+    "output",
+    "answer",
+    "category",
+    "principle_ids",
+    "demo_ids",
+    "votes",
+    "parse_error",
+    "generator",
+}
 
 
 class Scripted:
@@ -60,12 +72,20 @@ def trec():
 
 @pytest.fixture
 def trec_seeds(trec):
-    rows = [("What does NASA stand for ?", "abbreviation"), ("What is CPR ?", "abbreviation"),
-            ("Why is the sky blue ?", "description"), ("What is a golf handicap ?", "description"),
-            ("What kind of tree is a maple ?", "entity"), ("Name a famous racehorse .", "entity"),
-            ("Who wrote Hamlet ?", "human"), ("Who invented the telephone ?", "human"),
-            ("Where is Lake Titicaca ?", "location"), ("What city is the Louvre in ?", "location"),
-            ("How far is the Moon ?", "numeric"), ("When did the Titanic sink ?", "numeric")]
+    rows = [
+        ("What does NASA stand for ?", "abbreviation"),
+        ("What is CPR ?", "abbreviation"),
+        ("Why is the sky blue ?", "description"),
+        ("What is a golf handicap ?", "description"),
+        ("What kind of tree is a maple ?", "entity"),
+        ("Name a famous racehorse .", "entity"),
+        ("Who wrote Hamlet ?", "human"),
+        ("Who invented the telephone ?", "human"),
+        ("Where is Lake Titicaca ?", "location"),
+        ("What city is the Louvre in ?", "location"),
+        ("How far is the Moon ?", "numeric"),
+        ("When did the Titanic sink ?", "numeric"),
+    ]
     return [trec.example({"text": t, "label_name": lbl}) for t, lbl in rows]
 
 
@@ -79,7 +99,7 @@ def test_plan_is_balanced_across_labels(trec, trec_seeds, trec_principles):
     plans = plan_instances(trec, trec_seeds, trec_principles, GenerateSettings(n=60), seed=0)
     assert Counter(p["category"] for p in plans) == {lb: 10 for lb in trec.labels}
     for block in range(10):  # and each run of six holds every label once
-        assert {p["category"] for p in plans[block * 6:(block + 1) * 6]} == set(trec.labels)
+        assert {p["category"] for p in plans[block * 6 : (block + 1) * 6]} == set(trec.labels)
 
 
 def test_plan_is_deterministic_per_seed_and_index(trec, trec_seeds, trec_principles):
@@ -104,9 +124,14 @@ def test_principle_sampling_respects_count_and_category(trec, trec_seeds, trec_p
     settings = GenerateSettings(n=30, principles_per_instance=k)
     for plan in plan_instances(trec, trec_seeds, trec_principles, settings, seed=2):
         chosen = [by_id[i] for i in plan["principle_ids"]]
-        pool = [p for p in trec_principles if p["use"] != "solve"
-                and p["level"] != "category" or p["category"] == plan["category"]
-                and p["use"] != "solve"]
+        pool = [
+            p
+            for p in trec_principles
+            if p["use"] != "solve"
+            and p["level"] != "category"
+            or p["category"] == plan["category"]
+            and p["use"] != "solve"
+        ]
         assert len(chosen) == (len(pool) if k is None else k)
         for p in chosen:
             assert p["use"] in ("create", "both")
@@ -117,12 +142,14 @@ def test_principle_sampling_respects_count_and_category(trec, trec_seeds, trec_p
 
 def test_category_weights(trec, trec_seeds, trec_principles):
     w = {"human": 3, "numeric": 1}
-    plans = plan_instances(trec, trec_seeds, trec_principles,
-                           GenerateSettings(n=40, category_weights=w), seed=0)
+    plans = plan_instances(
+        trec, trec_seeds, trec_principles, GenerateSettings(n=40, category_weights=w), seed=0
+    )
     assert Counter(p["category"] for p in plans) == {"human": 30, "numeric": 10}
     with pytest.raises(ConfigError, match="generate.category_weights"):
-        plan_instances(trec, trec_seeds, trec_principles,
-                       GenerateSettings(n=4, category_weights={"animal": 1}), seed=0)
+        plan_instances(
+            trec, trec_seeds, trec_principles, GenerateSettings(n=4, category_weights={"animal": 1}), seed=0
+        )
 
 
 def test_non_classification_categories_come_from_principles():
@@ -130,8 +157,9 @@ def test_non_classification_categories_come_from_principles():
     seeds = [task.example({"question": f"Q{i}? How many?", "answer": f"#### {i}"}) for i in range(4)]
     principles = load_principles_file(CONFIGS / "gsm8k.yaml", task)["principles"]
     plans = plan_instances(task, seeds, principles, GenerateSettings(n=8), seed=0)
-    assert Counter(p["category"] for p in plans) == {c: 2 for c in (
-        "money", "rates-and-time", "fractions-and-percents", "counting-and-groups")}
+    assert Counter(p["category"] for p in plans) == {
+        c: 2 for c in ("money", "rates-and-time", "fractions-and-percents", "counting-and-groups")
+    }
     assert all(len(p["solve_principle_ids"]) == 1 for p in plans)
     direct = plan_instances(task, seeds, principles, GenerateSettings(n=8, mode="direct"), 0)
     assert {p["category"] for p in direct} == {None}  # the baseline gets no teacher sub-types
@@ -155,7 +183,11 @@ def test_records_have_the_schema(tmp_path, trec, trec_seeds, trec_principles):
     for r in records:
         assert set(r) == RECORD_KEYS
         assert r["mode"] == "psi" and r["generator"] == {
-            "model": "tiny-gen", "temperature": 0.8, "top_p": 0.9, "max_tokens": 40}
+            "model": "tiny-gen",
+            "temperature": 0.8,
+            "top_p": 0.9,
+            "max_tokens": 40,
+        }
         assert r["raw_input"] and len(r["principle_ids"]) == 1 and r["votes"] == []
         if r["category"] == "abbreviation":
             assert r["parse_error"] == "refusal" and r["input"] is None and r["answer"] is None
@@ -167,8 +199,7 @@ def test_records_have_the_schema(tmp_path, trec, trec_seeds, trec_principles):
     assert stats["new_calls"] == 12
 
 
-def test_prompts_are_short_and_direct_mode_has_no_principles(tmp_path, trec, trec_seeds,
-                                                             trec_principles):
+def test_prompts_are_short_and_direct_mode_has_no_principles(tmp_path, trec, trec_seeds, trec_principles):
     prompts = []
 
     def reply(prompt, seen, params):
@@ -181,8 +212,9 @@ def test_prompts_are_short_and_direct_mode_has_no_principles(tmp_path, trec, tre
     numeric = next(p for p in prompts if 'labelled "numeric"' in p)
     assert "How far is the Moon" in numeric and "Who wrote Hamlet" not in numeric
     prompts.clear()
-    records, stats = generate_instances(trec, trec_seeds, trec_principles, gen,
-                                        GenerateSettings(n=6, mode="direct"), seed=0)
+    records, stats = generate_instances(
+        trec, trec_seeds, trec_principles, gen, GenerateSettings(n=6, mode="direct"), seed=0
+    )
     assert len(prompts) == 6 and not any("Tip:" in p for p in prompts)
     assert all(r["principle_ids"] == [] and r["mode"] == "direct" for r in records)
     assert Counter(r["category"] for r in records) == {lb: 1 for lb in trec.labels}
@@ -195,28 +227,40 @@ def test_verify_votes_for_classification(tmp_path, trec, trec_seeds, trec_princi
         return "Who painted the Mona Lisa?"
 
     gen = caller(tmp_path / "raw.jsonl", Scripted(reply))
-    records, _ = generate_instances(trec, trec_seeds, trec_principles, gen,
-                                    GenerateSettings(n=6, verify_samples=3), seed=0)
+    records, _ = generate_instances(
+        trec, trec_seeds, trec_principles, gen, GenerateSettings(n=6, verify_samples=3), seed=0
+    )
     assert all(r["votes"] == ["human", "location", "human"] for r in records)
     assert all(r["answer"] == r["category"] for r in records)  # the asked label stays the answer
 
 
 def _gsm8k():
     task = load_task("gsm8k")
-    seeds = [task.example({"question": "Ann has 2 bags with 3 apples each. How many apples?",
-                           "answer": "2*3=<<2*3=6>>6\n#### 6"}),
-             task.example({"question": "A pen costs $2. How much do 4 pens cost?",
-                           "answer": "4*2=8\n#### 8"})]
+    seeds = [
+        task.example(
+            {
+                "question": "Ann has 2 bags with 3 apples each. How many apples?",
+                "answer": "2*3=<<2*3=6>>6\n#### 6",
+            }
+        ),
+        task.example({"question": "A pen costs $2. How much do 4 pens cost?", "answer": "4*2=8\n#### 8"}),
+    ]
     return task, seeds
 
 
 def test_numeric_majority_vote_and_ties(tmp_path):
     task, seeds = _gsm8k()
-    questions = iter(["Tom has 3 apples and buys 4 more. How many apples does he have?",
-                      "Mia reads 5 pages a day for 2 days. How many pages does she read?",
-                      "Sure! Here is a cat."])
-    solutions = {"Tom": ["3 + 4 = 7. The answer is 7.", "3 + 4 = 8 #### 8", "3+4=7\n#### 7"],
-                 "Mia": ["5 * 2 = 10\n#### 10", "5 + 2 = 7\n#### 7", "I do not know."]}
+    questions = iter(
+        [
+            "Tom has 3 apples and buys 4 more. How many apples does he have?",
+            "Mia reads 5 pages a day for 2 days. How many pages does she read?",
+            "Sure! Here is a cat.",
+        ]
+    )
+    solutions = {
+        "Tom": ["3 + 4 = 7. The answer is 7.", "3 + 4 = 8 #### 8", "3+4=7\n#### 7"],
+        "Mia": ["5 * 2 = 10\n#### 10", "5 + 2 = 7\n#### 7", "I do not know."],
+    }
 
     def reply(prompt, seen, params):
         if "Solve it step by step" in prompt:
@@ -227,8 +271,9 @@ def test_numeric_majority_vote_and_ties(tmp_path):
 
     backend = Scripted(reply)
     settings = GenerateSettings(n=3, solve_samples=3)
-    records, stats = generate_instances(task, seeds, [], caller(tmp_path / "r.jsonl", backend),
-                                        settings, seed=0)
+    records, stats = generate_instances(
+        task, seeds, [], caller(tmp_path / "r.jsonl", backend), settings, seed=0
+    )
     tom, mia, cat = records
     assert tom["votes"] == ["7", "8", "7"] and tom["answer"] == "7"
     assert tom["output"] == "3 + 4 = 7. The answer is 7.\n#### 7"
@@ -246,27 +291,52 @@ def test_majority_and_final_answer_helpers():
 
 
 def test_question_and_answer_in_one_response(tmp_path):
-    free = load_task({"name": "qa", "kind": "free_text", "description": "Answer a trivia question.",
-                      "input_name": "question", "input_field": "q", "target_field": "a"})
-    mc = load_task({"name": "mc", "kind": "multiple_choice", "description": "Pick the answer.",
-                    "input_field": "q", "target_field": "a", "choices_field": "c"})
+    free = load_task(
+        {
+            "name": "qa",
+            "kind": "free_text",
+            "description": "Answer a trivia question.",
+            "input_name": "question",
+            "input_field": "q",
+            "target_field": "a",
+        }
+    )
+    mc = load_task(
+        {
+            "name": "mc",
+            "kind": "multiple_choice",
+            "description": "Pick the answer.",
+            "input_field": "q",
+            "target_field": "a",
+            "choices_field": "c",
+        }
+    )
     assert parse_pair("Question: What is the capital of France?\nAnswer: Paris\nExtra", free) == (
-        "Question: What is the capital of France?", "Paris", None)
-    assert parse_pair("What is 2+2?\nA. 3\nB. 4\nAnswer: B", mc) == ("What is 2+2?\nA. 3\nB. 4",
-                                                                       "B", None)
+        "Question: What is the capital of France?",
+        "Paris",
+        None,
+    )
+    assert parse_pair("What is 2+2?\nA. 3\nB. 4\nAnswer: B", mc) == ("What is 2+2?\nA. 3\nB. 4", "B", None)
     assert parse_pair("What is 2+2?\nA. 3\nB. 4\nAnswer: D", mc)[2] == "bad_answer"
     assert parse_pair("no answer here", free)[2] == "no_answer"
     seeds = [free.example({"q": "Who wrote Hamlet?", "a": "Shakespeare"})]
-    gen = caller(tmp_path / "r.jsonl", Scripted(
-        lambda p, s, x: "Question: What is the largest planet?\nAnswer: Jupiter"))
+    gen = caller(
+        tmp_path / "r.jsonl",
+        Scripted(lambda p, s, x: "Question: What is the largest planet?\nAnswer: Jupiter"),
+    )
     (rec,), _ = generate_instances(free, seeds, [], gen, GenerateSettings(n=1), seed=0)
     assert rec["input"] == "What is the largest planet?" and rec["answer"] == rec["output"] == "Jupiter"
 
 
 def test_rerun_makes_no_new_calls(tmp_path):
     task, seeds = _gsm8k()
-    backend = Scripted(lambda p, seen, x: "Bo has 2 cats and 3 dogs. How many pets does he have?"
-                       if "Write one new" in p else f"2 + 3 = 5 #### {5 + seen % 2}")
+    backend = Scripted(
+        lambda p, seen, x: (
+            "Bo has 2 cats and 3 dogs. How many pets does he have?"
+            if "Write one new" in p
+            else f"2 + 3 = 5 #### {5 + seen % 2}"
+        )
+    )
     settings = GenerateSettings(n=4, solve_samples=3)
     first, _ = generate_instances(task, seeds, [], caller(tmp_path / "r.jsonl", backend), settings, 9)
     calls = backend.calls
@@ -282,16 +352,19 @@ def test_real_model_writes_sst2_instances(tmp_path):
     from psilm.llm import ModelConfig, load_backend
 
     task = load_task("sst2")
-    rows = [("a gorgeous , witty , seductive movie .", "positive"),
-            ("the acting is superb and the story moves .", "positive"),
-            ("a dull , lifeless mess of a film .", "negative"),
-            ("it drags on and never finds its point .", "negative")]
+    rows = [
+        ("a gorgeous , witty , seductive movie .", "positive"),
+        ("the acting is superb and the story moves .", "positive"),
+        ("a dull , lifeless mess of a film .", "negative"),
+        ("it drags on and never finds its point .", "negative"),
+    ]
     seeds = [task.example({"text": t, "label": lbl}) for t, lbl in rows]
     principles = load_principles_file(CONFIGS / "sst2.yaml", task)["principles"]
     backend = load_backend(ModelConfig())
     gen = ModelCaller("generator", backend.model_id, lambda: backend, JsonlLog(tmp_path / "r.jsonl"))
-    records, stats = generate_instances(task, seeds, principles, gen,
-                                        GenerateSettings(n=6, max_tokens=40), seed=0)
+    records, stats = generate_instances(
+        task, seeds, principles, gen, GenerateSettings(n=6, max_tokens=40), seed=0
+    )
     assert len(records) == 6 and stats["new_calls"] == 6
     assert Counter(r["category"] for r in records) == {"positive": 3, "negative": 3}
     for r in records:

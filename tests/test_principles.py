@@ -53,18 +53,25 @@ def trec():
 
 @pytest.fixture
 def trec_seeds(trec):
-    rows = [("What does NASA stand for ?", "abbreviation"), ("Why is the sky blue ?", "description"),
-            ("What kind of tree is a maple ?", "entity"), ("Who wrote Hamlet ?", "human"),
-            ("Where is Lake Titicaca ?", "location"), ("How far is the Moon ?", "numeric"),
-            ("When did the Titanic sink ?", "numeric")]
+    rows = [
+        ("What does NASA stand for ?", "abbreviation"),
+        ("Why is the sky blue ?", "description"),
+        ("What kind of tree is a maple ?", "entity"),
+        ("Who wrote Hamlet ?", "human"),
+        ("Where is Lake Titicaca ?", "location"),
+        ("How far is the Moon ?", "numeric"),
+        ("When did the Titanic sink ?", "numeric"),
+    ]
     return [trec.example({"text": t, "label_name": lbl}) for t, lbl in rows]
 
 
 def test_task_and_category_levels_parse_numbered_lists(tmp_path, trec, trec_seeds):
     def reply(prompt: str, _) -> str:
-        return ("Here are the principles:\n1. **Ask one short factual question per input.**\n"
-                "2) Keep the question under twenty words long.\n- Use a question mark at the end.\n"
-                "4. Never copy an example word for word.")
+        return (
+            "Here are the principles:\n1. **Ask one short factual question per input.**\n"
+            "2) Keep the question under twenty words long.\n- Use a question mark at the end.\n"
+            "4. Never copy an example word for word."
+        )
 
     teacher = Scripted(reply, "big-teacher")
     s = PrinciplesSettings(levels=["task", "category"], per_category=2, task_count=3)
@@ -89,8 +96,16 @@ def test_task_and_category_levels_parse_numbered_lists(tmp_path, trec, trec_seed
 
 
 def test_teacher_garbage_is_counted_and_dropped(tmp_path, trec, trec_seeds):
-    garbage = iter(["", "1.\n2.\n\n", "ok\n" + "x" * 500, "Sure!\n1. A fine principle about questions."
-                    "\n2. A fine principle about questions!", "\x00\x01 ??? ###"] * 10)
+    garbage = iter(
+        [
+            "",
+            "1.\n2.\n\n",
+            "ok\n" + "x" * 500,
+            "Sure!\n1. A fine principle about questions.\n2. A fine principle about questions!",
+            "\x00\x01 ??? ###",
+        ]
+        * 10
+    )
     teacher = Scripted(lambda p, _: next(garbage))
     s = PrinciplesSettings(levels=["task", "category"])
     out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"), s, seed=0)
@@ -117,20 +132,29 @@ def test_parse_list_handles_inline_numbering_and_bullets():
 
 def test_non_classification_categories_from_the_teacher(tmp_path):
     task = load_task("gsm8k")
-    seeds = [task.example({"question": f"Sam buys {i} pens at $2 each. How much does he pay?",
-                           "answer": f"{i}*2={2 * i}\n#### {2 * i}"}) for i in range(1, 5)]
+    seeds = [
+        task.example(
+            {
+                "question": f"Sam buys {i} pens at $2 each. How much does he pay?",
+                "answer": f"{i}*2={2 * i}\n#### {2 * i}",
+            }
+        )
+        for i in range(1, 5)
+    ]
 
     def reply(prompt: str, _) -> str:
         if "sub-types" in prompt:
-            return ("1. Money Problems: buying things at a price (examples 1, 2)\n"
-                    "2. rates: speed times time\nnot a category line\n1. money problems: again")
+            return (
+                "1. Money Problems: buying things at a price (examples 1, 2)\n"
+                "2. rates: speed times time\nnot a category line\n1. money problems: again"
+            )
         return "1. Use whole numbers that divide evenly.\n2. Ask exactly one question at the end."
 
     teacher = Scripted(reply)
-    out = write_principles(task, seeds, caller(tmp_path, teacher, "teacher"),
-                           PrinciplesSettings(levels=["category"]), seed=0)
-    assert out["categories"] == {"money-problems": "buying things at a price",
-                                 "rates": "speed times time"}
+    out = write_principles(
+        task, seeds, caller(tmp_path, teacher, "teacher"), PrinciplesSettings(levels=["category"]), seed=0
+    )
+    assert out["categories"] == {"money-problems": "buying things at a price", "rates": "speed times time"}
     assert out["dropped"]["not_a_category"] == 1 and out["dropped"]["duplicate"] >= 1
     cats = {p["category"] for p in out["principles"]}
     assert cats == {"money-problems", "rates"}
@@ -154,8 +178,14 @@ def test_error_level_writes_principles_only_from_mistakes(tmp_path, trec, trec_s
 
     student, teacher = Scripted(student_reply, "tiny"), Scripted(teacher_reply, "big")
     s = PrinciplesSettings(levels=["error"], condense_to=5)
-    out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"), s, seed=3,
-                           student=caller(tmp_path, student, "student"))
+    out = write_principles(
+        trec,
+        trec_seeds,
+        caller(tmp_path, teacher, "teacher"),
+        s,
+        seed=3,
+        student=caller(tmp_path, student, "student"),
+    )
     assert len(student.prompts) == len(trec_seeds)
     mistake_prompts = [c for c, _ in teacher.prompts if "A small model was given" in c]
     assert len(mistake_prompts) == 2
@@ -172,9 +202,14 @@ def test_error_level_without_mistakes_says_so(tmp_path, trec, trec_seeds):
         return next(s.answer for s in trec_seeds if s.input == q)
 
     teacher = Scripted(lambda p, _: "1. never asked")
-    out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"),
-                           PrinciplesSettings(levels=["error"]), seed=0,
-                           student=caller(tmp_path, Scripted(student_reply), "student"))
+    out = write_principles(
+        trec,
+        trec_seeds,
+        caller(tmp_path, teacher, "teacher"),
+        PrinciplesSettings(levels=["error"]),
+        seed=0,
+        student=caller(tmp_path, Scripted(student_reply), "student"),
+    )
     assert out["principles"] == [] and teacher.prompts == []
     assert out["error"]["mistakes"] == 0
     assert any("no error-level principles" in n for n in out["notes"])
@@ -182,8 +217,13 @@ def test_error_level_without_mistakes_says_so(tmp_path, trec, trec_seeds):
 
 def test_error_level_needs_a_student(tmp_path, trec, trec_seeds):
     with pytest.raises(ConfigError, match="principles.levels"):
-        write_principles(trec, trec_seeds, caller(tmp_path, Scripted(lambda p, _: ""), "teacher"),
-                         PrinciplesSettings(), seed=0)
+        write_principles(
+            trec,
+            trec_seeds,
+            caller(tmp_path, Scripted(lambda p, _: ""), "teacher"),
+            PrinciplesSettings(),
+            seed=0,
+        )
 
 
 def test_rerun_asks_the_teacher_nothing(tmp_path, trec, trec_seeds):
@@ -208,10 +248,12 @@ def test_person_files_for_builtin_tasks_load():
 
 
 def test_principles_file_json_and_yaml_shapes(tmp_path, trec):
-    entries = [{"level": "task", "text": "One short question."},
-               {"level": "category", "category": "human", "use": "create", "text": "Ask who."},
-               {"level": "category", "category": "human", "text": "Who -> human."},
-               {"level": "error", "text": "Type of answer, not topic.", "id": "x9", "source": "t"}]
+    entries = [
+        {"level": "task", "text": "One short question."},
+        {"level": "category", "category": "human", "use": "create", "text": "Ask who."},
+        {"level": "category", "category": "human", "text": "Who -> human."},
+        {"level": "error", "text": "Type of answer, not topic.", "id": "x9", "source": "t"},
+    ]
     js = tmp_path / "p.json"
     js.write_text(json.dumps({"principles": entries}))
     out = load_principles_file(js, trec)
@@ -222,16 +264,19 @@ def test_principles_file_json_and_yaml_shapes(tmp_path, trec):
     assert load_principles_file(ym, trec)["principles"][0]["text"] == "One short question."
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({"level": "global", "text": "x"}, "unknown level 'global'"),
-    ({"level": "category", "category": "animal", "text": "x"}, "'animal' is not a label"),
-    ({"level": "task", "text": "  "}, "`text` is empty"),
-    ({"level": "category", "text": "x"}, "needs a `category`"),
-    ({"level": "task", "category": "human", "text": "x"}, "takes no category"),
-    ({"level": "task", "use": "write", "text": "x"}, "unknown use 'write'"),
-    ({"level": "task", "txt": "x"}, "unknown key"),
-    ("just a string", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"level": "global", "text": "x"}, "unknown level 'global'"),
+        ({"level": "category", "category": "animal", "text": "x"}, "'animal' is not a label"),
+        ({"level": "task", "text": "  "}, "`text` is empty"),
+        ({"level": "category", "text": "x"}, "needs a `category`"),
+        ({"level": "task", "category": "human", "text": "x"}, "takes no category"),
+        ({"level": "task", "use": "write", "text": "x"}, "unknown use 'write'"),
+        ({"level": "task", "txt": "x"}, "unknown key"),
+        ("just a string", "expected a mapping"),
+    ],
+)
 def test_principles_file_errors_name_file_and_entry(tmp_path, trec, entry, message):
     path = tmp_path / "mine.yaml"
     path.write_text(json.dumps([{"level": "task", "text": "fine"}, entry]))
@@ -251,5 +296,3 @@ def test_principles_file_unreadable(tmp_path, trec):
     empty.write_text("")
     with pytest.raises(DataError, match="expected a list"):
         load_principles_file(empty, trec)
-
-

@@ -48,7 +48,7 @@ def track(settings: EmissionsSettings, stage: str) -> Iterator[dict[str, Any]]:
                 country_iso_code=settings.country_iso_code,
                 project_name=f"psilm:{stage}",
                 log_level="error",
-                save_to_file=False,
+                output_methods=[],  # the ledger lives in manifest.json, not in emissions.csv
                 tracking_mode="process",
                 allow_multiple_runs=True,
             )

@@ -232,9 +232,9 @@ def clean_with_notes(
         if len(kept := _first_candidate(lines, task, nouns)) < len(lines):
             notes.append("extra_candidates")
             lines = kept
-        if lines and (m := _NUMBERED.match(lines[0])) and lines[0][m.end():].strip():
+        if lines and (m := _NUMBERED.match(lines[0])) and lines[0][m.end() :].strip():
             notes.append("numbering")
-            lines[0] = lines[0][m.end():]
+            lines[0] = lines[0][m.end() :]
         lines, cut = _cut_commentary(lines, task, nouns)
         if cut:
             notes.append("commentary")

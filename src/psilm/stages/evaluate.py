@@ -43,8 +43,9 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def evaluate_model(task: Task, model: str, examples: list[Example], settings: EvaluateSettings,
-                   device: str = "auto") -> dict:
+def evaluate_model(
+    task: Task, model: str, examples: list[Example], settings: EvaluateSettings, device: str = "auto"
+) -> dict:
     """Accuracy of `model` (alias, GGUF file or HF folder) on `examples`, with per-row predictions."""
     from psilm.llm.base import ModelConfig, SamplingParams
     from psilm.llm.transformers_backend import TransformersBackend
@@ -126,8 +127,9 @@ def _per_class(labels: list[str], examples: list[Example], correct: list[bool]) 
 
 
 # --- likelihood scoring -------------------------------------------------------------------------
-def option_logprobs(model, tokenizer, task: Task, examples: list[Example],
-                    batch_size: int) -> tuple[list[list[float]], int]:
+def option_logprobs(
+    model, tokenizer, task: Task, examples: list[Example], batch_size: int
+) -> tuple[list[list[float]], int]:
     """Per example, the log-probability of each answer option as the assistant's reply.
 
     Each prompt is run once; every option continues from its KV cache. Returns the scores and

@@ -45,12 +45,12 @@ class GenerateSettings(Settings):
         2, ge=0, description="Seed demos per prompt (classification: of the same label only)."
     )
     principles_per_instance: int | None = Field(
-        1, ge=1, description="Principles sampled per instance; None = all (long prompts hurt "
-        "small models)."
+        1, ge=1, description="Principles sampled per instance; None = all (long prompts hurt small models)."
     )
     prefer_category: bool = Field(
-        True, description="Sample the category's own principles before task/error ones "
-        "(one category principle per instance is what helped on TREC)."
+        True,
+        description="Sample the category's own principles before task/error ones "
+        "(one category principle per instance is what helped on TREC).",
     )
     category_weights: dict[str, float] | None = Field(
         None, description="Draw categories by these weights instead of evenly; unnamed ones get 0."
@@ -58,17 +58,17 @@ class GenerateSettings(Settings):
     # --- sampling the new input
     temperature: float = Field(0.9, ge=0, description="High enough for diverse inputs.")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling, for inputs and answers.")
-    max_tokens: int = Field(
-        96, gt=0, description="For the new input; solutions get solve_max_tokens."
-    )
+    max_tokens: int = Field(96, gt=0, description="For the new input; solutions get solve_max_tokens.")
     pair_max_tokens: int = Field(
         192, gt=0, description="multiple_choice / free_text: question, choices and answer in one."
     )
     # --- targets: k answers per instance; the majority becomes the answer, ties give none
     solve_samples: int = Field(3, ge=1, description="numeric: solutions sampled per instance.")
     verify_samples: int = Field(
-        0, ge=0, description="classification: times the generator re-labels each input (votes "
-        "for the filter); 0 = off, since a 135M labeller is less reliable than the asked label."
+        0,
+        ge=0,
+        description="classification: times the generator re-labels each input (votes "
+        "for the filter); 0 = off, since a 135M labeller is less reliable than the asked label.",
     )
     solve_temperature: float = Field(
         0.7, ge=0, description="Answers differ between samples, so a majority means something."
@@ -80,8 +80,9 @@ class GenerateSettings(Settings):
 # ---------------------------------------------------------------------------------------------
 # Planning: category, demos and principles per instance
 # ---------------------------------------------------------------------------------------------
-def plan_instances(task: Task, seeds: list[Example], principles: list[dict],
-                   settings: GenerateSettings, seed: int) -> list[dict]:
+def plan_instances(
+    task: Task, seeds: list[Example], principles: list[dict], settings: GenerateSettings, seed: int
+) -> list[dict]:
     """One plan per instance; plan i depends only on (seed, i) and the inputs, not on n."""
     s = settings
     direct = s.mode == "direct"
@@ -126,8 +127,10 @@ def _weights(cats: list, given: dict[str, float] | None) -> list[float] | None:
         return None
     unknown = sorted(set(given) - {c for c in cats if c})
     if unknown:
-        raise ConfigError(f"generate.category_weights: unknown categories {unknown}; "
-                          f"the categories are {[c for c in cats if c]}")
+        raise ConfigError(
+            f"generate.category_weights: unknown categories {unknown}; "
+            f"the categories are {[c for c in cats if c]}"
+        )
     weights = [float(given.get(c, 0.0)) if c else 0.0 for c in cats]
     if any(w < 0 for w in weights) or sum(weights) <= 0:
         raise ConfigError("generate.category_weights: weights must be >= 0 with a positive sum")
@@ -143,8 +146,7 @@ def _weighted(cats: list, weights: list[float], u: float) -> Any:
     return next(c for c, w in zip(reversed(cats), reversed(weights), strict=True) if w > 0)
 
 
-def _demos(task: Task, seeds: list[Example], cat: str | None, k: int,
-           rng: random.Random) -> list[int]:
+def _demos(task: Task, seeds: list[Example], cat: str | None, k: int, rng: random.Random) -> list[int]:
     same = [i for i, x in enumerate(seeds) if cat is not None and x.category == cat]
     if task.kind == "classification":  # a demo of another label invites copying that label
         return sorted(rng.sample(same, min(k, len(same))))
@@ -155,8 +157,11 @@ def _demos(task: Task, seeds: list[Example], cat: str | None, k: int,
 
 def _pool(principles: list[dict], cat: str | None, use: str) -> list[dict]:
     """Task-level, this category's and error-level principles meant for `use` (or both)."""
-    return [p for p in principles if p["use"] in (use, "both")
-            and (p["level"] != "category" or p["category"] == cat)]
+    return [
+        p
+        for p in principles
+        if p["use"] in (use, "both") and (p["level"] != "category" or p["category"] == cat)
+    ]
 
 
 def _sample(pool: list[dict], k: int | None, s: GenerateSettings, rng: random.Random) -> list[str]:
@@ -180,7 +185,7 @@ def input_prompt(task: Task, seeds: list[Example], plan: dict, by_id: dict[str, 
     if task.kind == "classification":
         desc = c.label_descriptions.get(cat)
         what = f'{noun} labelled "{cat}"'
-        head = f"{c.description} Label \"{cat}\"" + (f": {desc}." if desc else ".")
+        head = f'{c.description} Label "{cat}"' + (f": {desc}." if desc else ".")
     else:
         what = f"{noun} ({cat.replace('-', ' ')})" if cat else noun
         head = f"We write {noun}s for this task: {c.description}"
@@ -192,18 +197,21 @@ def input_prompt(task: Task, seeds: list[Example], plan: dict, by_id: dict[str, 
             lines.append(_demo(x) if pair else f"- {_one_line(x.input)}")
     if pair:
         fmt = "'Question:' with the question" + (
-            " and its lettered choices" if task.kind == "multiple_choice" else "")
-        lines += ["", f"Write one new {what} in the same format: {fmt}, then 'Answer:' with "
-                      "the answer."]
+            " and its lettered choices" if task.kind == "multiple_choice" else ""
+        )
+        lines += ["", f"Write one new {what} in the same format: {fmt}, then 'Answer:' with the answer."]
     else:
         unsolved = "" if task.kind == "classification" else ", without solving it"
-        lines += ["", f"Write one new {what}, about as long as the examples. "
-                      f"Reply with the {noun} only{unsolved}."]
+        lines += [
+            "",
+            f"Write one new {what}, about as long as the examples. Reply with the {noun} only{unsolved}.",
+        ]
     return [{"role": "user", "content": "\n".join(lines)}]
 
 
-def solve_prompt(task: Task, seeds: list[Example], plan: dict, by_id: dict[str, dict],
-                 text: str, n_demos: int) -> Messages:
+def solve_prompt(
+    task: Task, seeds: list[Example], plan: dict, by_id: dict[str, dict], text: str, n_demos: int
+) -> Messages:
     name = task.config.input_name.capitalize()
     lines = [task.instruction()] + [f"Tip: {by_id[p]['text']}" for p in plan["solve_principle_ids"]]
     for i in plan["demo_ids"][:n_demos]:
@@ -235,7 +243,7 @@ def parse_pair(raw: str, task: Task) -> tuple[str | None, str | None, str | None
     m = matches[0]
     question, answer = raw[: m.start()].strip(), m.group("a").strip()
     if not answer:  # "Answer:\nB"
-        answer = raw[m.end():].strip().split("\n", 1)[0].strip()
+        answer = raw[m.end() :].strip().split("\n", 1)[0].strip()
     if not answer:
         return None, None, "no_answer"
     if task.kind == "multiple_choice":
@@ -262,9 +270,14 @@ def with_final_answer(solution: str, answer: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # The stage
 # ---------------------------------------------------------------------------------------------
-def generate_instances(task: Task, seeds: list[Example], principles: list[dict],
-                       generator: ModelCaller, settings: GenerateSettings,
-                       seed: int) -> tuple[list[dict], dict]:
+def generate_instances(
+    task: Task,
+    seeds: list[Example],
+    principles: list[dict],
+    generator: ModelCaller,
+    settings: GenerateSettings,
+    seed: int,
+) -> tuple[list[dict], dict]:
     """(candidate records, stats). Request ids depend only on (mode, seed, index, step)."""
     s = settings
     # --- validate, then plan
@@ -273,14 +286,19 @@ def generate_instances(task: Task, seeds: list[Example], principles: list[dict],
     calls_before = generator.new_calls
     rid = "generate/{mode}/{seed}/{i}/{step}".format
     pair = task.kind in ("multiple_choice", "free_text")
-    gen = {"model": generator.model_id, "temperature": s.temperature, "top_p": s.top_p,
-           "max_tokens": s.pair_max_tokens if pair else s.max_tokens}
+    gen = {
+        "model": generator.model_id,
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "max_tokens": s.pair_max_tokens if pair else s.max_tokens,
+    }
 
     # --- step 1: a new input per plan, in one batch through the caller
-    params = SamplingParams(temperature=s.temperature, top_p=s.top_p,
-                            max_tokens=gen["max_tokens"], seed=seed)
-    requests = [(rid(mode=p["mode"], seed=seed, i=p["index"], step="input"),
-                 input_prompt(task, seeds, p, by_id)) for p in plans]
+    params = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=gen["max_tokens"], seed=seed)
+    requests = [
+        (rid(mode=p["mode"], seed=seed, i=p["index"], step="input"), input_prompt(task, seeds, p, by_id))
+        for p in plans
+    ]
     outs = generator(requests, params)
     records = []
     for p, (r, _) in zip(plans, requests, strict=True):
@@ -289,13 +307,23 @@ def generate_instances(task: Task, seeds: list[Example], principles: list[dict],
         text = None
         if reason is None:
             text, reason = filter_stage.clean_input(question, task)
-        records.append({
-            "id": p["id"], "mode": p["mode"], "input": text, "raw_input": raw,
-            "output": answer, "answer": answer, "category": p["category"],
-            "principle_ids": p["principle_ids"] + [i for i in p["solve_principle_ids"]
-                                                   if i not in p["principle_ids"]],
-            "demo_ids": p["demo_ids"], "votes": [], "parse_error": reason, "generator": gen,
-        })
+        records.append(
+            {
+                "id": p["id"],
+                "mode": p["mode"],
+                "input": text,
+                "raw_input": raw,
+                "output": answer,
+                "answer": answer,
+                "category": p["category"],
+                "principle_ids": p["principle_ids"]
+                + [i for i in p["solve_principle_ids"] if i not in p["principle_ids"]],
+                "demo_ids": p["demo_ids"],
+                "votes": [],
+                "parse_error": reason,
+                "generator": gen,
+            }
+        )
 
     # --- step 2: the target
     good = [(p, r) for p, r in zip(plans, records, strict=True) if r["parse_error"] is None]
@@ -305,23 +333,29 @@ def generate_instances(task: Task, seeds: list[Example], principles: list[dict],
     k = {"classification": s.verify_samples, "numeric": s.solve_samples}.get(task.kind, 0)
     if k and good:
         step = "verify" if task.kind == "classification" else "solve"
-        sp = SamplingParams(temperature=s.solve_temperature, top_p=s.top_p,
-                            max_tokens=s.solve_max_tokens, seed=seed)
-        reqs = [(rid(mode=p["mode"], seed=seed, i=p["index"], step=f"{step}/{j}"),
-                 task.prompt(r["input"]) if step == "verify"
-                 else solve_prompt(task, seeds, p, by_id, r["input"], s.solve_demos))
-                for p, r in good for j in range(k)]
+        sp = SamplingParams(
+            temperature=s.solve_temperature, top_p=s.top_p, max_tokens=s.solve_max_tokens, seed=seed
+        )
+        reqs = [
+            (
+                rid(mode=p["mode"], seed=seed, i=p["index"], step=f"{step}/{j}"),
+                task.prompt(r["input"])
+                if step == "verify"
+                else solve_prompt(task, seeds, p, by_id, r["input"], s.solve_demos),
+            )
+            for p, r in good
+            for j in range(k)
+        ]
         solved = generator(reqs, sp)
         texts = [solved[q].text for q, _ in reqs]
         for n, (_, r) in enumerate(good):
-            mine = texts[n * k:(n + 1) * k]
+            mine = texts[n * k : (n + 1) * k]
             r["votes"] = [task.extract(t) for t in mine]
             if task.kind == "numeric":
                 r["answer"] = majority(r["votes"])
                 r["output"] = None
                 if r["answer"] is not None:
-                    first = next(t for t, v in zip(mine, r["votes"], strict=True)
-                                 if v == r["answer"])
+                    first = next(t for t, v in zip(mine, r["votes"], strict=True) if v == r["answer"])
                     r["output"] = with_final_answer(first, r["answer"])
 
     # --- stats

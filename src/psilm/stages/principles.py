@@ -56,8 +56,10 @@ class PrinciplesSettings(Settings):
     seeds_shown: int = Field(8, ge=1, description="Seeds shown per teacher prompt (long prompts cost).")
     # --- error level: the student answers every seed greedily
     student_max_tokens: int | None = Field(
-        None, gt=0, description="Per student answer to a seed; None: 16 for a label or letter, "
-        "256 for a worked solution (a small model on CPU pays for every token)."
+        None,
+        gt=0,
+        description="Per student answer to a seed; None: 16 for a label or letter, "
+        "256 for a worked solution (a small model on CPU pays for every token).",
     )
     max_mistakes: int = Field(8, ge=1, description="Mistakes sent to the teacher, one prompt each.")
     # --- what counts as a principle line
@@ -76,8 +78,9 @@ _PREAMBLE = re.compile(r"(?:here (?:are|is)|sure\b|certainly\b|okay\b|of course\
 _INLINE_NUMBER = re.compile(r"\s(?=\(?\d{1,2}[.)]\s+[A-Z])")  # "1. Do x. 2. Do y." on one line
 
 
-def parse_list(text: str | None, min_chars: int, max_chars: int, dropped: Counter,
-               truncated: bool = False) -> list[str]:
+def parse_list(
+    text: str | None, min_chars: int, max_chars: int, dropped: Counter, truncated: bool = False
+) -> list[str]:
     """Items of a numbered or bulleted list; what is dropped is counted in `dropped` by reason.
 
     `truncated`: the response hit max_tokens, so its last line is cut mid-sentence: drop it.
@@ -130,8 +133,7 @@ _CATEGORY_LINE = re.compile(r"^(?P<name>[^:]{2,50}):\s*(?P<desc>.+)$")
 _EXAMPLE_REFS = re.compile(r"[(\[]\s*examples?\s*:?\s*(?P<nums>[\d,\s&and]+)[)\]]\s*\.?$", re.I)
 
 
-def parse_categories(text: str | None, n_seeds: int, cap: int,
-                     dropped: Counter) -> dict[str, dict[str, Any]]:
+def parse_categories(text: str | None, n_seeds: int, cap: int, dropped: Counter) -> dict[str, dict[str, Any]]:
     """'name: description (examples 1, 3)' lines -> {slug: {"description", "seeds"}}."""
     out: dict[str, dict[str, Any]] = {}
     for line in parse_list(text, 3, 300, dropped):
@@ -178,38 +180,47 @@ def _about(task: Task) -> str:
     c = task.config
     lines = [f"Task: {c.description}", f"One input is a {c.input_name}."]
     if task.kind == "classification":
-        labels = [f"{lb} ({c.label_descriptions[lb]})" if lb in c.label_descriptions else lb
-                  for lb in task.labels]
+        labels = [
+            f"{lb} ({c.label_descriptions[lb]})" if lb in c.label_descriptions else lb for lb in task.labels
+        ]
         lines.append("Labels: " + "; ".join(labels) + ".")
     return "\n".join(lines)
 
 
 def _list_request(n: int, what: str) -> str:
-    return (f"Write {n} short principles {what}. One sentence each, concrete, no examples copied. "
-            "Reply with a numbered list only.")
+    return (
+        f"Write {n} short principles {what}. One sentence each, concrete, no examples copied. "
+        "Reply with a numbered list only."
+    )
 
 
 def task_prompt(task: Task, seeds: list[Example], s: PrinciplesSettings) -> Messages:
-    body = (f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown)}\n\n"
-            + _list_request(s.task_count, "about what the task asks, what a correct answer must "
-                                          "satisfy, and the answer format"))
+    body = f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown)}\n\n" + _list_request(
+        s.task_count, "about what the task asks, what a correct answer must satisfy, and the answer format"
+    )
     return [{"role": "user", "content": body}]
 
 
 def grouping_prompt(task: Task, seeds: list[Example], s: PrinciplesSettings) -> Messages:
-    body = (f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown, False)}\n\n"
-            f"Group these {task.config.input_name}s into at most {s.max_categories} sub-types. "
-            "Reply with a numbered list, one line per sub-type: "
-            "'name: one-sentence description (examples 1, 3)'.")
+    body = (
+        f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown, False)}\n\n"
+        f"Group these {task.config.input_name}s into at most {s.max_categories} sub-types. "
+        "Reply with a numbered list, one line per sub-type: "
+        "'name: one-sentence description (examples 1, 3)'."
+    )
     return [{"role": "user", "content": body}]
 
 
-def category_prompt(task: Task, name: str, desc: str, shown: list[Example], use: str,
-                    s: PrinciplesSettings) -> Messages:
+def category_prompt(
+    task: Task, name: str, desc: str, shown: list[Example], use: str, s: PrinciplesSettings
+) -> Messages:
     noun = task.config.input_name
     label = "label" if task.kind == "classification" else "sub-type"
-    what = (f"for writing a good new {noun} whose {label} is '{name}'" if use == "create"
-            else f"for solving a {noun} of {label} '{name}' correctly")
+    what = (
+        f"for writing a good new {noun} whose {label} is '{name}'"
+        if use == "create"
+        else f"for solving a {noun} of {label} '{name}' correctly"
+    )
     head = f"{_about(task)}\n\nThe {label} '{name}'" + (f" means: {desc}" if desc else "") + "."
     examples = f"\n\nExamples of '{name}':\n{_shown(task, shown, s.seeds_shown)}" if shown else ""
     return [{"role": "user", "content": f"{head}{examples}\n\n{_list_request(s.per_category, what)}"}]
@@ -217,34 +228,45 @@ def category_prompt(task: Task, name: str, desc: str, shown: list[Example], use:
 
 def mistake_prompt(task: Task, seed: Example, student_text: str) -> Messages:
     name = task.config.input_name
-    body = (f"{_about(task)}\n\nA small model was given this {name}:\n{_trim(seed.input)}\n\n"
-            f"It answered:\n{_trim(student_text)}\n\nThe correct answer is:\n{_trim(seed.output)}\n\n"
-            f"Write one short principle (one sentence) that would have led the model to the correct "
-            f"answer, general enough to help with similar {name}s. Reply with the principle only.")
+    body = (
+        f"{_about(task)}\n\nA small model was given this {name}:\n{_trim(seed.input)}\n\n"
+        f"It answered:\n{_trim(student_text)}\n\nThe correct answer is:\n{_trim(seed.output)}\n\n"
+        f"Write one short principle (one sentence) that would have led the model to the correct "
+        f"answer, general enough to help with similar {name}s. Reply with the principle only."
+    )
     return [{"role": "user", "content": body}]
 
 
 def condense_prompt(task: Task, specific: list[str], s: PrinciplesSettings) -> Messages:
     listed = "\n".join(f"{i}. {p}" for i, p in enumerate(specific, start=1))
-    body = (f"{_about(task)}\n\nPrinciples learned from a small model's mistakes:\n{listed}\n\n"
-            f"Merge them into at most {s.condense_to} general principles. One sentence each. "
-            "Reply with a numbered list only.")
+    body = (
+        f"{_about(task)}\n\nPrinciples learned from a small model's mistakes:\n{listed}\n\n"
+        f"Merge them into at most {s.condense_to} general principles. One sentence each. "
+        "Reply with a numbered list only."
+    )
     return [{"role": "user", "content": body}]
 
 
 # ---------------------------------------------------------------------------------------------
 # The stage
 # ---------------------------------------------------------------------------------------------
-def write_principles(task: Task, seeds: list[Example], teacher: ModelCaller,
-                     settings: PrinciplesSettings, seed: int,
-                     student: ModelCaller | None = None) -> dict:
+def write_principles(
+    task: Task,
+    seeds: list[Example],
+    teacher: ModelCaller,
+    settings: PrinciplesSettings,
+    seed: int,
+    student: ModelCaller | None = None,
+) -> dict:
     """Ask the teacher for principles at each level in `settings.levels`; see the module doc."""
     # --- validate
     if not seeds:
         raise DataError("principles: no seed examples to write principles from")
     if "error" in settings.levels and student is None:
-        raise ConfigError("principles.levels includes 'error', which needs a student model to "
-                          "answer the seeds; pass one or drop 'error' from principles.levels")
+        raise ConfigError(
+            "principles.levels includes 'error', which needs a student model to "
+            "answer the seeds; pass one or drop 'error' from principles.levels"
+        )
     s = settings
     params = SamplingParams(temperature=s.temperature, top_p=1.0, max_tokens=s.max_tokens, seed=seed)
     source = f"teacher:{teacher.model_id}"
@@ -255,8 +277,16 @@ def write_principles(task: Task, seeds: list[Example], teacher: ModelCaller,
 
     def ask(level: str, requests: list[tuple[str, Messages]]) -> dict[str, Completion]:
         out = teacher(requests, params)
-        prompts.extend({"level": level, "id": rid, "messages": m, "response": out[rid].text,
-                        "finish_reason": out[rid].finish_reason} for rid, m in requests)
+        prompts.extend(
+            {
+                "level": level,
+                "id": rid,
+                "messages": m,
+                "response": out[rid].text,
+                "finish_reason": out[rid].finish_reason,
+            }
+            for rid, m in requests
+        )
         return out
 
     def items(c: Completion, cap: int) -> list[str]:
@@ -266,8 +296,16 @@ def write_principles(task: Task, seeds: list[Example], teacher: ModelCaller,
     def add(level: str, category: str | None, use: str, texts: list[str], prefix: str) -> None:
         start = sum(p["id"].startswith(prefix) for p in principles)
         for k, text in enumerate(texts, start=start + 1):
-            principles.append({"id": f"{prefix}{k}", "level": level, "category": category,
-                               "use": use, "text": text, "source": source})
+            principles.append(
+                {
+                    "id": f"{prefix}{k}",
+                    "level": level,
+                    "category": category,
+                    "use": use,
+                    "text": text,
+                    "source": source,
+                }
+            )
 
     # --- categories: the labels, or sub-types the teacher finds in the seeds
     categories: dict[str, str] = {}
@@ -292,9 +330,14 @@ def write_principles(task: Task, seeds: list[Example], teacher: ModelCaller,
 
     # --- category level: how to create and how to solve, per category
     if "category" in s.levels and categories:
-        requests = [(f"principles/{seed}/category/{name}/{use}",
-                     category_prompt(task, name, desc, members.get(name, []), use, s))
-                    for name, desc in categories.items() for use in ("create", "solve")]
+        requests = [
+            (
+                f"principles/{seed}/category/{name}/{use}",
+                category_prompt(task, name, desc, members.get(name, []), use, s),
+            )
+            for name, desc in categories.items()
+            for use in ("create", "solve")
+        ]
         out = ask("category", requests)
         for name in categories:
             for use in ("create", "solve"):
@@ -320,8 +363,9 @@ def write_principles(task: Task, seeds: list[Example], teacher: ModelCaller,
     }
 
 
-def _error_level(task: Task, seeds: list[Example], student: ModelCaller,
-                 s: PrinciplesSettings, seed: int, ask, items) -> dict[str, Any]:
+def _error_level(
+    task: Task, seeds: list[Example], student: ModelCaller, s: PrinciplesSettings, seed: int, ask, items
+) -> dict[str, Any]:
     """Mistakes of the student on the seeds -> one principle each -> condensed general ones."""
     short = task.kind in ("classification", "multiple_choice")
     n_tokens = s.student_max_tokens or (16 if short else 256)
@@ -337,16 +381,17 @@ def _error_level(task: Task, seeds: list[Example], student: ModelCaller,
     used = mistakes[: s.max_mistakes]
     specific: list[str] = []
     if used:
-        reqs = [(f"principles/{seed}/mistake/{m['seed']}",
-                 mistake_prompt(task, seeds[m["seed"]], m["response"])) for m in used]
+        reqs = [
+            (f"principles/{seed}/mistake/{m['seed']}", mistake_prompt(task, seeds[m["seed"]], m["response"]))
+            for m in used
+        ]
         out = ask("error", reqs)
         for rid, _ in reqs:
             specific.extend(items(out[rid], 1))
     general: list[str] = []
     if specific:
         rid = f"principles/{seed}/condense"
-        general = items(ask("error", [(rid, condense_prompt(task, specific, s))])[rid],
-                        s.condense_to)
+        general = items(ask("error", [(rid, condense_prompt(task, specific, s))])[rid], s.condense_to)
     return {
         "student": student.model_id,
         "seeds": len(seeds),
@@ -391,8 +436,10 @@ def load_principles_file(path: str | Path, task: Task) -> dict:
             raise DataError(f"{where}: `categories` must map names to descriptions")
         data = data.get("principles")
     if not isinstance(data, list) or not data:
-        raise DataError(f"{where}: expected a list of principles (or a mapping with `principles:`)"
-                        ", each {level, category, use, text}")
+        raise DataError(
+            f"{where}: expected a list of principles (or a mapping with `principles:`)"
+            ", each {level, category, use, text}"
+        )
 
     principles: list[dict] = []
     counts: Counter = Counter()
@@ -409,8 +456,15 @@ def load_principles_file(path: str | Path, task: Task) -> dict:
         for p in principles:
             if p["category"] is not None:
                 categories.setdefault(p["category"], "")
-    return {"principles": principles, "teacher": None, "prompts": [], "categories": categories,
-            "dropped": {}, "error": None, "notes": [f"written by a person: {path.name}"]}
+    return {
+        "principles": principles,
+        "teacher": None,
+        "prompts": [],
+        "categories": categories,
+        "dropped": {},
+        "error": None,
+        "notes": [f"written by a person: {path.name}"],
+    }
 
 
 def _check_entry(entry: Any, i: int, where: str, task: Task) -> dict:
@@ -435,9 +489,12 @@ def _check_entry(entry: Any, i: int, where: str, task: Task) -> dict:
             raise DataError(f"{at}: level 'category' needs a `category`")
         category = str(category).strip()
         if task.kind == "classification" and category not in task.labels:
-            raise DataError(f"{at}: category {category!r} is not a label of task "
-                            f"{task.name!r} ({', '.join(task.labels)})")
+            raise DataError(
+                f"{at}: category {category!r} is not a label of task {task.name!r} ({', '.join(task.labels)})"
+            )
     elif category is not None:
-        raise DataError(f"{at}: level {level!r} takes no category; use level 'category' for "
-                        "a principle about one category")
+        raise DataError(
+            f"{at}: level {level!r} takes no category; use level 'category' for "
+            "a principle about one category"
+        )
     return {"level": level, "category": category, "use": use, "text": " ".join(text.split())}

@@ -57,8 +57,14 @@ def to_dataset_rows(task: Task, examples: list[Example]) -> list[dict]:
     ]
 
 
-def train_model(task: Task, examples: list[Example], student: ModelConfig, settings: TrainSettings,
-                out_dir: Path, seed: int) -> dict:
+def train_model(
+    task: Task,
+    examples: list[Example],
+    student: ModelConfig,
+    settings: TrainSettings,
+    out_dir: Path,
+    seed: int,
+) -> dict:
     """Fine-tune a fresh copy of the student; write adapter/ and/or merged/ under out_dir."""
     import torch
     from datasets import Dataset
@@ -136,9 +142,7 @@ def train_model(task: Task, examples: list[Example], student: ModelConfig, setti
 
     lengths = [min(len(ids), settings.max_length) for ids in trainer.train_dataset["input_ids"]]
     epochs_done = float(trainer.state.epoch or 0.0)
-    history = [
-        [h["step"], round(h["loss"], 4)] for h in trainer.state.log_history if "loss" in h
-    ]
+    history = [[h["step"], round(h["loss"], 4)] for h in trainer.state.log_history if "loss" in h]
     return {
         "n_train": len(examples),
         "steps": result.global_step,
@@ -195,7 +199,6 @@ def _lora_config(settings: TrainSettings):
         target_modules=settings.target_modules,
         task_type="CAUSAL_LM",
     )
-
 
 
 def _checkpointing(config_cls, enabled: bool) -> dict:
