@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -29,10 +30,21 @@ ArmOpt = Annotated[str, typer.Option("--arm", help="Which arm: psi, direct, teac
 def _logger(quiet: bool):
     if quiet:
         return lambda msg: None
-    from rich.console import Console
-
-    console = Console(stderr=True, highlight=False)
+    console = _console()
     return lambda msg: console.print(msg, markup=False)
+
+
+def _console():
+    """One stderr console shared by log lines and progress bars, so they don't garble each other."""
+    global _CONSOLE
+    if _CONSOLE is None:
+        from rich.console import Console
+
+        _CONSOLE = Console(stderr=True, highlight=False)
+    return _CONSOLE
+
+
+_CONSOLE = None
 
 
 def _open(run: Path, overrides: list[str] | None, quiet: bool):
@@ -46,6 +58,41 @@ def _open(run: Path, overrides: list[str] | None, quiet: bool):
             f"{run}: not a run folder (no config.yaml); create one with `psilm run CONFIG --out {run}`"
         )
     return prepare(load_config(cfg_path, overrides), run, _logger(quiet))
+
+
+@contextmanager
+def _progress(ctx, quiet: bool):
+    """Progress bars with rate and ETA for model calls; nothing when quiet."""
+    if quiet:
+        yield
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:.2f}/s" if task.speed else "-/s")
+
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        Rate(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=_console()) as progress:
+        ctx.progress = progress
+        try:
+            yield
+        finally:
+            ctx.progress = None
 
 
 def _print_table(metrics: dict) -> None:
@@ -74,7 +121,8 @@ def run(
 
     cfg = load_config(config, set_)
     ctx = prepare(cfg, out, _logger(quiet))
-    metrics = run_all(ctx)
+    with _progress(ctx, quiet):
+        metrics = run_all(ctx)
     if metrics["arms"]:
         _print_table(metrics)
     print(f"run folder: {out}")
@@ -193,10 +241,31 @@ def tasks() -> None:
         print(f"{name:8s} {spec['kind']:15s} {spec['description']}")
 
 
+def _quiet_libraries() -> None:
+    """psilm draws its own progress; the libraries' bars and info logs would bury it."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.getLogger("codecarbon").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*Could not find a config file.*")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2, never a traceback."""
     import click
 
+    _quiet_libraries()
     try:
         app(args=argv, standalone_mode=False)
     except PsilmError as e:

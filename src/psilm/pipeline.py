@@ -55,6 +55,7 @@ class Context:
     seeds: list[Example]
     test: list[Example] | None
     log: Callable[[str], None] = print
+    progress: Any = None  # a started rich Progress, or None (quiet)
     callers: dict[str, list[ModelCaller]] = field(default_factory=dict)
 
     # --- inputs shared by many stages
@@ -78,7 +79,16 @@ class Context:
             remote=model.backend == "openai",
         )
         self.callers.setdefault(stage, []).append(c)
+        if self.progress is not None:
+            c.on_progress = self._bar(f"{stage} ({role})")
         return c
+
+    def _bar(self, label: str) -> Callable[[int], Callable[[int], None]]:
+        def start(total: int) -> Callable[[int], None]:
+            task = self.progress.add_task(label, total=total)
+            return lambda n: self.progress.advance(task, n)
+
+        return start
 
 
 # --- opening a run ------------------------------------------------------------------------------

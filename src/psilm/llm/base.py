@@ -39,6 +39,10 @@ class ModelConfig(Settings):
     n_threads: int | None = Field(
         None, description="CPU threads for llamacpp; None = half the cores (its threads spin-wait)."
     )
+    # --- cost
+    price_per_million_tokens: float | None = Field(
+        None, ge=0, description="USD per 1M tokens (prompt + completion) on this endpoint; gives $ per stage."
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Passed to the backend as is, e.g. vllm tensor_parallel_size."
     )

@@ -39,6 +39,8 @@ class ModelCaller:
         self.tokens: dict[str, int] = defaultdict(int)
         self.new_calls = 0
         self._done: dict[str, dict] = {r["key"]: r for r in log.records}
+        # set by the pipeline: on_progress(n_todo) returns advance(n) for one call's new requests
+        self.on_progress: Callable[[int], Callable[[int], None]] | None = None
 
     @property
     def backend(self) -> Backend:
@@ -53,9 +55,10 @@ class ModelCaller:
         self,
         requests: list[Request],
         params: SamplingParams,
-        progress: Callable[[int], None] | None = None,
     ) -> dict[str, Completion]:
         keys = {rid: self._key(rid, msgs, params) for rid, msgs in requests}
+        todo = sum(keys[rid] not in self._done for rid, _ in requests)
+        progress = self.on_progress(todo) if self.on_progress and todo else None
         # Blocks sit at fixed positions of the request list and each block is always generated
         # whole, with a seed derived from its position: a resumed run asks the backend exactly
         # what an uninterrupted run asked, so seeded backends give the same records.
@@ -65,15 +68,17 @@ class ModelCaller:
                 continue
             block_params = params if params.seed is None else replace(params, seed=params.seed + start)
             outs = self.backend.generate([m for _, m in block], block_params)
+            fresh = 0
             for (rid, _), out in zip(block, outs, strict=True):
                 if keys[rid] in self._done:
                     continue
+                fresh += 1
                 rec = {"key": keys[rid], "id": rid, "role": self.role, "model": self.model_id, **asdict(out)}
                 self.log.append(rec)
                 self._done[rec["key"]] = rec
                 self.new_calls += 1
             if progress:
-                progress(len(block))
+                progress(fresh)
         result = {}
         for rid, _ in requests:
             rec = self._done[keys[rid]]
