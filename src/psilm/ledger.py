@@ -1,0 +1,297 @@
+"""The carbon and cost ledger of a run: per stage, per arm, and what the teacher would have cost.
+
+Pure functions over the run's manifest, its resolved config and the arms' metrics (plain dicts):
+nothing here reads or writes the run folder.
+
+- Energy and CO2 of a stage = what CodeCarbon measured on this machine + an estimate for tokens
+  served by remote endpoints (`emissions.remote_joules_per_token`); any estimated part marks the
+  value `estimated`, and the arm and run sums inherit the mark.
+- Tokens per role (teacher, generator, student). Training and evaluation do not go through a model
+  caller, so their token counts are folded in as role `student`: training as `trained` tokens (each
+  token once per epoch), evaluation as prompt / completion tokens from the arm's metrics.
+- Dollars from `models.<role>.price_per_million_tokens` (prompt + completion; trained tokens are
+  not billed by an endpoint). Roles without a price count as $0; no price anywhere: no $ at all.
+- The principles stage is shared by the arms that use principles (psi, teacher): each arm's sum
+  includes all of it; the run total counts it once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psilm.emissions import EmissionsSettings
+
+ROLES = ("teacher", "generator", "student")
+PRINCIPLE_ARMS = ("psi", "teacher")  # arms whose data is written from principles.json
+KINDS = ("principles", "generate", "filter", "train", "evaluate")
+J_PER_KWH = 3.6e6
+
+
+# --- one stage ---------------------------------------------------------------------------------
+def stage_arms(name: str, arms: list[str]) -> list[str]:
+    """The arms a stage's cost belongs to: `generate/psi` -> [psi]; principles -> [psi, teacher]."""
+    if "/" in name:
+        return [name.split("/", 1)[1]]
+    return [a for a in PRINCIPLE_ARMS if a in arms] if name == "principles" else []
+
+
+def stage_tokens(name: str, st: dict, arm_metrics: dict[str, dict]) -> dict[str, dict[str, int]]:
+    """Tokens per role, with the student's training and evaluation tokens folded in."""
+    tokens = {
+        role: {k: int(v or 0) for k, v in counts.items()} for role, counts in (st.get("tokens") or {}).items()
+    }
+    kind, _, arm = name.partition("/")
+    if kind == "train" and st.get("train_tokens"):
+        tokens.setdefault("student", {"prompt": 0, "completion": 0}).setdefault(
+            "trained", int(st["train_tokens"])
+        )
+    elif kind == "evaluate" and "student" not in tokens:
+        counts = (arm_metrics.get(arm) or {}).get("tokens") or {}
+        if counts:
+            tokens["student"] = {
+                "prompt": int(counts.get("prompt", 0)),
+                "completion": int(counts.get("completion", 0)),
+            }
+    return tokens
+
+
+def _total(counts: dict[str, int]) -> int:
+    return sum(int(v) for v in counts.values())
+
+
+def _billable(counts: dict[str, int]) -> int:
+    return int(counts.get("prompt", 0)) + int(counts.get("completion", 0))
+
+
+def _emissions(config: dict) -> EmissionsSettings:
+    return EmissionsSettings.model_validate(config.get("emissions") or {})
+
+
+def _model(config: dict, role: str) -> dict:
+    return ((config.get("models") or {}).get(role)) or {}
+
+
+def is_remote(config: dict, role: str) -> bool:
+    """A role served over HTTP runs on hardware psilm cannot measure."""
+    return _model(config, role).get("backend") == "openai"
+
+
+def remote_kwh_per_token(config: dict) -> float:
+    return _emissions(config).remote_joules_per_token / J_PER_KWH
+
+
+def _remote_part(st: dict, tokens: dict, config: dict) -> dict | None:
+    """Estimated energy / CO2 of remote roles: the manifest's record, or computed from tokens."""
+    if st.get("remote_energy"):
+        parts = st["remote_energy"]
+        return {
+            "energy_kwh": sum(float(p.get("energy_kwh", 0.0)) for p in parts),
+            "co2_kg": sum(float(p.get("co2_kg", 0.0)) for p in parts),
+            "basis": "; ".join(str(p.get("basis", "")) for p in parts),
+        }
+    remote = {r: _billable(c) for r, c in tokens.items() if is_remote(config, r) and _billable(c)}
+    if not remote:
+        return None
+    em = _emissions(config)
+    kwh = sum(remote.values()) * remote_kwh_per_token(config)
+    return {
+        "energy_kwh": kwh,
+        "co2_kg": kwh * em.grid_kg_per_kwh,
+        "basis": "; ".join(
+            f"{r}: {n} tokens x {em.remote_joules_per_token} J/token" for r, n in remote.items()
+        ),
+    }
+
+
+def _cost(tokens: dict, config: dict) -> float | None:
+    prices = {r: _model(config, r).get("price_per_million_tokens") for r in ROLES}
+    if all(p is None for p in prices.values()):
+        return None
+    return sum(_billable(c) * (prices.get(r) or 0.0) / 1e6 for r, c in tokens.items())
+
+
+def stage_row(name: str, st: dict, config: dict, arm_metrics: dict[str, dict]) -> dict[str, Any]:
+    """One line of the ledger. energy_kwh / co2_kg are None when nothing measured or estimated them."""
+    arms = list(config.get("arms") or [])
+    tokens = stage_tokens(name, st, arm_metrics)
+    measured = None
+    if st.get("energy_kwh") is not None:
+        measured = {"energy_kwh": float(st["energy_kwh"]), "co2_kg": float(st.get("co2_kg") or 0.0)}
+    remote = _remote_part(st, tokens, config)
+    parts = [p for p in (measured, remote) if p is not None]
+    return {
+        "stage": name,
+        "kind": name.split("/", 1)[0],
+        "arms": stage_arms(name, arms),
+        "status": st.get("status", "unknown"),
+        "duration_s": st.get("duration_s"),
+        "energy_kwh": sum(p["energy_kwh"] for p in parts) if parts else None,
+        "co2_kg": sum(p["co2_kg"] for p in parts) if parts else None,
+        "measured": measured,
+        "estimated": remote,
+        "is_estimated": remote is not None,
+        "energy_note": st.get("energy_error") or st.get("energy_source"),
+        "tokens": tokens,
+        "tokens_total": sum(_total(c) for c in tokens.values()),
+        "model_calls": st.get("model_calls", 0),
+        "cost_usd": _cost(tokens, config),
+    }
+
+
+# --- sums --------------------------------------------------------------------------------------
+def _sum(rows: list[dict]) -> dict[str, Any]:
+    tokens: dict[str, dict[str, int]] = {}
+    for r in rows:
+        for role, counts in r["tokens"].items():
+            acc = tokens.setdefault(role, {})
+            for k, v in counts.items():
+                acc[k] = acc.get(k, 0) + int(v)
+    costs = [r["cost_usd"] for r in rows if r["cost_usd"] is not None]
+    return {
+        "stages": [r["stage"] for r in rows],
+        "duration_s": sum(float(r["duration_s"] or 0.0) for r in rows),
+        "energy_kwh": sum(r["energy_kwh"] or 0.0 for r in rows),
+        "co2_kg": sum(r["co2_kg"] or 0.0 for r in rows),
+        "estimated_co2_kg": sum((r["estimated"] or {}).get("co2_kg", 0.0) for r in rows),
+        "is_estimated": any(r["is_estimated"] for r in rows),
+        "incomplete": any(r["energy_kwh"] is None or r["status"] != "done" for r in rows),
+        "tokens": tokens,
+        "tokens_total": sum(r["tokens_total"] for r in rows),
+        "cost_usd": sum(costs) if costs else None,
+    }
+
+
+def arm_totals(rows: list[dict], arms: list[str]) -> dict[str, dict]:
+    """Per arm: its own stages plus the shared principles stage where the arm uses principles."""
+    return {arm: _sum([r for r in rows if arm in r["arms"]]) for arm in arms}
+
+
+def teacher_share(rows: list[dict]) -> dict[str, Any]:
+    """Teacher tokens / all tokens (prompt + completion + trained, every role), run-wide and psi's."""
+
+    def share(sel: list[dict]) -> dict[str, Any]:
+        teacher = sum(_total(r["tokens"].get("teacher", {})) for r in sel)
+        total = sum(r["tokens_total"] for r in sel)
+        return {"teacher_tokens": teacher, "all_tokens": total, "share": teacher / total if total else None}
+
+    return {"run": share(rows), "psi": share([r for r in rows if "psi" in r["arms"]])}
+
+
+# --- psi against a teacher-written data set ------------------------------------------------------
+def teacher_per_token(rows: list[dict], config: dict) -> dict[str, Any] | None:
+    """kWh and kg CO2 per token for the teacher: the remote estimate, or measured in `principles`."""
+    if is_remote(config, "teacher"):
+        kwh = remote_kwh_per_token(config)
+        em = _emissions(config)
+        return {
+            "energy_kwh": kwh,
+            "co2_kg": kwh * em.grid_kg_per_kwh,
+            "estimated": True,
+            "basis": f"remote teacher: {em.remote_joules_per_token} J/token (configured)",
+        }
+    row = next((r for r in rows if r["stage"] == "principles"), None)
+    if row is None or not _billable(row["tokens"].get("teacher", {})) or row["energy_kwh"] is None:
+        return None
+    n = sum(_billable(c) for c in row["tokens"].values())  # the stage's energy over all its tokens
+    return {
+        "energy_kwh": row["energy_kwh"] / n,
+        "co2_kg": row["co2_kg"] / n,
+        "estimated": row["is_estimated"],
+        "basis": f"measured in the principles stage: {row['co2_kg'] * 1e3:.3g} g CO2eq over {n} tokens",
+    }
+
+
+def psi_vs_teacher(rows: list[dict], totals: dict[str, dict], config: dict) -> dict[str, Any]:
+    """The psi arm's footprint against a teacher arm: measured if run, else projected.
+
+    Projection: the teacher arm is the psi arm with the generator's data written by the teacher,
+    so it costs psi's total - generate/psi + generate/psi's tokens x the teacher's per-token cost.
+    """
+    if "psi" not in totals:
+        return {"basis": "unavailable", "reason": "the psi arm is not part of this run"}
+    psi = totals["psi"]
+    out: dict[str, Any] = {"psi_co2_kg": psi["co2_kg"], "psi_energy_kwh": psi["energy_kwh"]}
+    out["psi_cost_usd"] = psi["cost_usd"]
+    if "teacher" in totals and not totals["teacher"]["incomplete"]:
+        t = totals["teacher"]
+        out.update(
+            basis="measured",
+            teacher_co2_kg=t["co2_kg"],
+            teacher_energy_kwh=t["energy_kwh"],
+            teacher_cost_usd=t["cost_usd"],
+            estimated=psi["is_estimated"] or t["is_estimated"],
+            note="the teacher arm was run",
+        )
+    else:
+        gen = next((r for r in rows if r["stage"] == "generate/psi"), None)
+        per = teacher_per_token(rows, config)
+        if gen is None or gen["energy_kwh"] is None:
+            return {**out, "basis": "unavailable", "reason": "generate/psi has no ledger entry yet"}
+        if per is None:
+            return {
+                **out,
+                "basis": "unavailable",
+                "reason": "the teacher wrote no tokens in this run (principles came from a file) and is "
+                "local, so its per-token cost is unknown; add the `teacher` arm to measure it",
+            }
+        n = sum(_billable(c) for c in gen["tokens"].values())
+        price = _model(config, "teacher").get("price_per_million_tokens")
+        cost = None
+        if psi["cost_usd"] is not None or price is not None:
+            cost = (psi["cost_usd"] or 0.0) - (gen["cost_usd"] or 0.0) + n * (price or 0.0) / 1e6
+        out.update(
+            basis="projected",
+            teacher_co2_kg=psi["co2_kg"] - gen["co2_kg"] + n * per["co2_kg"],
+            teacher_energy_kwh=psi["energy_kwh"] - gen["energy_kwh"] + n * per["energy_kwh"],
+            teacher_cost_usd=cost,
+            estimated=psi["is_estimated"] or per["estimated"],
+            note=f"generate/psi's {n} tokens at the teacher's per-token cost ({per['basis']})",
+        )
+    out["saved_co2_kg"] = out["teacher_co2_kg"] - out["psi_co2_kg"]
+    out["saved_share"] = out["saved_co2_kg"] / out["teacher_co2_kg"] if out["teacher_co2_kg"] else None
+    return out
+
+
+def savings_sentence(cmp: dict[str, Any]) -> str:
+    """One line saying what psi saved (or did not) against a teacher arm."""
+    if cmp.get("basis") in (None, "unavailable"):
+        return f"PSI vs teacher: not available ({cmp.get('reason', 'no data')})."
+    est = " (estimated)" if cmp.get("estimated") else ""
+    how = "measured" if cmp["basis"] == "measured" else "projected"
+    psi_g, t_g, saved = cmp["psi_co2_kg"] * 1e3, cmp["teacher_co2_kg"] * 1e3, cmp["saved_co2_kg"] * 1e3
+    verb = "saves" if saved >= 0 else "costs"
+    share = f" ({abs(cmp['saved_share']):.0%})" if cmp.get("saved_share") is not None else ""
+    return (
+        f"PSI arm: {psi_g:.3g} g CO2eq; teacher arm ({how}): {t_g:.3g} g CO2eq. "
+        f"PSI {verb} {abs(saved):.3g} g CO2eq{share}{est}."
+    )
+
+
+# --- the whole ledger ----------------------------------------------------------------------------
+def _order(name: str) -> tuple[int, int, str]:
+    kind, _, arm = name.partition("/")
+    arm_rank = ["zero_shot", "seed_only", "direct", "psi", "teacher", "human"]
+    return (
+        KINDS.index(kind) if kind in KINDS else len(KINDS),
+        arm_rank.index(arm) if arm in arm_rank else len(arm_rank),
+        name,
+    )
+
+
+def build_ledger(manifest: dict, config: dict, arm_metrics: dict[str, dict] | None = None) -> dict[str, Any]:
+    """Everything the report shows about cost: rows per stage, sums per arm and run, comparisons."""
+    arm_metrics = arm_metrics or {}
+    stages = manifest.get("stages") or {}
+    rows = [stage_row(n, stages[n], config, arm_metrics) for n in sorted(stages, key=_order)]
+    arms = list(config.get("arms") or [])
+    totals = arm_totals(rows, arms)
+    return {
+        "stages": rows,
+        "arms": totals,
+        "run": _sum(rows),
+        "teacher_share": teacher_share(rows),
+        "psi_vs_teacher": psi_vs_teacher(rows, totals, config),
+        "priced": any(_model(config, r).get("price_per_million_tokens") is not None for r in ROLES),
+        "remote_roles": [r for r in ROLES if is_remote(config, r)],
+        "remote_joules_per_token": _emissions(config).remote_joules_per_token,
+    }
