@@ -11,8 +11,10 @@ Paths, each in a fresh process:
   llamacpp_sequential    a plain llama-cpp-python loop: create_chat_completion per request, in order
                          (llama-cpp-python still reuses the prefix it shares with the previous prompt)
   transformers_generate  plain transformers generate, batches of 16, left padding (GGUF dequantized)
-  psilm_llamacpp         psilm's llamacpp backend through ModelCaller, blocks of 16 (the generate
-                         stage's path): prefix tree + 16 sequences decoded together
+  psilm_llamacpp         psilm's llamacpp backend through ModelCaller (the generate stage's path) with
+                         batch_size 48: one block, its prompts' prefix tree evaluated once, 48
+                         sequences decoded together (the default batch_size 16 reads ~25% more
+                         prompt tokens: three prefix trees instead of one)
   psilm_ray_local        psilm's Ray executor: a local Ray cluster, 2 workers x 1 thread, blocks of 24;
                          timed from the call (workers start and load the model inside it), Ray's
                          own start-up (setup_s) apart
@@ -132,7 +134,7 @@ def _sampling(max_tokens: int):
     return SamplingParams(temperature=TEMPERATURE, top_p=TOP_P, max_tokens=max_tokens, seed=SEED)
 
 
-def run_psilm_llamacpp(requests, max_tokens: int, batch: int = 16) -> dict:
+def run_psilm_llamacpp(requests, max_tokens: int, batch: int = 48) -> dict:
     from psilm.llm import ModelConfig, load_backend
     from psilm.llm.calls import ModelCaller
     from psilm.store import JsonlLog

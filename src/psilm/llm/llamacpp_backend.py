@@ -87,7 +87,7 @@ class LlamaCppBackend:
         # sorted, so that each wave holds prompts that share long prefixes
         order = sorted(range(len(prompts)), key=lambda i: tokens[i])
         out: list[Completion | None] = [None] * len(prompts)
-        width = self.config.batch_size
+        width = min(self.config.batch_size, self._decoder.max_sequences)
         for start in range(0, len(order), width):
             wave = order[start : start + width]
             # seed + i: per request, independent of the order we visit the call in
@@ -146,10 +146,15 @@ class LlamaCppBackend:
         )
 
     def close(self) -> None:
+        # the batched context first: it uses the model that llm.close() frees
         if self._decoder is not None:
             self._decoder.close()
             self._decoder = None
         self.llm.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_decoder", None) is not None:
+            self.close()
 
 
 def default_threads() -> int:
@@ -192,6 +197,7 @@ class _Decoder:
 
         self.C, self.llm, self.n_threads = C, llm, n_threads
         self.vocab = C.llama_model_get_vocab(llm.model)
+        self.max_sequences = C.llama_max_parallel_sequences()
         self.ctx = None
         self.batch = None
         self.n_cells = self.n_seq = 0
@@ -204,7 +210,7 @@ class _Decoder:
             return
         self.close()
         self.n_cells = max(n_cells, self.n_cells) + (-max(n_cells, self.n_cells)) % 256
-        self.n_seq = min(max(n_seq, self.n_seq), C.llama_max_parallel_sequences())
+        self.n_seq = max(n_seq, self.n_seq)
         p = C.llama_context_default_params()
         p.n_ctx, p.n_batch, p.n_ubatch = self.n_cells, N_BATCH, N_BATCH
         p.n_seq_max = self.n_seq
@@ -261,7 +267,7 @@ class _Decoder:
             finish[s] = "stop"
             return False
         gen[s].append(token)
-        if stop and _cut_at_stop(self._text(gen[s]), stop) != self._text(gen[s]):
+        if stop and _cut_at_stop(text := self._text(gen[s]), stop) != text:
             finish[s] = "stop"
             return False
         if len(gen[s]) >= limits[s]:
