@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from tiny import build_tiny_model
 
 from psilm.errors import DataError
 from psilm.llm.base import ModelConfig
@@ -14,35 +15,7 @@ from psilm.stages.evaluate import EvaluateSettings, evaluate_model
 from psilm.stages.train import TrainSettings, to_dataset_rows, train_model
 from psilm.tasks import Example, load_task
 
-SST2 = Path("/work/shared/data/sst2")
-
-
-def build_tiny_model(folder: Path) -> Path:
-    """A 2-layer Llama with the embedded model's tokenizer (and chat template), saved as an HF folder."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from psilm.llm.registry import resolve_model
-
-    embedded = resolve_model("smollm2-135m")
-    tok = AutoTokenizer.from_pretrained(str(embedded.path), gguf_file=embedded.gguf_file)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+SST2 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sst2"
 
 
 @pytest.fixture(scope="module")
