@@ -275,7 +275,7 @@ def write(args, runs: list[dict]) -> None:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": {
             "cores": os.cpu_count(),
-            "cpu": _cpu_name(),
+            "cpu": cpu_name(),
             "python": platform.python_version(),
             "loadavg_end": [round(x, 2) for x in os.getloadavg()],
             "note": "shared machine: other processes ran during the benchmark (see loadavg_before per run)",
@@ -308,7 +308,7 @@ def write(args, runs: list[dict]) -> None:
         print(f"{p:22s} x{r['of_means']} vs llamacpp_sequential (per rep {r['per_rep']})")
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

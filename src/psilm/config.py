@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from psilm.emissions import EmissionsSettings
 from psilm.errors import ConfigError
+from psilm.io import read_yaml
 from psilm.llm.base import ModelConfig
 from psilm.settings import Settings
 from psilm.stages.evaluate import EvaluateSettings
@@ -184,14 +185,7 @@ def load_config(
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not valid UTF-8") from None
+        data = read_yaml(path, ConfigError)
         if data is None:
             data = {}
         if not isinstance(data, dict):

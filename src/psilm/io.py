@@ -1,4 +1,4 @@
-"""Reading JSONL input with errors that name the file and line."""
+"""Reading JSONL and YAML input with errors that name the file and line."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import codecs
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from psilm.errors import DataError
+import yaml
+
+from psilm.errors import DataError, PsilmError
 
 MAX_LINE_BYTES = 1_000_000  # a longer line is almost surely not one example: refuse, don't choke
 
@@ -75,3 +78,15 @@ def read_jsonl(path: str | Path) -> list[dict]:
     if not rows:
         raise DataError(f"{path}: no rows (the file is empty)")
     return rows
+
+
+def read_yaml(path: Path, error: type[PsilmError], what: str = "YAML") -> Any:
+    """Parse a YAML (or JSON) file; a syntax error names the file and line, as `error`."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise error(f"{where}: invalid {what} ({getattr(e, 'problem', e)})") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not valid UTF-8") from None

@@ -92,3 +92,13 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def common_prefix_len(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two token lists share (prefix-cache reuse, shared prompt KV)."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

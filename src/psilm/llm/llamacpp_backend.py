@@ -27,7 +27,7 @@ import threading
 from typing import Any
 
 from psilm.errors import BackendError
-from psilm.llm.base import Completion, Messages, ModelConfig, SamplingParams
+from psilm.llm.base import Completion, Messages, ModelConfig, SamplingParams, common_prefix_len
 from psilm.llm.registry import resolve_model
 
 TOP_K = 50  # as transformers' generate; llama.cpp's own default is 40 (and min_p 0.05, off here)
@@ -310,7 +310,7 @@ def prefix_tree(prompts: list[list[int]]) -> list[tuple[int, int, tuple[int, ...
     """The nodes of the prompts' prefix trie, depth first: (token, position, sequences through
     it, sequences whose prompt ends there). Prompts must be sorted; sequence i is prompts[i]."""
     n = len(prompts)
-    lcp = [0] + [_common(prompts[i - 1], prompts[i]) for i in range(1, n)]
+    lcp = [0] + [common_prefix_len(prompts[i - 1], prompts[i]) for i in range(1, n)]
     nodes = []
     for i, p in enumerate(prompts):
         # sharers of position k: i and the following prompts while their common prefix > k
@@ -326,15 +326,6 @@ def prefix_tree(prompts: list[list[int]]) -> list[tuple[int, int, tuple[int, ...
             ends = tuple(s for s in seqs if len(prompts[s]) == k + 1)
             nodes.append((p[k], k, seqs, ends))
     return nodes
-
-
-def _common(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _sampler(C, params: SamplingParams, seed: int | None):

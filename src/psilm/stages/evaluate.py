@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import Field
 
 from psilm.errors import ConfigError, DataError
+from psilm.llm.base import common_prefix_len
 from psilm.settings import Settings
 from psilm.tasks.base import Example, Task
 
@@ -162,20 +163,11 @@ def _encode(tokenizer, messages: list[dict], options: list[str]) -> Encoded:
 
     prompt = ids(messages, True)
     fulls = [ids(messages + [{"role": "assistant", "content": opt}], False) for opt in options]
-    starts = [_common_prefix(prompt, f) for f in fulls]
+    starts = [common_prefix_len(prompt, f) for f in fulls]
     cut = min(starts)
     if cut == 0:
         raise DataError("evaluate: the chat template renders an empty prompt; cannot score options")
     return fulls[0][:cut], [(f[cut:], s - cut) for f, s in zip(fulls, starts, strict=True)]
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _score_batch(model, pad_id: int, items: list[Encoded]) -> tuple[list[list[float]], int]:

@@ -19,10 +19,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field
 
 from psilm.errors import ConfigError, DataError
+from psilm.io import read_yaml
 from psilm.llm.base import Completion, Messages, SamplingParams
 from psilm.llm.calls import ModelCaller
 from psilm.settings import Settings
@@ -421,14 +421,7 @@ def load_principles_file(path: str | Path, task: Task) -> dict:
     where = str(path)
     if not path.is_file():
         raise DataError(f"{where}: principles file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f"{where}:{mark.line + 1}" if mark else where
-        raise DataError(f"{at}: invalid YAML/JSON ({getattr(e, 'problem', e)})") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{where}: not valid UTF-8") from None
+    data = read_yaml(path, DataError, "YAML/JSON")
     declared: dict[str, str] = {}
     if isinstance(data, dict):
         declared = data.get("categories") or {}
