@@ -133,7 +133,7 @@ def _naive_logprob(model, tok, messages, option) -> float:
 
 
 def test_batched_scores_match_one_by_one_scoring(tiny):
-    """Left padding, shared prompt cache and options of different lengths change nothing."""
+    """Shared prefix cache, padding after it, and options of different lengths change nothing."""
     from psilm.llm.transformers_backend import load_model
 
     mood = load_task(
@@ -167,6 +167,7 @@ def test_batched_scores_match_one_by_one_scoring(tiny):
             ],
         ),
     ]
+    cases.append((mood, cases[0][1][:1]))  # one prompt: all of it shared but its last token
     model, tok = load_model(tiny, None, "cpu", "auto")
     for task, examples in cases:
         scores, tokens = option_logprobs(model, tok, task, examples, batch_size=2)

@@ -264,6 +264,14 @@ def test_principles_file_json_and_yaml_shapes(tmp_path, trec):
     assert load_principles_file(ym, trec)["principles"][0]["text"] == "One short question."
 
 
+def test_principles_file_keeps_only_the_asked_levels(trec):
+    only = load_principles_file(CONFIGS / "trec.yaml", trec, levels=["category"])["principles"]
+    assert only and {p["level"] for p in only} == {"category"}
+    assert only[0]["id"] == "c-abbreviation-1"  # ids count within what is kept
+    with pytest.raises(DataError, match=r"trec.yaml: no principles at principles.levels \['error'\]"):
+        load_principles_file(CONFIGS / "trec.yaml", trec, levels=["error"])
+
+
 @pytest.mark.parametrize(
     "entry, message",
     [

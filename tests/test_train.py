@@ -124,9 +124,21 @@ def test_lora_step_on_embedded_model_and_zero_shot_eval(sst2, tmp_path):
     train = [sst2.example(r) for r in rows]  # one of each label
     settings = TrainSettings(epochs=1, batch_size=2, merge=False)
     student = ModelConfig(model="smollm2-135m", device="cpu")
-    stats = train_model(sst2, train, student, settings, tmp_path, seed=0)
+    stats = train_model(sst2, train, student, settings, tmp_path / "a", seed=0)
     assert stats["steps"] == 1 and math.isfinite(stats["train_loss"])
-    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+    assert (tmp_path / "a" / "adapter" / "adapter_model.safetensors").exists()
+
+    # training starts from a copy of the per-process inference model and never changes it
+    from psilm.llm.registry import resolve_model
+    from psilm.llm.transformers_backend import load_model
+
+    embedded = resolve_model("smollm2-135m")
+    cached, _ = load_model(str(embedded.path), embedded.gguf_file, "cpu", "auto")
+    before = {k: v.clone() for k, v in cached.state_dict().items()}
+    again = train_model(sst2, train, student, settings, tmp_path / "b", seed=0)
+    assert again["train_loss"] == stats["train_loss"]  # same seed, same result from the warm copy
+    assert all(v.equal(before[k]) for k, v in cached.state_dict().items())
+    assert not hasattr(cached, "peft_config") and getattr(cached, "hf_quantizer", None) is not None
 
     test_rows = [json.loads(line) for line in (SST2 / "test.jsonl").read_text().splitlines()]
     test = [sst2.example(r) for r in test_rows if r["label"] == "negative"][:5]

@@ -29,6 +29,7 @@ from psilm.store import (
     atomic_write_text,
     file_hash,
     fingerprint,
+    is_main_process,
     read_json,
     storage_errno,
     storage_error,
@@ -120,7 +121,7 @@ def prepare(cfg: RunConfig, out: str | Path, log: Callable[[str], None] = print)
     if cfg.principles.file is not None:  # a malformed principles file fails here, not mid-run
         from psilm.stages.principles import load_principles_file
 
-        load_principles_file(cfg.principles.file, task)
+        load_principles_file(cfg.principles.file, task, cfg.principles.levels)
 
     run = RunDir(out)
     previous = run.path("config.yaml")
@@ -218,7 +219,7 @@ def stage_principles(ctx: Context) -> list[dict]:
 
     def work(mode: str) -> dict:
         if settings.file is not None:
-            result = P.load_principles_file(settings.file, ctx.task)
+            result = P.load_principles_file(settings.file, ctx.task, settings.levels)
         else:
             teacher = ctx.caller("teacher", "principles", cfg.models.teacher)
             student = None
@@ -355,17 +356,22 @@ def stage_train(ctx: Context, arm: str) -> None:
     }
 
     def work(mode: str) -> dict:
-        # trained into model.partial/ and renamed when whole: model/ is never half-written
+        # trained into model.partial/ and renamed when whole: model/ is never half-written.
+        # Under torchrun / accelerate every rank trains; only rank 0 touches the files.
         target = ctx.run.path(model_dir)
         partial = target.with_name(f"{target.name}.partial")
-        shutil.rmtree(partial, ignore_errors=True)
+        main = is_main_process()
+        if main:
+            shutil.rmtree(partial, ignore_errors=True)
         try:
             stats = T.train_model(ctx.task, examples, cfg.models.student, cfg.train, partial, cfg.seed)
         except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)  # gives a full disk its space back
+            if main:
+                shutil.rmtree(partial, ignore_errors=True)  # gives a full disk its space back
             raise
-        shutil.rmtree(target, ignore_errors=True)
-        partial.rename(target)
+        if main:
+            shutil.rmtree(target, ignore_errors=True)
+            partial.rename(target)
         return {"n_train": len(examples), **stats}
 
     run_stage(ctx, f"train/{arm}", parts, [f"{model_dir}/merged/config.json"], work)

@@ -90,11 +90,26 @@ def storage_errno(e: BaseException) -> int | None:
     return None
 
 
+# --- who writes ----------------------------------------------------------------------------
+def is_main_process() -> bool:
+    """False on the other ranks of a multi-process launch (torchrun, accelerate, deepspeed).
+
+    Only rank 0 writes to the run folder: the other ranks read it and compute (data-parallel
+    training), and every write below is a no-op for them.
+    """
+    try:
+        return int(os.environ.get("RANK") or 0) == 0
+    except ValueError:
+        return True
+
+
 # --- atomic writes -------------------------------------------------------------------------
 TMP_SUFFIX = ".tmp"
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
+    if not is_main_process():
+        return
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +213,7 @@ class JsonlLog:
         try:
             data = self.path.read_bytes()
             good_end = data.rfind(b"\n") + 1  # a torn last line has no newline: cut it off
-            if good_end < len(data):
+            if good_end < len(data) and is_main_process():
                 with self.path.open("r+b") as fh:
                     fh.truncate(good_end)
         except OSError as e:
@@ -214,6 +229,9 @@ class JsonlLog:
         return records
 
     def append(self, record: dict) -> None:
+        if not is_main_process():
+            self.records.append(record)
+            return
         data = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -254,7 +272,7 @@ class RunDir:
         self.root = Path(root)
         self.manifest_path = self.root / MANIFEST
         self.manifest: dict[str, Any] = self._load_manifest()
-        if self.root.is_dir():
+        if self.root.is_dir() and is_main_process():
             sweep_temp_files(self.root)
 
     def _load_manifest(self) -> dict[str, Any]:
@@ -283,7 +301,7 @@ class RunDir:
                 return "skip"
             return "resume"
         present = [o for o in outputs + [f"raw/{name}.jsonl"] if self.path(o).exists()]
-        if present:
+        if present and is_main_process():
             aside = self.path(
                 ".superseded", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{st.get('key', 'nokey')}"
             )

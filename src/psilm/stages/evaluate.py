@@ -133,16 +133,23 @@ def option_logprobs(
 ) -> tuple[list[list[float]], int]:
     """Per example, the log-probability of each answer option as the assistant's reply.
 
-    Each prompt is run once; every option continues from its KV cache. Returns the scores and
-    the number of tokens run through the model.
+    The prompt text every example shares (system instruction, template, input prefix) is run
+    once; each batch continues from its KV cache with only the rows' own tokens, and every
+    option continues from the rows' cache. Returns the scores and the number of tokens run
+    through the model.
     """
     items = [_encode(tokenizer, task.prompt(ex.input), task.answer_options(ex)) for ex in examples]
-    scores: list[list[float]] = []
-    tokens = 0
-    for start in range(0, len(items), batch_size):
-        batch = items[start : start + batch_size]
-        batch_scores, batch_tokens = _score_batch(model, tokenizer.pad_token_id, batch)
-        scores.extend(batch_scores)
+    shared = _shared_prefix(items)
+    cache, tokens = _prefix_cache(model, shared)
+    # batches of similar length waste little on padding; scores go back in the examples' order
+    order = sorted(range(len(items)), key=lambda i: len(items[i][0]))
+    scores: list[list[float]] = [[] for _ in items]
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        batch = [(items[i][0][len(shared) :], items[i][1]) for i in rows]
+        batch_scores, batch_tokens = _score_batch(model, tokenizer.pad_token_id, cache, len(shared), batch)
+        for i, row_scores in zip(rows, batch_scores, strict=True):
+            scores[i] = row_scores
         tokens += batch_tokens
     return scores, tokens
 
@@ -151,7 +158,7 @@ Encoded = tuple[list[int], list[tuple[list[int], int]]]
 
 
 def _encode(tokenizer, messages: list[dict], options: list[str]) -> Encoded:
-    """(shared prefix ids, [(continuation ids, index of the first scored token)] per option).
+    """(prompt ids, [(continuation ids, index of the first scored token)] per option).
 
     Tokenized as TRL tokenizes a prompt-completion pair: the completion starts where the prompt
     alone and prompt+completion diverge, so what is scored is what training puts the loss on.
@@ -170,33 +177,72 @@ def _encode(tokenizer, messages: list[dict], options: list[str]) -> Encoded:
     return fulls[0][:cut], [(f[cut:], s - cut) for f, s in zip(fulls, starts, strict=True)]
 
 
-def _score_batch(model, pad_id: int, items: list[Encoded]) -> tuple[list[list[float]], int]:
+def _shared_prefix(items: list[Encoded]) -> list[int]:
+    """The token ids every prompt starts with, leaving each prompt at least one token of its own."""
+    first = items[0][0]
+    n = min(len(prefix) for prefix, _ in items) - 1
+    for prefix, _ in items[1:]:
+        n = min(n, common_prefix_len(first, prefix))
+    return first[: max(n, 0)]
+
+
+def _prefix_cache(model, shared: list[int]):
+    """(KV cache of the shared prompt prefix for one row, tokens run); (None, 0) when there is none."""
+    import torch
+
+    if not shared:
+        return None, 0
+    with torch.inference_mode():
+        out = model(input_ids=torch.tensor([shared], device=model.device), use_cache=True)
+    return _cache_of(out), len(shared)
+
+
+def _cache_of(out):
+    return out.cache if hasattr(out, "cache") else out.past_key_values
+
+
+def _score_batch(
+    model, pad_id: int, prefix_cache, n_shared: int, items: list[Encoded]
+) -> tuple[list[list[float]], int]:
+    """Score a batch whose prompts all begin with the `n_shared` tokens held in `prefix_cache`.
+
+    Rows are laid out as [shared prefix][padding][row tokens][option tokens]: padding sits between
+    the shared prefix and each row, masked, and positions count only real tokens, so every row
+    sees exactly the unpadded sequence.
+    """
     import torch
 
     dev = model.device
     n_rows = len(items)
-    # --- prompts, left-padded, positions counted from each row's first real token
+    cache_arg = _cache_kwarg(model)
+    # --- each row's own prompt tokens, left-padded after the shared prefix
     width = max(len(prefix) for prefix, _ in items)
     ids = torch.full((n_rows, width), pad_id, dtype=torch.long)
-    mask = torch.zeros((n_rows, width), dtype=torch.long)
+    own = torch.zeros((n_rows, width), dtype=torch.long)
     for i, (prefix, _) in enumerate(items):
         ids[i, width - len(prefix) :] = torch.tensor(prefix)
-        mask[i, width - len(prefix) :] = 1
-    ids, mask = ids.to(dev), mask.to(dev)
+        own[i, width - len(prefix) :] = 1
+    ids, own = ids.to(dev), own.to(dev)
+    mask = torch.cat([torch.ones((n_rows, n_shared), dtype=torch.long, device=dev), own], dim=-1)
     prompt_len = mask.sum(-1)
+    past = {}
+    if prefix_cache is not None:
+        rows_cache = copy.deepcopy(prefix_cache)
+        rows_cache.batch_repeat_interleave(n_rows)
+        past = {cache_arg: rows_cache}
     with torch.inference_mode():
         out = model(
             input_ids=ids,
             attention_mask=mask,
-            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            position_ids=n_shared + (own.cumsum(-1) - 1).clamp(min=0),
             use_cache=True,
             logits_to_keep=1,  # only the next-token distribution; full logits are vocab x length
+            **past,
         )
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts each option's first token
-        cache = out.cache if hasattr(out, "cache") else out.past_key_values
-        cache_arg = _cache_kwarg(model)
+        cache = _cache_of(out)
         scores: list[list[float]] = [[] for _ in range(n_rows)]
-        tokens = int(mask.sum())
+        tokens = int(own.sum())
         for j in range(max(len(opts) for _, opts in items)):
             # --- option j of every row (rows with fewer options get one ignored pad token)
             conts = [opts[j] if j < len(opts) else ([pad_id], 1) for _, opts in items]

@@ -409,8 +409,11 @@ def _error_level(
 _ENTRY_KEYS = {"level", "category", "use", "text", "id", "source"}  # id/source: reassigned
 
 
-def load_principles_file(path: str | Path, task: Task) -> dict:
+def load_principles_file(path: str | Path, task: Task, levels: list[str] | None = None) -> dict:
     """Principles a person wrote, in the shape `write_principles` returns.
+
+    With `levels`, only the principles at those levels are kept (as for a teacher's), so each
+    level of a person's file can be measured on its own.
 
     The file is YAML or JSON: a list of {level, category?, use?, text}, or a mapping with
     `principles:` (that list) and optionally `categories: {name: description}`. Ids are assigned
@@ -436,8 +439,14 @@ def load_principles_file(path: str | Path, task: Task) -> dict:
 
     principles: list[dict] = []
     counts: Counter = Counter()
-    for i, entry in enumerate(data):
-        p = _check_entry(entry, i, where, task)
+    checked = [_check_entry(entry, i, where, task) for i, entry in enumerate(data)]
+    kept = [p for p in checked if levels is None or p["level"] in levels]
+    if not kept:
+        found = sorted({p["level"] for p in checked})
+        raise DataError(
+            f"{where}: no principles at principles.levels {list(levels or [])}; the file has levels {found}"
+        )
+    for p in kept:
         prefix = {"task": "t", "error": "e"}.get(p["level"], f"c-{p['category']}-")
         counts[prefix] += 1
         principles.append({"id": f"{prefix}{counts[prefix]}", **p, "source": f"person:{path.name}"})

@@ -12,6 +12,7 @@ Writes into the folder it is given:
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Literal
@@ -88,9 +89,9 @@ def train_model(
     # --- data
     dataset = Dataset.from_list(to_dataset_rows(task, examples))
 
-    # --- model: a fresh load, never the per-process inference cache
-    set_seed(seed)
+    # --- model: a fresh copy, never the per-process inference copy itself
     model, tokenizer = _load_for_training(student, device, lora)
+    set_seed(seed)  # after loading: the same adapter init and data order however the model came
 
     # --- trainer
     config = SFTConfig(
@@ -137,8 +138,8 @@ def train_model(
                 merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
                 merged.save_pretrained(out_dir / "merged")
                 tokenizer.save_pretrained(out_dir / "merged")
-            trainer.accelerator.wait_for_everyone()
             saved.append("merged")
+    trainer.accelerator.wait_for_everyone()  # other ranks return once rank 0 has written it all
 
     lengths = [min(len(ids), settings.max_length) for ids in trainer.train_dataset["input_ids"]]
     epochs_done = float(trainer.state.epoch or 0.0)
@@ -174,6 +175,16 @@ def _load_for_training(student: ModelConfig, device: str, lora: bool):
     # LoRA trains fp32 adapters over a frozen base in the run's dtype (bf16 on GPU); full
     # fine-tuning keeps fp32 master weights, with bf16 autocast on GPUs
     dtype = pick_dtype(student.dtype, device) if lora else torch.float32
+    if resolved.gguf_file and dtype == pick_dtype(student.dtype, device):
+        # unpacking a GGUF file takes ~15 s on a CPU: copy the per-process inference copy (which
+        # evaluation reuses later) instead of unpacking it again for every arm
+        from psilm.llm.transformers_backend import load_model
+
+        cached, cached_tok = load_model(str(resolved.path), resolved.gguf_file, device, student.dtype)
+        model, tokenizer = copy.deepcopy(cached), copy.deepcopy(cached_tok)
+        model.train()
+        _drop_gguf_marker(model)
+        return model, tokenizer
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(resolved.path), **kwargs)
         model = AutoModelForCausalLM.from_pretrained(
@@ -182,11 +193,16 @@ def _load_for_training(student: ModelConfig, device: str, lora: bool):
     except (OSError, ValueError) as e:
         where = resolved.file or resolved.path
         raise BackendError(f"student model at {where} could not be loaded for training: {e}") from None
-    quantizer = getattr(model, "hf_quantizer", None)
-    if quantizer is not None:  # unpacked GGUF: an ordinary model, or Trainer refuses to train it
-        quantizer.remove_quantization_config(model)
+    _drop_gguf_marker(model)
     prepare_tokenizer(tokenizer)  # pad token and chat template, as at inference time
     return model, tokenizer
+
+
+def _drop_gguf_marker(model) -> None:
+    """An unpacked GGUF model is an ordinary one; with the marker on, Trainer refuses to train it."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
 
 
 def _lora_config(settings: TrainSettings):

@@ -1,0 +1,474 @@
+"""Evidence: when do principles pay off? Arms and ablations over seeds, with intervals and costs.
+
+    python benchmarks/evidence.py --quick     # smoke check: TREC + SST-2, one seed, small (~15 min, 2 cores)
+    python benchmarks/evidence.py             # full profile: hours on a CPU; resumable
+    python benchmarks/evidence.py --teacher-url http://HOST:8000/v1 --teacher-model NAME
+
+Every (task, seed, variant) is one psilm run folder under --out: finished stages are skipped, so a
+killed benchmark resumes where it stopped. After every finished run the results are aggregated
+again into --result (benchmarks/results/evidence.json, or evidence-quick.json) and a plot beside
+it, so a partial benchmark still shows what it has, marked `"complete": false`.
+
+Arms per task (SmolLM2-135M generates and is the student; the test split is never seen before
+evaluation):
+  zero_shot, seed_only, direct      the baselines
+  psi_person                        psi with the person-written principles file for the task
+  psi_teacher                       psi with the teacher's principles (the embedded model itself,
+                                    or --teacher-url), levels task + category + error
+  human                             real training rows, as many as the generated arms kept
+Ablations on psi (tasks in --ablation-tasks):
+  levels_task, levels_category      one level of the person's file alone (psi_person has both)
+  per_instance_3, per_instance_all  principles sampled per instance (psi_person: 1)
+  verifier_on                       the generator re-labels each input 3 times; the filter keeps agreement
+  error_off                         psi_teacher without the error level (no student mistakes)
+
+Intervals: `ci95` is a t interval over seeds (each seed redraws the seeds, the sampled data and
+the training order); with one seed it is the Wilson interval of that run. Paired differences
+(psi - direct, psi - human, ...) are per seed on the same test rows, with a t interval over seeds
+and a bootstrap over test rows (`ci95_rows`, which ignores seed-to-seed variance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+PRINCIPLES = ROOT / "configs" / "principles"
+
+# --- what is run --------------------------------------------------------------------------------
+# task -> settings per profile. Sizes keep one (task, seed) of the main arms near 20 min on 2 cores.
+TASKS: dict[str, dict[str, dict]] = {
+    "trec": {
+        "full": {
+            "data": {"train": "trec/train.jsonl", "n_seeds": 12, "test": "trec/test.jsonl", "n_test": 500},
+            "generate": {"n": 96},
+            "train": {"epochs": 2, "max_length": 128},
+        },
+        "quick": {
+            "data": {"train": "trec/train.jsonl", "n_seeds": 12, "test": "trec/test.jsonl", "n_test": 100},
+            "generate": {"n": 24},
+            "train": {"epochs": 1, "max_length": 128},
+        },
+    },
+    "sst2": {
+        "full": {
+            "data": {"train": "sst2/train.jsonl", "n_seeds": 16, "test": "sst2/test.jsonl", "n_test": 1000},
+            "generate": {"n": 96, "max_tokens": 48},
+            "train": {"epochs": 2, "max_length": 128},
+        },
+        "quick": {
+            "data": {"train": "sst2/train.jsonl", "n_seeds": 16, "test": "sst2/test.jsonl", "n_test": 100},
+            "generate": {"n": 24, "max_tokens": 48},
+            "train": {"epochs": 1, "max_length": 128},
+        },
+    },
+    "gsm8k": {
+        "full": {
+            "data": {"train": "gsm8k/train.jsonl", "n_seeds": 8, "test": "gsm8k/test.jsonl", "n_test": 100},
+            "generate": {"n": 32, "solve_samples": 2, "solve_max_tokens": 192},
+            "train": {"epochs": 2, "max_length": 384},
+            "evaluate": {"max_tokens": 192},
+        },
+        "quick": {
+            "data": {"train": "gsm8k/train.jsonl", "n_seeds": 8, "test": "gsm8k/test.jsonl", "n_test": 20},
+            "generate": {"n": 8, "solve_samples": 2, "solve_max_tokens": 160},
+            "train": {"epochs": 1, "max_length": 384},
+            "evaluate": {"max_tokens": 160},
+        },
+    },
+}
+
+# variant -> (arms run in its folder, settings over the task's, {arm in folder: reported name})
+VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
+    "base": (
+        ["zero_shot", "seed_only", "direct", "psi", "human"],
+        {},
+        {
+            "zero_shot": "zero_shot",
+            "seed_only": "seed_only",
+            "direct": "direct",
+            "psi": "psi_person",
+            "human": "human",
+        },
+    ),
+    "teacher": (["psi"], {"principles": {"file": None}}, {"psi": "psi_teacher"}),
+    # --- ablations
+    "levels_task": (["psi"], {"principles": {"levels": ["task"]}}, {"psi": "levels_task"}),
+    "levels_category": (["psi"], {"principles": {"levels": ["category"]}}, {"psi": "levels_category"}),
+    "per_instance_3": (["psi"], {"generate": {"principles_per_instance": 3}}, {"psi": "per_instance_3"}),
+    "per_instance_all": (
+        ["psi"],
+        {"generate": {"principles_per_instance": None}},
+        {"psi": "per_instance_all"},
+    ),
+    "verifier_on": (["psi"], {"generate": {"verify_samples": 3}}, {"psi": "verifier_on"}),
+    "error_off": (
+        ["psi"],
+        {"principles": {"file": None, "levels": ["task", "category"]}},
+        {"psi": "error_off"},
+    ),
+}
+MAIN = ["base", "teacher"]
+ABLATIONS = [v for v in VARIANTS if v not in MAIN]
+QUICK_ARMS = ["zero_shot", "direct", "psi"]
+# paired differences reported per task: (a, b) means a - b
+PAIRS = [
+    ("psi_person", "direct"),
+    ("psi_teacher", "direct"),
+    ("psi_person", "human"),
+    ("psi_person", "psi_teacher"),
+    ("direct", "seed_only"),
+]
+ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing of
+    "levels_task": "psi_person",
+    "levels_category": "psi_person",
+    "per_instance_3": "psi_person",
+    "per_instance_all": "psi_person",
+    "verifier_on": "psi_person",
+    "error_off": "psi_teacher",
+}
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = json.loads(json.dumps(base))
+    for k, v in over.items():
+        out[k] = merge(out.get(k) or {}, v) if isinstance(v, dict) and v else v
+    return out
+
+
+def run_config(task: str, profile: str, variant: str, seed: int, args) -> dict:
+    arms, over, _ = VARIANTS[variant]
+    spec = json.loads(json.dumps(TASKS[task][profile]))
+    for key in ("train", "test"):
+        spec["data"][key] = str(DATA / spec["data"][key])
+    cfg = {
+        "name": f"evidence-{task}-{variant}-s{seed}",
+        "seed": seed,
+        "task": task,
+        **spec,
+        "arms": QUICK_ARMS if profile == "quick" and variant == "base" else arms,
+        "models": {
+            "generator": {"backend": "llamacpp", "model": "smollm2-135m"},
+            "teacher": {"model": "smollm2-135m"},
+        },
+        "principles": {"file": str(PRINCIPLES / f"{task}.yaml")},
+    }
+    if args.teacher_url:
+        cfg["models"]["teacher"] = {
+            "backend": "openai",
+            "base_url": args.teacher_url,
+            "model": args.teacher_model,
+        }
+        if args.teacher_key_env:
+            cfg["models"]["teacher"]["api_key_env"] = args.teacher_key_env
+    return merge(cfg, over)
+
+
+def plan(args) -> list[tuple[str, int, str]]:
+    """(task, seed, variant) in the order that answers the main question first."""
+    jobs = []
+    for task in args.tasks:
+        variants = ["base"] if args.quick else MAIN + (ABLATIONS if task in args.ablation_tasks else [])
+        main = [v for v in variants if v in MAIN]
+        rest = [v for v in variants if v not in MAIN]
+        jobs += [(task, seed, v) for seed in args.seeds for v in main]
+        jobs += [(task, seed, v) for seed in args.seeds for v in rest]
+    return jobs
+
+
+def run_one(task: str, seed: int, variant: str, args) -> Path:
+    from psilm.config import load_config
+    from psilm.pipeline import prepare, run_all
+
+    folder = args.out / task / f"seed{seed}" / variant
+    cfg = load_config(data=run_config(task, args.profile, variant, seed, args))
+    log_path = folder.parent / f"{variant}.log"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a") as log:
+        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        ctx = prepare(cfg, folder, lambda m: (log.write(m + "\n"), log.flush()))
+        run_all(ctx)
+    return folder
+
+
+# --- reading a finished run -------------------------------------------------------------------------
+def read_run(folder: Path, variant: str) -> dict[str, dict]:
+    """Reported arm -> accuracy, per-row correctness, n_train and the ledger's cost of the arm."""
+    import yaml
+
+    from psilm.ledger import build_ledger
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    names = VARIANTS[variant][2]
+    out: dict[str, dict] = {}
+    arm_metrics = {}
+    for arm in config["arms"]:
+        path = folder / "arms" / arm / "metrics.json"
+        if path.exists():
+            arm_metrics[arm] = json.loads(path.read_text())
+    ledger = build_ledger(manifest, config, arm_metrics)
+    for arm, m in arm_metrics.items():
+        cost = ledger["arms"][arm]
+        out[names[arm]] = {
+            "accuracy": m["accuracy"],
+            "n": m["n"],
+            "correct": [bool(p["correct"]) for p in m["predictions"]],
+            "n_train": manifest["stages"].get(f"train/{arm}", {}).get("n_train"),
+            "co2_kg": cost["co2_kg"],
+            "energy_kwh": cost["energy_kwh"],
+            "duration_s": cost["duration_s"],
+            "tokens": cost["tokens"],
+        }
+    return out
+
+
+# --- statistics -------------------------------------------------------------------------------------
+def t_interval(values: list[float]) -> list[float] | None:
+    """95% t interval of the mean; None with fewer than two values."""
+    if len(values) < 2:
+        return None
+    mean = statistics.fmean(values)
+    half = T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+    return [round(mean - half, 4), round(mean + half, 4)]
+
+
+def wilson(k: int, n: int) -> list[float]:
+    from psilm.stages.evaluate import wilson_interval
+
+    lo, hi = wilson_interval(k, n)
+    return [round(lo, 4), round(hi, 4)]
+
+
+def summarize_arm(runs: dict[int, dict]) -> dict[str, Any]:
+    """runs: seed -> read_run's entry for one arm."""
+    seeds = sorted(runs)
+    accs = [runs[s]["accuracy"] for s in seeds]
+    ci = t_interval(accs)
+    if ci is None:
+        only = runs[seeds[0]]
+        ci = wilson(sum(only["correct"]), only["n"])
+    tokens: dict[str, dict[str, float]] = {}
+    for s in seeds:
+        for role, counts in runs[s]["tokens"].items():
+            for k, v in counts.items():
+                tokens.setdefault(role, {}).setdefault(k, 0)
+                tokens[role][k] += v / len(seeds)
+    mean = lambda key: statistics.fmean(runs[s][key] or 0 for s in seeds)  # noqa: E731
+    n_train = [runs[s]["n_train"] for s in seeds if runs[s]["n_train"] is not None]
+    return {
+        "mean": round(statistics.fmean(accs), 4),
+        "ci95": ci,
+        "seeds": {str(s): round(runs[s]["accuracy"], 4) for s in seeds},
+        "n_test": runs[seeds[0]]["n"],
+        "n_train": round(statistics.fmean(n_train), 1) if n_train else None,
+        "co2_kg": mean("co2_kg"),
+        "energy_kwh": mean("energy_kwh"),
+        "duration_s": round(mean("duration_s"), 1),
+        "tokens": {r: {k: round(v) for k, v in c.items()} for r, c in tokens.items()},
+    }
+
+
+def paired(a: dict[int, dict], b: dict[int, dict], boot: int = 2000) -> dict[str, Any] | None:
+    """a - b over the seeds both have, on the same test rows."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    diffs = [a[s]["accuracy"] - b[s]["accuracy"] for s in seeds]
+    rng = random.Random(0)
+    row_diffs = [
+        [int(x) - int(y) for x, y in zip(a[s]["correct"], b[s]["correct"], strict=True)] for s in seeds
+    ]
+    means = []
+    for _ in range(boot):
+        total = 0.0
+        for rows in row_diffs:
+            total += sum(rows[rng.randrange(len(rows))] for _ in range(len(rows))) / len(rows)
+        means.append(total / len(row_diffs))
+    means.sort()
+    return {
+        "mean": round(statistics.fmean(diffs), 4),
+        "ci95": t_interval(diffs),
+        "ci95_rows": [round(means[int(0.025 * boot)], 4), round(means[int(0.975 * boot) - 1], 4)],
+        "seeds": {str(s): round(d, 4) for s, d in zip(seeds, diffs, strict=True)},
+    }
+
+
+def aggregate(args, jobs: list[tuple[str, int, str]], done: set[tuple[str, int, str]]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for task in args.tasks:
+        per_arm: dict[str, dict[int, dict]] = {}
+        for t, seed, variant in sorted(done):
+            if t != task:
+                continue
+            for name, entry in read_run(args.out / task / f"seed{seed}" / variant, variant).items():
+                per_arm.setdefault(name, {})[seed] = entry
+        main_names = [n for v in MAIN for n in VARIANTS[v][2].values()]
+        arms = {n: summarize_arm(per_arm[n]) for n in main_names if n in per_arm}
+        ablations = {}
+        for v in ABLATIONS:
+            name = VARIANTS[v][2]["psi"]
+            if name in per_arm:
+                ablations[name] = summarize_arm(per_arm[name])
+                base = ABLATION_BASE[name]
+                if base in per_arm:
+                    ablations[name]["vs_" + base] = paired(per_arm[name], per_arm[base])
+        diffs = {
+            f"{x} - {y}": d
+            for x, y in PAIRS
+            if x in per_arm and y in per_arm and (d := paired(per_arm[x], per_arm[y]))
+        }
+        results[task] = {"arms": arms, "paired": diffs, "ablations": ablations}
+    missing = [f"{t}/seed{s}/{v}" for t, s, v in jobs if (t, s, v) not in done]
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "profile": args.profile,
+        "complete": not missing,
+        "missing": missing,
+        "machine": machine(),
+        "setup": {
+            "generator": "smollm2-135m (embedded GGUF) via llama.cpp",
+            "student": "smollm2-135m, LoRA (r 16), CPU fp32",
+            "teacher": args.teacher_model or "smollm2-135m (the embedded model as its own teacher)",
+            "person_principles": {t: f"configs/principles/{t}.yaml" for t in args.tasks},
+            "seeds": args.seeds,
+            "tasks": {t: TASKS[t][args.profile] for t in args.tasks},
+        },
+        "tasks": results,
+    }
+
+
+def machine() -> dict[str, Any]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from generation import cpu_name
+
+    return {"cores": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version()}
+
+
+# --- plot -------------------------------------------------------------------------------------------
+ORDER = ["zero_shot", "seed_only", "direct", "psi_teacher", "psi_person", "human"]
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t, r in result["tasks"].items() if r["arms"]]
+    if not tasks:
+        return
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks) + 1, 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        r = result["tasks"][task]
+        rows = [(n, r["arms"][n]) for n in ORDER if n in r["arms"]]
+        rows += [(n, a) for n, a in r["ablations"].items()]
+        names = [n for n, _ in rows]
+        means = [a["mean"] * 100 for _, a in rows]
+        err = [
+            [(a["mean"] - a["ci95"][0]) * 100 for _, a in rows],
+            [(a["ci95"][1] - a["mean"]) * 100 for _, a in rows],
+        ]
+        colours = ["#4c78a8" if n in ORDER else "#9ecae9" for n in names]
+        colours = ["#e45756" if n == "psi_person" else c for n, c in zip(names, colours, strict=True)]
+        ax.barh(range(len(rows)), means, xerr=err, color=colours, capsize=3)
+        ax.set_yticks(range(len(rows)), names, fontsize=8)
+        ax.invert_yaxis()
+        seeds = max(len(a["seeds"]) for _, a in rows)
+        ax.set_title(
+            f"{task} ({seeds} seed{'s' * (seeds > 1)}, {rows[0][1]['n_test']} test rows)", fontsize=9
+        )
+        ax.set_xlabel("accuracy % (95% CI)", fontsize=8)
+        ax.set_xlim(0, 100)
+    fig.suptitle(
+        f"psilm evidence ({result['profile']}), {result['date']}, SmolLM2-135M on {result['machine']['cpu']}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- main -------------------------------------------------------------------------------------------
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="Smoke profile: one seed, small runs.")
+    ap.add_argument(
+        "--tasks", default=None, help="Comma-separated (default trec,sst2,gsm8k; quick: trec,sst2)."
+    )
+    ap.add_argument("--seeds", default=None, help="Comma-separated seeds (default 0,1,2; quick: 0).")
+    ap.add_argument("--ablation-tasks", default="trec", help="Tasks that get the ablations (full profile).")
+    ap.add_argument("--out", type=Path, default=None, help="Run folders (default runs/evidence[-quick]).")
+    ap.add_argument("--result", type=Path, default=None)
+    ap.add_argument(
+        "--teacher-url", default=None, help="OpenAI-compatible teacher for psi_teacher / error_off."
+    )
+    ap.add_argument("--teacher-model", default=None)
+    ap.add_argument("--teacher-key-env", default=None)
+    ap.add_argument("--aggregate-only", action="store_true", help="Only re-read finished runs.")
+    args = ap.parse_args()
+
+    args.profile = "quick" if args.quick else "full"
+    args.tasks = (args.tasks or ("trec,sst2" if args.quick else "trec,sst2,gsm8k")).split(",")
+    args.seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
+    args.ablation_tasks = args.ablation_tasks.split(",")
+    suffix = "-quick" if args.quick else ""
+    args.out = args.out or ROOT / "runs" / f"evidence{suffix}"
+    args.result = args.result or ROOT / "benchmarks" / "results" / f"evidence{suffix}.json"
+    if args.teacher_url and not args.teacher_model:
+        sys.exit("--teacher-url needs --teacher-model")
+    unknown = [t for t in args.tasks if t not in TASKS]
+    if unknown:
+        sys.exit(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
+
+    from psilm.cli import _quiet_libraries
+
+    _quiet_libraries()
+    jobs = plan(args)
+
+    def finished(t: str, s: int, v: str) -> bool:
+        f = args.out / t / f"seed{s}" / v / "metrics.json"
+        return f.exists() and all(
+            st.get("status") == "done"
+            for st in json.loads((f.parent / "manifest.json").read_text())["stages"].values()
+        )
+
+    def write(done: set) -> None:
+        result = aggregate(args, jobs, done)
+        result["wall_s"] = round(time.time() - started, 1)
+        args.result.parent.mkdir(parents=True, exist_ok=True)
+        args.result.write_text(json.dumps(result, indent=2) + "\n")
+        plot(result, args.result.with_suffix(".png"))
+
+    started = time.time()
+    done = {j for j in jobs if finished(*j)}
+    if args.aggregate_only:
+        write(done)
+        return
+    for i, (task, seed, variant) in enumerate(jobs, start=1):
+        if (task, seed, variant) in done:
+            continue
+        t0 = time.time()
+        print(f"[{i}/{len(jobs)}] {task} seed {seed} {variant} ...", flush=True)
+        run_one(task, seed, variant, args)
+        done.add((task, seed, variant))
+        print(f"[{i}/{len(jobs)}] {task} seed {seed} {variant}: {time.time() - t0:.0f} s", flush=True)
+        write(done)
+    write(done)
+    print(f"wrote {args.result} ({time.time() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""benchmarks/evidence.py: what it runs, and the statistics it reports (no models run here)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from psilm.config import load_config
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def ev():
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("evidence", BENCH / "evidence.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def args(**kw):
+    base = dict(quick=False, profile="full", tasks=["trec", "sst2"], seeds=[0, 1, 2], ablation_tasks=["trec"],
+                teacher_url=None, teacher_model=None, teacher_key_env=None)  # fmt: skip
+    return argparse.Namespace(**(base | kw))
+
+
+def run(accs: list[float], n: int = 10) -> dict[int, dict]:
+    """seed -> a read_run entry with `accuracy` and per-row correctness matching it."""
+    out = {}
+    for seed, acc in enumerate(accs):
+        k = round(acc * n)
+        out[seed] = {
+            "accuracy": k / n, "n": n, "correct": [True] * k + [False] * (n - k), "n_train": 40,
+            "co2_kg": 0.001, "energy_kwh": 0.002, "duration_s": 60.0,
+            "tokens": {"generator": {"prompt": 100, "completion": 50}},
+        }  # fmt: skip
+    return out
+
+
+def test_every_variant_config_is_valid_and_changes_what_it_names(ev):
+    for task in ev.TASKS:
+        for variant in ev.VARIANTS:
+            for profile in ("full", "quick"):
+                cfg = load_config(data=ev.run_config(task, profile, variant, 1, args(profile=profile)))
+                assert cfg.seed == 1 and cfg.data.test.exists() and cfg.data.train.exists()
+                assert cfg.models.generator.backend == "llamacpp"
+    trec = lambda v: load_config(data=ev.run_config("trec", "full", v, 0, args()))  # noqa: E731
+    assert trec("base").principles.file.name == "trec.yaml" and trec("base").arms[-1] == "human"
+    assert trec("teacher").principles.file is None and "error" in trec("teacher").principles.levels
+    assert trec("error_off").principles.levels == ["task", "category"]
+    assert trec("levels_category").principles.levels == ["category"]
+    assert trec("per_instance_all").generate.principles_per_instance is None
+    assert trec("verifier_on").generate.verify_samples == 3
+    assert (
+        load_config(data=ev.run_config("trec", "quick", "base", 0, args(profile="quick"))).arms
+        == ev.QUICK_ARMS
+    )
+
+
+def test_plan_runs_main_arms_for_every_seed_before_ablations(ev):
+    jobs = ev.plan(args())
+    trec = [v for t, _, v in jobs if t == "trec"]
+    assert trec[:6] == ["base", "teacher"] * 3
+    assert set(trec[6:]) == set(ev.ABLATIONS)
+    assert {v for t, _, v in jobs if t == "sst2"} == set(ev.MAIN)  # ablations on trec only
+    assert ev.plan(args(quick=True, seeds=[0])) == [("trec", 0, "base"), ("sst2", 0, "base")]
+
+
+def test_t_interval(ev):
+    assert ev.t_interval([0.5]) is None
+    assert ev.t_interval([0.6, 0.6, 0.6]) == [0.6, 0.6]
+    lo, hi = ev.t_interval([0.5, 0.6, 0.7])  # mean 0.6, sd 0.1, t(2) = 4.303
+    assert (lo, hi) == pytest.approx((0.6 - 4.303 * 0.1 / 3**0.5, 0.6 + 4.303 * 0.1 / 3**0.5), abs=1e-4)
+
+
+def test_summary_of_one_seed_falls_back_to_wilson(ev):
+    one = ev.summarize_arm(run([0.5]))
+    assert one["ci95"] == pytest.approx([0.2366, 0.7634], abs=1e-4)
+    three = ev.summarize_arm(run([0.5, 0.6, 0.7]))
+    assert three["mean"] == 0.6 and three["seeds"] == {"0": 0.5, "1": 0.6, "2": 0.7}
+    assert three["tokens"] == {"generator": {"prompt": 100, "completion": 50}} and three["n_train"] == 40
+
+
+def test_paired_differences(ev):
+    same = ev.paired(run([0.5, 0.6]), run([0.5, 0.6]))
+    assert same["mean"] == 0 and same["ci95"] == [0.0, 0.0] and same["ci95_rows"] == [0.0, 0.0]
+    better = ev.paired(run([0.9, 0.8, 0.9], n=50), run([0.5, 0.5, 0.4], n=50))
+    assert better["mean"] == pytest.approx(0.4, abs=1e-9)
+    assert 0 < better["ci95"][0] < 0.4 < better["ci95"][1]
+    assert 0 < better["ci95_rows"][0] < 0.4 < better["ci95_rows"][1]
+    assert ev.paired(run([0.5]), {}) is None  # no seed in common
