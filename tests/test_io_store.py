@@ -71,3 +71,32 @@ def test_plan_skip_resume_and_supersede(tmp_path):
     assert not (tmp_path / "out.txt").exists()
     moved = list((tmp_path / ".superseded").rglob("out.txt"))
     assert len(moved) == 1 and moved[0].read_text() == "v1"
+
+
+def test_seeds_drawn_from_a_pool_skip_rows_of_the_test_split(tmp_path):
+    """Public splits share rows (TREC's train and test both hold 'What does NASA stand for ?')."""
+    from psilm.config import load_config
+    from psilm.pipeline import prepare
+
+    pool = [{"text": f"review {i}", "label": "positive" if i % 2 else "negative"} for i in range(6)]
+    shared = [pool[0], pool[1]]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pool))
+    (tmp_path / "test.jsonl").write_text(
+        "".join(json.dumps({**r, "text": r["text"].upper()}) + "\n" for r in shared)
+    )
+    for seed in range(5):
+        cfg = load_config(
+            data={
+                "seed": seed,
+                "task": "sst2",
+                "data": {
+                    "train": str(tmp_path / "train.jsonl"),
+                    "n_seeds": 4,
+                    "test": str(tmp_path / "test.jsonl"),
+                },
+                "principles": {"levels": ["task"]},
+                "arms": ["zero_shot"],
+            }
+        )
+        ctx = prepare(cfg, tmp_path / f"run{seed}", log=lambda m: None)
+        assert {s.input for s in ctx.seeds} == {f"review {i}" for i in range(2, 6)}

@@ -68,6 +68,14 @@ def test_slice(examples: list[Example], n: int | None) -> list[Example]:
     return random.Random(TEST_SLICE_SEED).sample(examples, n)
 
 
+def without(pool: list[Example], test: list[Example]) -> list[Example]:
+    """The pool less the rows whose input is also in the test split (compared as check_overlap does)."""
+    if not test:
+        return pool
+    test_inputs = {_norm(t.input) for t in test}
+    return [e for e in pool if _norm(e.input) not in test_inputs]
+
+
 def check_overlap(seeds: list[Example], test: list[Example], test_path: str | Path) -> None:
     """Seeds in the test split would inflate every score: refuse."""
     test_inputs = {_norm(t.input) for t in test}

@@ -104,20 +104,22 @@ class Context:
 def prepare(cfg: RunConfig, out: str | Path, log: Callable[[str], None] = print) -> Context:
     """Validate every input, then create or reopen the run folder. Nothing is written on error."""
     task = load_task(cfg.task)
+    test = None
+    if cfg.data.test is not None:
+        test = data_mod.test_slice(data_mod.load_examples(task, cfg.data.test), cfg.data.n_test)
+    elif any(a for a in cfg.arms):
+        log("note: data.test is not set; the evaluate stage will be skipped")
     if cfg.data.seeds is not None:
         seeds = data_mod.load_examples(task, cfg.data.seeds)
         seeds_where = str(cfg.data.seeds)
     else:
-        pool = data_mod.load_examples(task, cfg.data.train)
+        # public splits share a few rows (TREC: 'What does NASA stand for ?'): never draw those
+        pool = data_mod.without(data_mod.load_examples(task, cfg.data.train), test or [])
         seeds = data_mod.draw_seeds(task, pool, cfg.data.n_seeds, cfg.seed)
         seeds_where = f"{cfg.data.train} (drawn {cfg.data.n_seeds} seeds)"
     data_mod.check_seeds(task, seeds, seeds_where)
-    test = None
-    if cfg.data.test is not None:
-        test = data_mod.test_slice(data_mod.load_examples(task, cfg.data.test), cfg.data.n_test)
+    if test is not None:
         data_mod.check_overlap(seeds, test, cfg.data.test)
-    elif any(a for a in cfg.arms):
-        log("note: data.test is not set; the evaluate stage will be skipped")
     if cfg.principles.file is not None:  # a malformed principles file fails here, not mid-run
         from psilm.stages.principles import load_principles_file
 
