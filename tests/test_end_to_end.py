@@ -107,6 +107,19 @@ def test_manifest_ledger_per_stage(run_dir):
     assert stages["generate/psi"]["tokens"]["generator"]["completion"] > 0
 
 
+def test_manifest_sums_the_ledger_per_arm(run_dir):
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    arms = manifest["arms"]
+    assert set(arms) == {"zero_shot", "seed_only", "direct", "psi", "human"}
+    psi = arms["psi"]
+    assert set(psi["stages"]) == {"principles", "generate/psi", "filter/psi", "train/psi", "evaluate/psi"}
+    own = [manifest["stages"][s] for s in psi["stages"]]
+    assert psi["energy_kwh"] == pytest.approx(sum(s["energy_kwh"] for s in own))
+    assert psi["co2_kg"] == pytest.approx(sum(s["co2_kg"] for s in own)) and psi["co2_kg"] > 0
+    assert psi["tokens"]["generator"] == manifest["stages"]["generate/psi"]["tokens"]["generator"]
+    assert arms["zero_shot"]["stages"] == ["evaluate/zero_shot"]
+
+
 def test_rerun_skips_every_stage(run_dir, capsys):
     before = json.loads((run_dir / "manifest.json").read_text())["stages"]
     assert main(["run", str(run_dir / "config.yaml"), "--out", str(run_dir)]) == 0

@@ -428,4 +428,18 @@ def run_all(ctx: Context) -> dict:
     }
     if results:
         atomic_write_json(ctx.run.path("metrics.json"), metrics)
+    store_arm_ledger(ctx, results)
     return metrics
+
+
+def store_arm_ledger(ctx: Context, results: dict[str, dict]) -> None:
+    """Sum each arm's stages (its own, plus principles for psi) into manifest.json under `arms`."""
+    from psilm.ledger import build_ledger
+
+    ledger = build_ledger(ctx.run.manifest, ctx.cfg.model_dump(mode="json"), results)
+    keep = ("stages", "duration_s", "energy_kwh", "co2_kg", "estimated_co2_kg", "is_estimated", "tokens")
+    ctx.run.manifest["arms"] = {
+        arm: {k: totals[k] for k in keep} | {"cost_usd": totals["cost_usd"]}
+        for arm, totals in ledger["arms"].items()
+    }
+    ctx.run.save_manifest()
