@@ -104,15 +104,15 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
     ),
     "teacher": (["psi"], {"principles": {"file": None}}, {"psi": "psi_teacher"}),
     # --- ablations
-    "levels_task": (["psi"], {"principles": {"levels": ["task"]}}, {"psi": "levels_task"}),
     "levels_category": (["psi"], {"principles": {"levels": ["category"]}}, {"psi": "levels_category"}),
-    "per_instance_3": (["psi"], {"generate": {"principles_per_instance": 3}}, {"psi": "per_instance_3"}),
+    "levels_task": (["psi"], {"principles": {"levels": ["task"]}}, {"psi": "levels_task"}),
     "per_instance_all": (
         ["psi"],
         {"generate": {"principles_per_instance": None}},
         {"psi": "per_instance_all"},
     ),
     "verifier_on": (["psi"], {"generate": {"verify_samples": 3}}, {"psi": "verifier_on"}),
+    "per_instance_3": (["psi"], {"generate": {"principles_per_instance": 3}}, {"psi": "per_instance_3"}),
     "error_off": (
         ["psi"],
         {"principles": {"file": None, "levels": ["task", "category"]}},
@@ -184,7 +184,7 @@ def plan(args) -> list[tuple[str, int, str]]:
         main = [v for v in variants if v in MAIN]
         rest = [v for v in variants if v not in MAIN]
         jobs += [(task, seed, v) for seed in args.seeds for v in main]
-        jobs += [(task, seed, v) for seed in args.seeds for v in rest]
+        jobs += [(task, seed, v) for v in rest for seed in args.seeds]  # each ablation whole, in turn
     return jobs
 
 
