@@ -401,6 +401,62 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+# --- markdown ---------------------------------------------------------------------------------------
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def interval(ci: list[float] | None) -> str:
+    return "-" if ci is None else f"{pct(ci[0])} - {pct(ci[1])}"
+
+
+def markdown(result: dict) -> str:
+    """The tables the README shows, made from the JSON so the two cannot disagree."""
+    status = "complete" if result["complete"] else f"partial: {len(result['missing'])} runs not done yet"
+    out = [f"Profile `{result['profile']}`, {result['date']}, {result['machine']['cores']}-core "
+           f"{result['machine']['cpu']} ({status}).", ""]  # fmt: skip
+    for task, r in result["tasks"].items():
+        if not r["arms"]:
+            continue
+        out += [
+            f"**{task}**",
+            "",
+            "| arm | mean accuracy % | 95% CI | per seed | trained on | g CO2eq | min |",
+        ]
+        out.append("| --- | --- | --- | --- | --- | --- | --- |")
+        for name in ORDER:
+            a = r["arms"].get(name)
+            if a is None:
+                continue
+            seeds = ", ".join(pct(v) for v in a["seeds"].values())
+            co2 = f"{1000 * a['co2_kg']:.2f}" if a["co2_kg"] else "-"
+            out.append(
+                f"| {name} | {pct(a['mean'])} | {interval(a['ci95'])} | {seeds} | {a['n_train'] or '-'} "
+                f"| {co2} | {a['duration_s'] / 60:.1f} |"
+            )
+        if r["paired"]:
+            out += ["", "| paired difference (points) | mean | 95% CI over seeds | 95% CI over test rows |"]
+            out.append("| --- | --- | --- | --- |")
+            for name, d in r["paired"].items():
+                out.append(
+                    f"| {name} | {pct(d['mean'])} | {interval(d['ci95'])} | {interval(d['ci95_rows'])} |"
+                )
+        if r["ablations"]:
+            out += [
+                "",
+                "| ablation | mean accuracy % | 95% CI | vs its base (points) | 95% CI over seeds |",
+            ]
+            out.append("| --- | --- | --- | --- | --- |")
+            for name, a in r["ablations"].items():
+                base = ABLATION_BASE[name]
+                d = a.get("vs_" + base)
+                diff = f"{pct(d['mean'])} vs {base}" if d else "-"
+                ci = interval(d and d["ci95"])
+                out.append(f"| {name} | {pct(a['mean'])} | {interval(a['ci95'])} | {diff} | {ci} |")
+        out.append("")
+    return "\n".join(out)
+
+
 # --- main -------------------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -450,6 +506,7 @@ def main() -> None:
         result["wall_s"] = round(time.time() - started, 1)
         args.result.parent.mkdir(parents=True, exist_ok=True)
         args.result.write_text(json.dumps(result, indent=2) + "\n")
+        args.result.with_suffix(".md").write_text(markdown(result))
         plot(result, args.result.with_suffix(".png"))
 
     started = time.time()

@@ -94,3 +94,23 @@ def test_paired_differences(ev):
     assert 0 < better["ci95"][0] < 0.4 < better["ci95"][1]
     assert 0 < better["ci95_rows"][0] < 0.4 < better["ci95_rows"][1]
     assert ev.paired(run([0.5]), {}) is None  # no seed in common
+
+
+def test_markdown_tables_come_from_the_json(ev):
+    direct, psi = run([0.5, 0.6, 0.5], n=50), run([0.7, 0.8, 0.7], n=50)
+    ablation = ev.summarize_arm(direct) | {"vs_psi_person": ev.paired(direct, psi)}
+    result = {
+        "profile": "full", "date": "2026-11-25", "complete": False, "missing": ["trec/seed2/error_off"],
+        "machine": {"cores": 2, "cpu": "AMD EPYC"},
+        "tasks": {"trec": {
+            "arms": {"direct": ev.summarize_arm(direct), "psi_person": ev.summarize_arm(psi)},
+            "paired": {"psi_person - direct": ev.paired(psi, direct)},
+            "ablations": {"levels_task": ablation},
+        }},
+    }  # fmt: skip
+    md = ev.markdown(result)
+    assert "partial: 1 runs not done yet" in md
+    assert "| direct | 53.3 |" in md and "| psi_person | 73.3 |" in md
+    assert md.index("| direct |") < md.index("| psi_person |")  # arms in a fixed order
+    assert "| psi_person - direct | 20.0 |" in md and "| levels_task | 53.3 |" in md
+    assert "-20.0 vs psi_person" in md
