@@ -181,6 +181,8 @@ def plan(args) -> list[tuple[str, int, str]]:
     jobs = []
     for task in args.tasks:
         variants = ["base"] if args.quick else MAIN + (ABLATIONS if task in args.ablation_tasks else [])
+        if getattr(args, "variants", None):
+            variants = [v for v in variants if v in args.variants]
         main = [v for v in variants if v in MAIN]
         rest = [v for v in variants if v not in MAIN]
         jobs += [(task, seed, v) for seed in args.seeds for v in main]
@@ -473,6 +475,8 @@ def main() -> None:
     )
     ap.add_argument("--teacher-model", default=None)
     ap.add_argument("--teacher-key-env", default=None)
+    ap.add_argument("--variants", default=None, help=f"Comma-separated subset of {list(VARIANTS)}.")
+    ap.add_argument("--base-arms", default=None, help="Arms of the base variant (default all five).")
     ap.add_argument("--aggregate-only", action="store_true", help="Only re-read finished runs.")
     args = ap.parse_args()
 
@@ -485,6 +489,10 @@ def main() -> None:
     args.result = args.result or ROOT / "benchmarks" / "results" / f"evidence{suffix}.json"
     if args.teacher_url and not args.teacher_model:
         sys.exit("--teacher-url needs --teacher-model")
+    args.variants = args.variants.split(",") if args.variants else None
+    if args.base_arms:
+        arms = args.base_arms.split(",")
+        VARIANTS["base"] = (arms, VARIANTS["base"][1], {a: VARIANTS["base"][2][a] for a in arms})
     unknown = [t for t in args.tasks if t not in TASKS]
     if unknown:
         sys.exit(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")

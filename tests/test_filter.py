@@ -2,7 +2,7 @@
 
 import pytest
 
-from psilm.stages.clean import PREAMBLE_PATTERNS, clean_input
+from psilm.stages.clean import PREAMBLE_PATTERNS, clean_input, first_question, is_one_question
 from psilm.stages.filter import FilterSettings, filter_instances
 from psilm.tasks.base import Example, load_task
 
@@ -424,3 +424,56 @@ def test_multiple_choice_letters():
     kept, report = filter_instances(MC, cands, [], None, FilterSettings())
     assert [r["id"] for r in kept] == ["c0"]
     assert report["dropped"] == {"bad_letter": 2}
+
+
+# --- tasks whose inputs are one question -----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("raw", "question"),
+    [
+        ('Here is one with the answer "Where is the Orange Bowl?" that asks.', "Where is the Orange Bowl?"),
+        ("Q: Is the Bowl in Peru or the USA?\nA: In the USA.", "Is the Bowl in Peru or the USA?"),
+        ("I'll write one.\n\nIt is: \"How far is Denver from Aspen?\"", "How far is Denver from Aspen?"),
+        ("Who was Dr. Seuss ?", "Who was Dr. Seuss ?"),  # an abbreviation is not a sentence end
+        ("What does N.A.S.A. stand for ?", "What does N.A.S.A. stand for ?"),
+        ("I'm ready to help. What question would you like to ask?", "What question would you like to ask?"),
+        ("I'd like you to be a helpful AI named SmolLM. I'm ready.", None),
+        ("The answer for this question is:", None),
+        ("Why?", None),  # too few words to be a question of the task
+    ],
+)  # fmt: skip
+def test_first_question(raw, question):
+    assert first_question(raw) == question
+
+
+def test_one_question_tasks_are_told_by_their_seeds():
+    assert is_one_question("What films featured the character Popeye Doyle ?")
+    assert not is_one_question(REAL[-2][1])  # a GSM8K word problem ends with a question, but is more
+    assert not is_one_question("a stirring , funny and finally transporting re-imagining .")
+
+
+def test_one_question_filter_keeps_the_question_and_drops_the_rest():
+    seeds = [
+        TREC.example({"text": t, "label_name": lab})
+        for t, lab in [
+            ("What is the capital of Peru ?", "location"),
+            ("Who wrote Hamlet ?", "human"),
+            ("How many legs does a spider have ?", "numeric"),
+            ("What does NASA stand for ?", "abbreviation"),
+        ]
+    ]
+    cands = [
+        rec(0, 'Here is a question: "Where is the Orange Bowl played?" It asks where.', answer="location"),
+        rec(1, "I'd like you to be a helpful AI named SmolLM. I'm ready when you're ready.", answer="human"),
+        rec(2, "Which river runs through Vienna?", answer="location"),
+    ]
+    kept, report = run(cands, task=TREC, seeds=seeds, test=[])
+    assert [r["input"] for r in kept] == [
+        "Where is the Orange Bowl played?",
+        "Which river runs through Vienna?",
+    ]
+    assert report["dropped"] == {"not_a_question": 1} and report["cleaned"]["not_the_question"] == 1
+    off, report = run(cands, task=TREC, seeds=seeds, test=[], one_question=False)
+    assert len(off) == 3 and "not_a_question" not in report["dropped"]
+    # reviews are not questions: the rule stays off, and the SST-2 filter is unchanged
+    kept, _ = run([rec(0, SENTENCES[0])])
+    assert len(kept) == 1

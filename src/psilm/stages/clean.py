@@ -271,6 +271,38 @@ def clean_with_notes(
     return text, None, sorted(set(notes))
 
 
+# --- tasks whose inputs are one question (TREC): keep the question, drop what asks nothing
+_ABBREV = re.compile(r"(?:\b(?:dr|mr|mrs|ms|st|mt|jr|sr|vs|no|ft|etc)|\b[a-z])\.$", re.IGNORECASE)
+
+
+def is_one_question(text: str) -> bool:
+    """One question sentence and nothing else, as nearly every TREC input is (not a word problem)."""
+    return first_question(text) == text.strip()
+
+
+def first_question(text: str, min_words: int = 3) -> str | None:
+    """The first question sentence in a generated text, or None when it asks nothing.
+
+    'Here is one: "Where is the Orange Bowl?" that asks ...' gives 'Where is the Orange Bowl?';
+    a sentence starts at the start of a line, after an opening quote or a colon, or after a
+    sentence end (., !) that is not an abbreviation (Dr., U.S.).
+    """
+    for line in text.split("\n"):
+        end = line.find("?")
+        if end < 0:
+            continue
+        head = line[: end + 1]
+        start = 0
+        for m in re.finditer(r"[\"\u201c\u2018]|:\s|[.!]\s+", head[:-1]):
+            if m.group().startswith((".", "!")) and _ABBREV.search(head[: m.start() + 1]):
+                continue
+            start = m.end()
+        question = head[start:].strip(" \t\"'\u201c\u201d\u2018\u2019*-")
+        if len(question.split()) >= min_words:
+            return question
+    return None
+
+
 def clean_input(
     text: str, task, *, min_chars: int = 12, max_chars: int = 800
 ) -> tuple[str | None, str | None]:

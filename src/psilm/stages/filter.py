@@ -14,7 +14,12 @@ from collections import Counter
 from pydantic import Field
 
 from psilm.settings import Settings
-from psilm.stages.clean import clean_input, clean_with_notes  # noqa: F401  (clean_input: re-exported)
+from psilm.stages.clean import (  # noqa: F401  (clean_input: re-exported)
+    clean_input,
+    clean_with_notes,
+    first_question,
+    is_one_question,
+)
 from psilm.tasks.base import parse_number
 
 
@@ -36,6 +41,12 @@ class FilterSettings(Settings):
         "None: off.",
     )
     decontaminate: bool = Field(True, description="Drop instances close to a seed or a test row.")
+    one_question: bool | None = Field(
+        None,
+        description="Keep only the first question of each input, dropping inputs that ask none "
+        "(`not_a_question`). None: on when at least 3 in 4 seed inputs are one question sentence "
+        "and nothing else (TREC; not SST-2 reviews, not GSM8K word problems).",
+    )
     # --- answers
     consistency: bool = Field(True, description="Keep only instances whose voted answer agrees.")
     # --- over-filtering alarm
@@ -58,6 +69,8 @@ _HINTS = {
     "refusal": "the generator refuses the request: try another generator model or a plainer prompt",
     "inconsistent": "the solver disagrees with the drawn answer: check the task's labels and principles",
     "tie": "votes split evenly: raise generate.solve_samples to an odd number",
+    "not_a_question": "the generator writes about questions instead of asking one: try fewer principles "
+    "per instance, or filter.one_question=false if inputs need not be questions",
 }
 
 
@@ -195,6 +208,10 @@ def filter_instances(
                 index.add(text)
             indexes.append((reason, index))
 
+    one_question = settings.one_question
+    if one_question is None:
+        one_question = len(seeds) >= 2 and sum(is_one_question(s.input) for s in seeds) >= 0.75 * len(seeds)
+
     # --- per-record checks
     survivors = []
     for rec in candidates:
@@ -205,6 +222,14 @@ def filter_instances(
         if reason:
             drop(rec, reason)
             continue
+        if one_question:
+            question = first_question(text)
+            if question is None or len(question) < settings.min_chars:
+                drop(rec, "not_a_question")
+                continue
+            if question != text:
+                notes = [*notes, "not_the_question"]
+                text = question
         # what was cleaned, from the raw text where the input came from all of it; in a question-and-
         # answer response (multiple choice, free text) the trailing answer is expected, not cleaned
         raw = rec.get("raw_input")

@@ -189,10 +189,13 @@ def input_prompt(task: Task, seeds: list[Example], plan: dict, by_id: dict[str, 
     else:
         what = f"{noun} ({cat.replace('-', ' ')})" if cat else noun
         head = f"We write {noun}s for this task: {c.description}"
-    lines = [head] + [f"Tip: {by_id[pid]['text']}" for pid in plan["principle_ids"]]
+    # the task and its tips are the system message: without one, chat templates add their own
+    # ("You are a helpful AI assistant named SmolLM..."), which a 135M generator then writes about
+    system = "\n".join([head] + [f"Tip: {by_id[pid]['text']}" for pid in plan["principle_ids"]])
+    lines: list[str] = []
     demos = [seeds[i] for i in plan["demo_ids"]]
     if demos:
-        lines += ["", f"Examples of {noun}s:" if not pair else "Examples:"]
+        lines += [f"Examples of {noun}s:" if not pair else "Examples:"]
         for x in demos:
             lines.append(_demo(x) if pair else f"- {_one_line(x.input)}")
     if pair:
@@ -206,19 +209,20 @@ def input_prompt(task: Task, seeds: list[Example], plan: dict, by_id: dict[str, 
             "",
             f"Write one new {what}, about as long as the examples. Reply with the {noun} only{unsolved}.",
         ]
-    return [{"role": "user", "content": "\n".join(lines)}]
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines).strip()}]
 
 
 def solve_prompt(
     task: Task, seeds: list[Example], plan: dict, by_id: dict[str, dict], text: str, n_demos: int
 ) -> Messages:
     name = task.config.input_name.capitalize()
-    lines = [task.instruction()] + [f"Tip: {by_id[p]['text']}" for p in plan["solve_principle_ids"]]
+    system = [task.instruction()] + [f"Tip: {by_id[p]['text']}" for p in plan["solve_principle_ids"]]
+    lines: list[str] = []
     for i in plan["demo_ids"][:n_demos]:
         worked = re.sub(r"<<[^>]*>>", "", seeds[i].output)  # GSM8K calculator notes
-        lines += ["", f"{name}: {seeds[i].input}", f"Solution: {worked}"]
-    lines += ["", f"{name}: {text}"]
-    return [{"role": "user", "content": "\n".join(lines)}]
+        lines += [f"{name}: {seeds[i].input}", f"Solution: {worked}", ""]
+    lines += [f"{name}: {text}"]
+    return [{"role": "system", "content": "\n".join(system)}, {"role": "user", "content": "\n".join(lines)}]
 
 
 def _demo(x: Example) -> str:
