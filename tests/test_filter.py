@@ -466,7 +466,7 @@ def test_one_question_filter_keeps_the_question_and_drops_the_rest():
         rec(1, "I'd like you to be a helpful AI named SmolLM. I'm ready when you're ready.", answer="human"),
         rec(2, "Which river runs through Vienna?", answer="location"),
     ]
-    kept, report = run(cands, task=TREC, seeds=seeds, test=[])
+    kept, report = run(cands, task=TREC, seeds=seeds, test=[], one_question=None)  # auto: on here
     assert [r["input"] for r in kept] == [
         "Where is the Orange Bowl played?",
         "Which river runs through Vienna?",
@@ -474,6 +474,7 @@ def test_one_question_filter_keeps_the_question_and_drops_the_rest():
     assert report["dropped"] == {"not_a_question": 1} and report["cleaned"]["not_the_question"] == 1
     off, report = run(cands, task=TREC, seeds=seeds, test=[], one_question=False)
     assert len(off) == 3 and "not_a_question" not in report["dropped"]
-    # reviews are not questions: the rule stays off, and the SST-2 filter is unchanged
-    kept, _ = run([rec(0, SENTENCES[0])])
+    assert len(run(cands, task=TREC, seeds=seeds, test=[])[0]) == 3  # off by default
+    # reviews are not questions: auto leaves the rule off, and the SST-2 filter is unchanged
+    kept, _ = run([rec(0, SENTENCES[0])], one_question=None)
     assert len(kept) == 1

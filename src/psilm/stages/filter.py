@@ -42,10 +42,12 @@ class FilterSettings(Settings):
     )
     decontaminate: bool = Field(True, description="Drop instances close to a seed or a test row.")
     one_question: bool | None = Field(
-        None,
+        False,
         description="Keep only the first question of each input, dropping inputs that ask none "
         "(`not_a_question`). None: on when at least 3 in 4 seed inputs are one question sentence "
-        "and nothing else (TREC; not SST-2 reviews, not GSM8K word problems).",
+        "and nothing else (TREC; not SST-2 reviews, not GSM8K word problems). Off by default: on "
+        "TREC it dropped ~40% of a 135M generator's instances, and the student trained on the "
+        "smaller set scored far lower (one seed: direct 52.6% -> 28.0%).",
     )
     # --- answers
     consistency: bool = Field(True, description="Keep only instances whose voted answer agrees.")
