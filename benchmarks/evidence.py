@@ -238,13 +238,13 @@ def read_run(folder: Path, variant: str) -> dict[str, dict]:
 
 
 # --- statistics -------------------------------------------------------------------------------------
-def t_interval(values: list[float]) -> list[float] | None:
-    """95% t interval of the mean; None with fewer than two values."""
+def t_interval(values: list[float], lo: float = 0.0, hi: float = 1.0) -> list[float] | None:
+    """95% t interval of the mean, clipped to [lo, hi]; None with fewer than two values."""
     if len(values) < 2:
         return None
     mean = statistics.fmean(values)
     half = T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
-    return [round(mean - half, 4), round(mean + half, 4)]
+    return [round(max(lo, mean - half), 4), round(min(hi, mean + half), 4)]
 
 
 def wilson(k: int, n: int) -> list[float]:
@@ -302,7 +302,7 @@ def paired(a: dict[int, dict], b: dict[int, dict], boot: int = 2000) -> dict[str
     means.sort()
     return {
         "mean": round(statistics.fmean(diffs), 4),
-        "ci95": t_interval(diffs),
+        "ci95": t_interval(diffs, -1.0, 1.0),
         "ci95_rows": [round(means[int(0.025 * boot)], 4), round(means[int(0.975 * boot) - 1], 4)],
         "seeds": {str(s): round(d, 4) for s, d in zip(seeds, diffs, strict=True)},
     }

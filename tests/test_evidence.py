@@ -76,6 +76,8 @@ def test_t_interval(ev):
     assert ev.t_interval([0.6, 0.6, 0.6]) == [0.6, 0.6]
     lo, hi = ev.t_interval([0.5, 0.6, 0.7])  # mean 0.6, sd 0.1, t(2) = 4.303
     assert (lo, hi) == pytest.approx((0.6 - 4.303 * 0.1 / 3**0.5, 0.6 + 4.303 * 0.1 / 3**0.5), abs=1e-4)
+    assert ev.t_interval([0.1, 0.9]) == [0.0, 1.0]  # accuracies stay in [0, 1]
+    assert ev.paired(run([0.9, 0.1]), run([0.1, 0.9]))["ci95"] == [-1.0, 1.0]
 
 
 def test_summary_of_one_seed_falls_back_to_wilson(ev):
