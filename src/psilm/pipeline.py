@@ -437,9 +437,15 @@ def store_arm_ledger(ctx: Context, results: dict[str, dict]) -> None:
     from psilm.ledger import build_ledger
 
     ledger = build_ledger(ctx.run.manifest, ctx.cfg.model_dump(mode="json"), results)
-    keep = ("stages", "duration_s", "energy_kwh", "co2_kg", "estimated_co2_kg", "is_estimated", "tokens")
-    ctx.run.manifest["arms"] = {
-        arm: {k: totals[k] for k in keep} | {"cost_usd": totals["cost_usd"]}
-        for arm, totals in ledger["arms"].items()
-    }
+    keep = (
+        "stages",
+        "duration_s",
+        "energy_kwh",
+        "co2_kg",
+        "estimated_co2_kg",
+        "is_estimated",
+        "tokens",
+        "cost_usd",
+    )
+    ctx.run.manifest["arms"] = {arm: {k: totals[k] for k in keep} for arm, totals in ledger["arms"].items()}
     ctx.run.save_manifest()
