@@ -111,6 +111,10 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
         {"generate": {"principles_per_instance": None}},
         {"psi": "per_instance_all"},
     ),
+    # the task file's label descriptions are person-written category principles in all but name:
+    # without them, direct is the paper's demos-only baseline
+    "direct_bare": (["direct"], {"generate": {"label_descriptions": False}}, {"direct": "direct_bare"}),
+    "psi_bare": (["psi"], {"generate": {"label_descriptions": False}}, {"psi": "psi_bare"}),
     "verifier_on": (["psi"], {"generate": {"verify_samples": 3}}, {"psi": "verifier_on"}),
     "per_instance_3": (["psi"], {"generate": {"principles_per_instance": 3}}, {"psi": "per_instance_3"}),
     "error_off": (
@@ -137,6 +141,8 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "per_instance_all": "psi_person",
     "verifier_on": "psi_person",
     "error_off": "psi_teacher",
+    "direct_bare": "direct",
+    "psi_bare": "direct_bare",
 }
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -321,7 +327,7 @@ def aggregate(args, jobs: list[tuple[str, int, str]], done: set[tuple[str, int, 
         arms = {n: summarize_arm(per_arm[n]) for n in main_names if n in per_arm}
         ablations = {}
         for v in ABLATIONS:
-            name = VARIANTS[v][2]["psi"]
+            (name,) = VARIANTS[v][2].values()
             if name in per_arm:
                 ablations[name] = summarize_arm(per_arm[name])
                 base = ABLATION_BASE[name]

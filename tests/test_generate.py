@@ -220,6 +220,23 @@ def test_prompts_are_short_and_direct_mode_has_no_principles(tmp_path, trec, tre
     assert Counter(r["category"] for r in records) == {lb: 1 for lb in trec.labels}
 
 
+@pytest.mark.parametrize("describe", [True, False])
+def test_label_descriptions_are_switchable(tmp_path, trec, trec_seeds, trec_principles, describe):
+    prompts = []
+
+    def reply(prompt, seen, params):
+        prompts.append(prompt)
+        return "What is a new question here?"
+
+    gen = caller(tmp_path / "raw.jsonl", Scripted(reply))
+    settings = GenerateSettings(n=6, mode="direct", label_descriptions=describe)
+    generate_instances(trec, trec_seeds, trec_principles, gen, settings, seed=0)
+    numeric = next(p for p in prompts if 'labelled "numeric"' in p)
+    desc = trec.config.label_descriptions["numeric"]
+    assert (desc in numeric) is describe
+    assert 'Label "numeric"' in numeric and "How far is the Moon" in numeric  # name and demos stay
+
+
 def test_verify_votes_for_classification(tmp_path, trec, trec_seeds, trec_principles):
     def reply(prompt, seen, params):
         if "Answer with one label" in prompt:

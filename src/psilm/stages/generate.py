@@ -41,6 +41,11 @@ class GenerateSettings(Settings):
         "psi", description="psi: with principles; direct: seed demos only (the paper's baseline)."
     )
     # --- what each prompt holds: short prompts keep a 135M generator on track
+    label_descriptions: bool = Field(
+        True,
+        description="classification: put the task's label descriptions in generation prompts; "
+        "false = label names only (the paper's demos-only baseline; a description is a principle).",
+    )
     demos_per_instance: int = Field(
         2, ge=0, description="Seed demos per prompt (classification: of the same label only)."
     )
@@ -178,12 +183,14 @@ def _sample(pool: list[dict], k: int | None, s: GenerateSettings, rng: random.Ra
 # ---------------------------------------------------------------------------------------------
 # Prompts: one instruction line, the sampled principle(s), the demos, the request
 # ---------------------------------------------------------------------------------------------
-def input_prompt(task: Task, seeds: list[Example], plan: dict, by_id: dict[str, dict]) -> Messages:
+def input_prompt(
+    task: Task, seeds: list[Example], plan: dict, by_id: dict[str, dict], describe: bool = True
+) -> Messages:
     c = task.config
     noun, cat = c.input_name, plan["category"]
     pair = task.kind in ("multiple_choice", "free_text")
     if task.kind == "classification":
-        desc = c.label_descriptions.get(cat)
+        desc = c.label_descriptions.get(cat) if describe else None
         what = f'{noun} labelled "{cat}"'
         head = f'{c.description} Label "{cat}"' + (f": {desc}." if desc else ".")
     else:
@@ -300,7 +307,10 @@ def generate_instances(
     # --- step 1: a new input per plan, in one batch through the caller
     params = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=gen["max_tokens"], seed=seed)
     requests = [
-        (rid(mode=p["mode"], seed=seed, i=p["index"], step="input"), input_prompt(task, seeds, p, by_id))
+        (
+            rid(mode=p["mode"], seed=seed, i=p["index"], step="input"),
+            input_prompt(task, seeds, p, by_id, s.label_descriptions),
+        )
         for p in plans
     ]
     outs = generator(requests, params)
