@@ -32,15 +32,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
-import random
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from psilm import bench
+from psilm.bench import interval, paired, pct, summarize_arm, t_interval, wilson  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -144,7 +144,6 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "direct_bare": "direct",
     "psi_bare": "direct_bare",
 }
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def merge(base: dict, over: dict) -> dict:
@@ -211,107 +210,10 @@ def run_one(task: str, seed: int, variant: str, args) -> Path:
     return folder
 
 
-# --- reading a finished run -------------------------------------------------------------------------
+# --- reading finished runs and statistics: shared with `psilm bench` -----------------------------
 def read_run(folder: Path, variant: str) -> dict[str, dict]:
     """Reported arm -> accuracy, per-row correctness, n_train and the ledger's cost of the arm."""
-    import yaml
-
-    from psilm.ledger import build_ledger
-
-    manifest = json.loads((folder / "manifest.json").read_text())
-    config = yaml.safe_load((folder / "config.yaml").read_text())
-    names = VARIANTS[variant][2]
-    out: dict[str, dict] = {}
-    arm_metrics = {}
-    for arm in config["arms"]:
-        path = folder / "arms" / arm / "metrics.json"
-        if path.exists():
-            arm_metrics[arm] = json.loads(path.read_text())
-    ledger = build_ledger(manifest, config, arm_metrics)
-    for arm, m in arm_metrics.items():
-        cost = ledger["arms"][arm]
-        out[names[arm]] = {
-            "accuracy": m["accuracy"],
-            "n": m["n"],
-            "correct": [bool(p["correct"]) for p in m["predictions"]],
-            "n_train": manifest["stages"].get(f"train/{arm}", {}).get("n_train"),
-            "co2_kg": cost["co2_kg"],
-            "energy_kwh": cost["energy_kwh"],
-            "duration_s": cost["duration_s"],
-            "tokens": cost["tokens"],
-        }
-    return out
-
-
-# --- statistics -------------------------------------------------------------------------------------
-def t_interval(values: list[float], lo: float = 0.0, hi: float = 1.0) -> list[float] | None:
-    """95% t interval of the mean, clipped to [lo, hi]; None with fewer than two values."""
-    if len(values) < 2:
-        return None
-    mean = statistics.fmean(values)
-    half = T975.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
-    return [round(max(lo, mean - half), 4), round(min(hi, mean + half), 4)]
-
-
-def wilson(k: int, n: int) -> list[float]:
-    from psilm.stages.evaluate import wilson_interval
-
-    lo, hi = wilson_interval(k, n)
-    return [round(lo, 4), round(hi, 4)]
-
-
-def summarize_arm(runs: dict[int, dict]) -> dict[str, Any]:
-    """runs: seed -> read_run's entry for one arm."""
-    seeds = sorted(runs)
-    accs = [runs[s]["accuracy"] for s in seeds]
-    ci = t_interval(accs)
-    if ci is None:
-        only = runs[seeds[0]]
-        ci = wilson(sum(only["correct"]), only["n"])
-    tokens: dict[str, dict[str, float]] = {}
-    for s in seeds:
-        for role, counts in runs[s]["tokens"].items():
-            for k, v in counts.items():
-                tokens.setdefault(role, {}).setdefault(k, 0)
-                tokens[role][k] += v / len(seeds)
-    mean = lambda key: statistics.fmean(runs[s][key] or 0 for s in seeds)  # noqa: E731
-    n_train = [runs[s]["n_train"] for s in seeds if runs[s]["n_train"] is not None]
-    return {
-        "mean": round(statistics.fmean(accs), 4),
-        "ci95": ci,
-        "seeds": {str(s): round(runs[s]["accuracy"], 4) for s in seeds},
-        "n_test": runs[seeds[0]]["n"],
-        "n_train": round(statistics.fmean(n_train), 1) if n_train else None,
-        "co2_kg": mean("co2_kg"),
-        "energy_kwh": mean("energy_kwh"),
-        "duration_s": round(mean("duration_s"), 1),
-        "tokens": {r: {k: round(v) for k, v in c.items()} for r, c in tokens.items()},
-    }
-
-
-def paired(a: dict[int, dict], b: dict[int, dict], boot: int = 2000) -> dict[str, Any] | None:
-    """a - b over the seeds both have, on the same test rows."""
-    seeds = sorted(set(a) & set(b))
-    if not seeds:
-        return None
-    diffs = [a[s]["accuracy"] - b[s]["accuracy"] for s in seeds]
-    rng = random.Random(0)
-    row_diffs = [
-        [int(x) - int(y) for x, y in zip(a[s]["correct"], b[s]["correct"], strict=True)] for s in seeds
-    ]
-    means = []
-    for _ in range(boot):
-        total = 0.0
-        for rows in row_diffs:
-            total += sum(rows[rng.randrange(len(rows))] for _ in range(len(rows))) / len(rows)
-        means.append(total / len(row_diffs))
-    means.sort()
-    return {
-        "mean": round(statistics.fmean(diffs), 4),
-        "ci95": t_interval(diffs, -1.0, 1.0),
-        "ci95_rows": [round(means[int(0.025 * boot)], 4), round(means[int(0.975 * boot) - 1], 4)],
-        "seeds": {str(s): round(d, 4) for s, d in zip(seeds, diffs, strict=True)},
-    }
+    return bench.read_run(folder, VARIANTS[variant][2])
 
 
 def aggregate(args, jobs: list[tuple[str, int, str]], done: set[tuple[str, int, str]]) -> dict[str, Any]:
@@ -412,14 +314,6 @@ def plot(result: dict, path: Path) -> None:
 
 
 # --- markdown ---------------------------------------------------------------------------------------
-def pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
-
-
-def interval(ci: list[float] | None) -> str:
-    return "-" if ci is None else f"{pct(ci[0])} - {pct(ci[1])}"
-
-
 def markdown(result: dict) -> str:
     """The tables the README shows, made from the JSON so the two cannot disagree."""
     status = "complete" if result["complete"] else f"partial: {len(result['missing'])} runs not done yet"
@@ -428,29 +322,8 @@ def markdown(result: dict) -> str:
     for task, r in result["tasks"].items():
         if not r["arms"]:
             continue
-        out += [
-            f"**{task}**",
-            "",
-            "| arm | mean accuracy % | 95% CI | per seed | trained on | g CO2eq | min |",
-        ]
-        out.append("| --- | --- | --- | --- | --- | --- | --- |")
-        for name in ORDER:
-            a = r["arms"].get(name)
-            if a is None:
-                continue
-            seeds = ", ".join(pct(v) for v in a["seeds"].values())
-            co2 = f"{1000 * a['co2_kg']:.2f}" if a["co2_kg"] else "-"
-            out.append(
-                f"| {name} | {pct(a['mean'])} | {interval(a['ci95'])} | {seeds} | {a['n_train'] or '-'} "
-                f"| {co2} | {a['duration_s'] / 60:.1f} |"
-            )
-        if r["paired"]:
-            out += ["", "| paired difference (points) | mean | 95% CI over seeds | 95% CI over test rows |"]
-            out.append("| --- | --- | --- | --- |")
-            for name, d in r["paired"].items():
-                out.append(
-                    f"| {name} | {pct(d['mean'])} | {interval(d['ci95'])} | {interval(d['ci95_rows'])} |"
-                )
+        rows = [(name, r["arms"][name]) for name in ORDER if name in r["arms"]]
+        out += [f"**{task}**", "", *bench.arm_table(rows), *bench.paired_table(r["paired"])]
         if r["ablations"]:
             out += [
                 "",

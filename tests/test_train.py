@@ -52,6 +52,16 @@ def test_empty_examples_is_a_data_error(sst2, tiny, tmp_path):
         train_model(sst2, [], ModelConfig(model=tiny), TrainSettings(), tmp_path, seed=0)
 
 
+def test_rows_too_long_for_max_length_are_counted_or_a_clear_error(sst2, tiny, tmp_path):
+    long = sst2.example({"text": "a very long and winding review " * 30, "label": "negative"})
+    short = toy_examples(sst2, 4)
+    settings = TrainSettings(epochs=1, batch_size=4, max_length=64, merge=False)
+    stats = train_model(sst2, [*short, long], ModelConfig(model=tiny), settings, tmp_path / "a", seed=0)
+    assert stats["n_train"] == 4 and stats["n_too_long"] == 1  # what TRL dropped is said, not hidden
+    with pytest.raises(DataError, match=r"all 1 training examples are longer than train.max_length=64"):
+        train_model(sst2, [long], ModelConfig(model=tiny), settings, tmp_path / "b", seed=0)
+
+
 # --- LoRA ----------------------------------------------------------------------------------------
 def test_lora_writes_adapter_and_merged_model_that_evaluates(sst2, tiny, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer

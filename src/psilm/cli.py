@@ -178,6 +178,29 @@ def demo(
     run(config_path, out, overrides, quiet)
 
 
+@app.command()
+def bench(
+    config: Annotated[Path, typer.Argument(help="YAML config (see configs/).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder of one run folder per seed.")],
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds: one full run each.")] = "0,1,2",
+    compare: Annotated[str, typer.Option(help="The arm the paired differences start from.")] = "psi",
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a config over several seeds: mean accuracy per arm with 95% intervals, paired differences."""
+    from psilm import bench as bench_mod
+
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise PsilmError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
+    result = bench_mod.bench(
+        config, out, seed_list, set_, _logger(quiet), compare, wrap=lambda ctx: _progress(ctx, quiet)
+    )
+    print(bench_mod.markdown(result), end="")
+    print(f"results: {out / 'bench.json'}")
+
+
 # --- one command per stage -------------------------------------------------------------------
 @app.command()
 def principles(run: RunOpt, set_: SetOpt = None, quiet: QuietOpt = False) -> None:

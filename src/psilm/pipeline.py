@@ -374,6 +374,11 @@ def stage_train(ctx: Context, arm: str) -> None:
         if main:
             shutil.rmtree(target, ignore_errors=True)
             partial.rename(target)
+        if stats.get("n_too_long"):
+            ctx.log(
+                f"[train/{arm}] {stats['n_too_long']} of {len(examples)} rows are longer than "
+                f"train.max_length={cfg.train.max_length} before their answer: not trained on"
+            )
         return {"n_train": len(examples), **stats}
 
     run_stage(ctx, f"train/{arm}", parts, [f"{model_dir}/merged/config.json"], work)

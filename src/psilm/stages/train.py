@@ -120,6 +120,15 @@ def train_model(
         model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
 
+    # TRL drops rows whose prompt alone fills max_length (no answer token left to learn from)
+    kept = len(trainer.train_dataset)
+    if kept == 0:
+        raise DataError(
+            f"train: all {len(examples)} training examples are longer than train.max_length="
+            f"{settings.max_length} tokens before their answer, so none can be learned from; "
+            "raise train.max_length"
+        )
+
     # --- train
     started = time.perf_counter()
     result = trainer.train()
@@ -145,7 +154,8 @@ def train_model(
     epochs_done = float(trainer.state.epoch or 0.0)
     history = [[h["step"], round(h["loss"], 4)] for h in trainer.state.log_history if "loss" in h]
     return {
-        "n_train": len(examples),
+        "n_train": kept,
+        "n_too_long": len(examples) - kept,
         "steps": result.global_step,
         "epochs": round(epochs_done, 3),
         "train_loss": round(float(result.training_loss), 4),
