@@ -116,3 +116,23 @@ def test_markdown_tables_come_from_the_json(ev):
     assert md.index("| direct |") < md.index("| psi_person |")  # arms in a fixed order
     assert "| psi_person - direct | 20.0 |" in md and "| levels_task | 53.3 |" in md
     assert "-20.0 vs psi_person" in md
+
+
+def test_trec_label_rule_and_score():
+    spec = importlib.util.spec_from_file_location("trec_labels", BENCH / "trec_labels.py")
+    tl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tl)
+    cases = {
+        "What does NASA stand for ?": "abbreviation",
+        "How many people live in Peru ?": "numeric",
+        "Who wrote Hamlet ?": "human",
+        "What U.S. state has the most airports ?": "location",
+        "Why is the sky blue ?": "description",
+        "What kind of tree is a maple ?": "entity",
+        "I love this film.": None,
+    }
+    assert {q: tl.rule_label(q) for q in cases} == cases
+    r = tl.score([("Who wrote Hamlet ?", "human"), ("Sure! Here is one: Who is he? Ok?", "human")])
+    assert (
+        r["agree"] == 0.5 and r["one_question"] == 0.5 and r["per_label"] == {"human": 0.5}
+    )  # chatter: no credit
