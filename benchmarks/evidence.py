@@ -115,6 +115,13 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
     # without them, direct is the paper's demos-only baseline
     "direct_bare": (["direct"], {"generate": {"label_descriptions": False}}, {"direct": "direct_bare"}),
     "psi_bare": (["psi"], {"generate": {"label_descriptions": False}}, {"psi": "psi_bare"}),
+    # categories drawn by the class shares of the task's training split instead of evenly (TREC's
+    # test split has 2% abbreviation rows; even drawing makes a sixth of the data abbreviation)
+    "prior_weights": (
+        ["direct", "psi"],
+        {"generate": {"category_weights": "train_split"}},
+        {"direct": "direct_prior", "psi": "psi_prior"},
+    ),
     "verifier_on": (["psi"], {"generate": {"verify_samples": 3}}, {"psi": "verifier_on"}),
     "per_instance_3": (["psi"], {"generate": {"principles_per_instance": 3}}, {"psi": "per_instance_3"}),
     "error_off": (
@@ -143,6 +150,8 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "error_off": "psi_teacher",
     "direct_bare": "direct",
     "psi_bare": "direct_bare",
+    "direct_prior": "direct",
+    "psi_prior": "direct_prior",
 }
 
 
@@ -178,7 +187,22 @@ def run_config(task: str, profile: str, variant: str, seed: int, args) -> dict:
         }
         if args.teacher_key_env:
             cfg["models"]["teacher"]["api_key_env"] = args.teacher_key_env
-    return merge(cfg, over)
+    cfg = merge(cfg, over)
+    if cfg.get("generate", {}).get("category_weights") == "train_split":
+        cfg["generate"]["category_weights"] = label_shares(Path(cfg["data"]["train"]), task)
+    return cfg
+
+
+def label_shares(path: Path, task: str) -> dict[str, float]:
+    """Each label's share of a training split (never the test split)."""
+    from collections import Counter
+
+    from psilm.tasks import load_task
+
+    field = load_task(task).config.target_field
+    counts = Counter(json.loads(line)[field] for line in path.read_text().splitlines() if line.strip())
+    total = sum(counts.values())
+    return {label: round(n / total, 4) for label, n in sorted(counts.items())}
 
 
 def plan(args) -> list[tuple[str, int, str]]:
@@ -229,12 +253,12 @@ def aggregate(args, jobs: list[tuple[str, int, str]], done: set[tuple[str, int, 
         arms = {n: summarize_arm(per_arm[n]) for n in main_names if n in per_arm}
         ablations = {}
         for v in ABLATIONS:
-            (name,) = VARIANTS[v][2].values()
-            if name in per_arm:
-                ablations[name] = summarize_arm(per_arm[name])
-                base = ABLATION_BASE[name]
-                if base in per_arm:
-                    ablations[name]["vs_" + base] = paired(per_arm[name], per_arm[base])
+            for name in VARIANTS[v][2].values():
+                if name in per_arm:
+                    ablations[name] = summarize_arm(per_arm[name])
+                    base = ABLATION_BASE[name]
+                    if base in per_arm:
+                        ablations[name]["vs_" + base] = paired(per_arm[name], per_arm[base])
         diffs = {
             f"{x} - {y}": d
             for x, y in PAIRS
