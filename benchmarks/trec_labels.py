@@ -92,7 +92,8 @@ def arm_rows(folder: Path, arm: str) -> list[tuple[str, str]]:
 
 
 NAMES = {"base": {"direct": "direct", "psi": "psi_person"}, "teacher": {"psi": "psi_teacher"},
-         "direct_bare": {"direct": "direct_bare"}, "psi_bare": {"psi": "psi_bare"}}  # fmt: skip
+         "direct_bare": {"direct": "direct_bare"}, "psi_bare": {"psi": "psi_bare"},
+         "prior_weights": {"direct": "direct_prior", "psi": "psi_prior"}}  # fmt: skip
 
 
 def main() -> None:
