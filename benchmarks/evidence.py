@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from psilm import bench
-from psilm.bench import interval, paired, pct, summarize_arm, t_interval, wilson  # noqa: F401
+from psilm.bench import interval, paired, pct, summarize_arm
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

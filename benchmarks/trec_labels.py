@@ -91,22 +91,18 @@ def arm_rows(folder: Path, arm: str) -> list[tuple[str, str]]:
     return [(r["input"], r["output"]) for r in recs if r.get("mode") in ("psi", "direct")]
 
 
-NAMES = {"base": {"direct": "direct", "psi": "psi_person"}, "teacher": {"psi": "psi_teacher"},
-         "direct_bare": {"direct": "direct_bare"}, "psi_bare": {"psi": "psi_bare"},
-         "prior_weights": {"direct": "direct_prior", "psi": "psi_prior"}}  # fmt: skip
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "evidence" / "trec")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "trec-labels.json")
     args = ap.parse_args()
+    from evidence import VARIANTS  # variant -> (arms, settings, {arm: reported name})
 
     real = [(r["text"], r["label_name"]) for r in map(json.loads, TRAIN.read_text().splitlines())]
     result = {"rule_on_real_train_split": score(real), "arms": {}}
     pooled: dict[str, list] = defaultdict(list)
     for seed_dir in sorted(args.runs.glob("seed*")):
-        for variant, names in NAMES.items():
+        for variant, (_, _, names) in VARIANTS.items():
             for arm, name in names.items():
                 pooled[name] += arm_rows(seed_dir / variant, arm)
     result["arms"] = {name: score(rows) for name, rows in pooled.items() if rows}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from psilm import bench
 from psilm.config import load_config
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -77,41 +78,41 @@ def test_plan_runs_main_arms_for_every_seed_before_ablations(ev):
 
 
 def test_t_interval(ev):
-    assert ev.t_interval([0.5]) is None
-    assert ev.t_interval([0.6, 0.6, 0.6]) == [0.6, 0.6]
-    lo, hi = ev.t_interval([0.5, 0.6, 0.7])  # mean 0.6, sd 0.1, t(2) = 4.303
+    assert bench.t_interval([0.5]) is None
+    assert bench.t_interval([0.6, 0.6, 0.6]) == [0.6, 0.6]
+    lo, hi = bench.t_interval([0.5, 0.6, 0.7])  # mean 0.6, sd 0.1, t(2) = 4.303
     assert (lo, hi) == pytest.approx((0.6 - 4.303 * 0.1 / 3**0.5, 0.6 + 4.303 * 0.1 / 3**0.5), abs=1e-4)
-    assert ev.t_interval([0.1, 0.9]) == [0.0, 1.0]  # accuracies stay in [0, 1]
-    assert ev.paired(run([0.9, 0.1]), run([0.1, 0.9]))["ci95"] == [-1.0, 1.0]
+    assert bench.t_interval([0.1, 0.9]) == [0.0, 1.0]  # accuracies stay in [0, 1]
+    assert bench.paired(run([0.9, 0.1]), run([0.1, 0.9]))["ci95"] == [-1.0, 1.0]
 
 
 def test_summary_of_one_seed_falls_back_to_wilson(ev):
-    one = ev.summarize_arm(run([0.5]))
+    one = bench.summarize_arm(run([0.5]))
     assert one["ci95"] == pytest.approx([0.2366, 0.7634], abs=1e-4)
-    three = ev.summarize_arm(run([0.5, 0.6, 0.7]))
+    three = bench.summarize_arm(run([0.5, 0.6, 0.7]))
     assert three["mean"] == 0.6 and three["seeds"] == {"0": 0.5, "1": 0.6, "2": 0.7}
     assert three["tokens"] == {"generator": {"prompt": 100, "completion": 50}} and three["n_train"] == 40
 
 
 def test_paired_differences(ev):
-    same = ev.paired(run([0.5, 0.6]), run([0.5, 0.6]))
+    same = bench.paired(run([0.5, 0.6]), run([0.5, 0.6]))
     assert same["mean"] == 0 and same["ci95"] == [0.0, 0.0] and same["ci95_rows"] == [0.0, 0.0]
-    better = ev.paired(run([0.9, 0.8, 0.9], n=50), run([0.5, 0.5, 0.4], n=50))
+    better = bench.paired(run([0.9, 0.8, 0.9], n=50), run([0.5, 0.5, 0.4], n=50))
     assert better["mean"] == pytest.approx(0.4, abs=1e-9)
     assert 0 < better["ci95"][0] < 0.4 < better["ci95"][1]
     assert 0 < better["ci95_rows"][0] < 0.4 < better["ci95_rows"][1]
-    assert ev.paired(run([0.5]), {}) is None  # no seed in common
+    assert bench.paired(run([0.5]), {}) is None  # no seed in common
 
 
 def test_markdown_tables_come_from_the_json(ev):
     direct, psi = run([0.5, 0.6, 0.5], n=50), run([0.7, 0.8, 0.7], n=50)
-    ablation = ev.summarize_arm(direct) | {"vs_psi_person": ev.paired(direct, psi)}
+    ablation = bench.summarize_arm(direct) | {"vs_psi_person": bench.paired(direct, psi)}
     result = {
         "profile": "full", "date": "2026-11-25", "complete": False, "missing": ["trec/seed2/error_off"],
         "machine": {"cores": 2, "cpu": "AMD EPYC"},
         "tasks": {"trec": {
-            "arms": {"direct": ev.summarize_arm(direct), "psi_person": ev.summarize_arm(psi)},
-            "paired": {"psi_person - direct": ev.paired(psi, direct)},
+            "arms": {"direct": bench.summarize_arm(direct), "psi_person": bench.summarize_arm(psi)},
+            "paired": {"psi_person - direct": bench.paired(psi, direct)},
             "ablations": {"levels_task": ablation},
         }},
     }  # fmt: skip

@@ -379,7 +379,7 @@ def stage_train(ctx: Context, arm: str) -> None:
                 f"[train/{arm}] {stats['n_too_long']} of {len(examples)} rows are longer than "
                 f"train.max_length={cfg.train.max_length} before their answer: not trained on"
             )
-        return {"n_train": len(examples), **stats}
+        return stats  # n_train: the rows trained on, n_too_long: those max_length left out
 
     run_stage(ctx, f"train/{arm}", parts, [f"{model_dir}/merged/config.json"], work)
 
