@@ -194,15 +194,15 @@ def run_config(task: str, profile: str, variant: str, seed: int, args) -> dict:
 
 
 def label_shares(path: Path, task: str) -> dict[str, float]:
-    """Each label's share of a training split (never the test split)."""
-    from collections import Counter
+    """Each label's share of a whole training split (never the test split).
 
+    Unlike `category_weights: train` in a run, the rows a test split shares with it stay in: these
+    are the shares the committed prior_weights runs were made with."""
+    from psilm import data as data_mod
     from psilm.tasks import load_task
 
-    field = load_task(task).config.target_field
-    counts = Counter(json.loads(line)[field] for line in path.read_text().splitlines() if line.strip())
-    total = sum(counts.values())
-    return {label: round(n / total, 4) for label, n in sorted(counts.items())}
+    t = load_task(task)
+    return data_mod.label_shares(t, data_mod.load_examples(t, path))
 
 
 def plan(args) -> list[tuple[str, int, str]]:

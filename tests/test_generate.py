@@ -140,6 +140,57 @@ def test_principle_sampling_respects_count_and_category(trec, trec_seeds, trec_p
             assert chosen[0]["level"] == "category"
 
 
+def test_category_weights_from_train(tmp_path, write_jsonl):
+    """`category_weights: train` becomes the labels' shares of data.train, less the rows in the test split."""
+    import yaml
+
+    from psilm.config import load_config
+    from psilm.pipeline import prepare
+
+    counts = {"abbreviation": 2, "description": 4, "entity": 4, "human": 6, "location": 2, "numeric": 2}
+    rows = [
+        {"text": f"Question {lbl} {i} ?", "label_name": lbl} for lbl in counts for i in range(counts[lbl])
+    ]
+    shared = {"text": "Who shared this row ?", "label_name": "human"}  # in both splits: not counted
+    cfg = {
+        "task": "trec",
+        "data": {
+            "train": str(write_jsonl("train.jsonl", rows + [shared])),
+            "test": str(write_jsonl("test.jsonl", [shared, {"text": "Where ?", "label_name": "location"}])),
+            "n_seeds": 6,
+        },
+        "generate": {"category_weights": "train"},
+    }
+    ctx = prepare(load_config(data=cfg), tmp_path / "run", log=lambda m: None)
+    want = {
+        "abbreviation": 0.1,
+        "description": 0.2,
+        "entity": 0.2,
+        "human": 0.3,
+        "location": 0.1,
+        "numeric": 0.1,
+    }
+    assert ctx.cfg.generate.category_weights == want
+    # the run folder records the shares used, not the word
+    assert (
+        yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["generate"]["category_weights"] == want
+    )
+
+    with pytest.raises(ConfigError, match="'train' needs data.train"):
+        seeds = write_jsonl("seeds.jsonl", rows)
+        prepare(load_config(data={**cfg, "data": {"seeds": str(seeds)}}), tmp_path / "r2", log=lambda m: None)
+    gsm = {"question": "Ann has 2 apples and buys 3. How many?", "answer": "2 + 3 = 5\n#### 5"}
+    pool = str(write_jsonl("g.jsonl", [gsm]))
+    gsm_cfg = {
+        "task": "gsm8k",
+        "data": {"train": pool, "n_seeds": 1},
+        "generate": {"category_weights": "train"},
+    }
+    with pytest.raises(ConfigError, match="classification"):
+        prepare(load_config(data=gsm_cfg), tmp_path / "r3", log=lambda m: None)
+    assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()  # nothing written on error
+
+
 def test_category_weights(trec, trec_seeds, trec_principles):
     w = {"human": 3, "numeric": 1}
     plans = plan_instances(
@@ -149,6 +200,10 @@ def test_category_weights(trec, trec_seeds, trec_principles):
     with pytest.raises(ConfigError, match="generate.category_weights"):
         plan_instances(
             trec, trec_seeds, trec_principles, GenerateSettings(n=4, category_weights={"animal": 1}), seed=0
+        )
+    with pytest.raises(ConfigError, match="resolved from data.train"):
+        plan_instances(
+            trec, trec_seeds, trec_principles, GenerateSettings(n=4, category_weights="train"), seed=0
         )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from psilm.errors import DataError
@@ -50,6 +50,12 @@ def draw_seeds(task: Task, pool: list[Example], n: int, seed: int) -> list[Examp
         out.extend(rng.sample(by_label[lbl], min(want, len(by_label[lbl]))))
     rng.shuffle(out)
     return out
+
+
+def label_shares(task: Task, pool: list[Example]) -> dict[str, float]:
+    """Each label's share of a labelled pool (`generate.category_weights: train`), rounded to 4 places."""
+    counts = Counter(ex.answer for ex in pool)
+    return {lbl: round(counts[lbl] / len(pool), 4) for lbl in task.labels if counts[lbl]}
 
 
 def check_seeds(task: Task, seeds: list[Example], where: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from psilm import data as data_mod
 from psilm.config import RunConfig
 from psilm.emissions import remote_estimate, track
-from psilm.errors import DataError, PsilmError
+from psilm.errors import ConfigError, DataError, PsilmError
 from psilm.io import iter_jsonl
 from psilm.llm import ModelConfig, load_backend
 from psilm.llm.calls import ModelCaller
@@ -109,14 +109,24 @@ def prepare(cfg: RunConfig, out: str | Path, log: Callable[[str], None] = print)
         test = data_mod.test_slice(data_mod.load_examples(task, cfg.data.test), cfg.data.n_test)
     elif any(a for a in cfg.arms):
         log("note: data.test is not set; the evaluate stage will be skipped")
+    # public splits share a few rows (TREC: 'What does NASA stand for ?'): never use those
+    pool = None
+    if cfg.data.train is not None and (cfg.data.seeds is None or cfg.generate.category_weights == "train"):
+        pool = data_mod.without(data_mod.load_examples(task, cfg.data.train), test or [])
     if cfg.data.seeds is not None:
         seeds = data_mod.load_examples(task, cfg.data.seeds)
         seeds_where = str(cfg.data.seeds)
     else:
-        # public splits share a few rows (TREC: 'What does NASA stand for ?'): never draw those
-        pool = data_mod.without(data_mod.load_examples(task, cfg.data.train), test or [])
         seeds = data_mod.draw_seeds(task, pool, cfg.data.n_seeds, cfg.seed)
         seeds_where = f"{cfg.data.train} (drawn {cfg.data.n_seeds} seeds)"
+    if cfg.generate.category_weights == "train":  # resolved once: config.yaml records the shares used
+        cfg = cfg.model_copy(
+            update={
+                "generate": cfg.generate.model_copy(
+                    update={"category_weights": _train_shares(cfg, task, pool)}
+                )
+            }
+        )
     data_mod.check_seeds(task, seeds, seeds_where)
     if test is not None:
         data_mod.check_overlap(seeds, test, cfg.data.test)
@@ -135,6 +145,24 @@ def prepare(cfg: RunConfig, out: str | Path, log: Callable[[str], None] = print)
     run.manifest.setdefault("config_hash", fingerprint(cfg.model_dump(mode="json")))
     run.save_manifest()
     return Context(cfg, run, task, seeds, test, log)
+
+
+def _train_shares(cfg: RunConfig, task: Task, pool: list[Example] | None) -> dict[str, float]:
+    if task.kind != "classification":
+        raise ConfigError(
+            f"generate.category_weights: 'train' needs a classification task; {cfg.task.name} is "
+            f"{task.kind}: give the weights per category instead"
+        )
+    if pool is None:
+        raise ConfigError("generate.category_weights: 'train' needs data.train (a labelled pool)")
+    shares = data_mod.label_shares(task, pool)
+    missing = [lbl for lbl in task.labels if lbl not in shares]
+    if missing:
+        raise DataError(
+            f"{cfg.data.train}: no rows labelled {missing}, so category_weights 'train' would never "
+            "draw them; give the weights per label instead"
+        )
+    return shares
 
 
 def _jsonl_line(obj: dict) -> str:

@@ -57,8 +57,10 @@ class GenerateSettings(Settings):
         description="Sample the category's own principles before task/error ones "
         "(one category principle per instance is what helped on TREC).",
     )
-    category_weights: dict[str, float] | None = Field(
-        None, description="Draw categories by these weights instead of evenly; unnamed ones get 0."
+    category_weights: dict[str, float] | Literal["train"] | None = Field(
+        None,
+        description="Draw categories by these weights instead of evenly; unnamed ones get 0. "
+        "'train' = each label's share of data.train (classification; the test split is never read).",
     )
     # --- sampling the new input
     temperature: float = Field(0.9, ge=0, description="High enough for diverse inputs.")
@@ -130,6 +132,11 @@ def _categories(task: Task, principles: list[dict]) -> list[str | None]:
 def _weights(cats: list, given: dict[str, float] | None) -> list[float] | None:
     if given is None:
         return None
+    if given == "train":
+        raise ConfigError(
+            "generate.category_weights: 'train' is resolved from data.train by the pipeline "
+            "(psilm run / prepare); here give the weights per category"
+        )
     unknown = sorted(set(given) - {c for c in cats if c})
     if unknown:
         raise ConfigError(
