@@ -110,8 +110,8 @@ def prepare(cfg: RunConfig, out: str | Path, log: Callable[[str], None] = print)
     elif any(a for a in cfg.arms):
         log("note: data.test is not set; the evaluate stage will be skipped")
     # public splits share a few rows (TREC: 'What does NASA stand for ?'): never use those
-    pool = None
-    if cfg.data.train is not None and (cfg.data.seeds is None or cfg.generate.category_weights == "train"):
+    pool, shares_wanted = None, cfg.generate.category_weights == "train"
+    if cfg.data.train is not None and (cfg.data.seeds is None or shares_wanted):
         pool = data_mod.without(data_mod.load_examples(task, cfg.data.train), test or [])
     if cfg.data.seeds is not None:
         seeds = data_mod.load_examples(task, cfg.data.seeds)
@@ -119,7 +119,7 @@ def prepare(cfg: RunConfig, out: str | Path, log: Callable[[str], None] = print)
     else:
         seeds = data_mod.draw_seeds(task, pool, cfg.data.n_seeds, cfg.seed)
         seeds_where = f"{cfg.data.train} (drawn {cfg.data.n_seeds} seeds)"
-    if cfg.generate.category_weights == "train":  # resolved once: config.yaml records the shares used
+    if shares_wanted:  # resolved once: config.yaml records the shares used
         cfg = cfg.model_copy(
             update={
                 "generate": cfg.generate.model_copy(

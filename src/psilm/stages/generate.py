@@ -60,7 +60,8 @@ class GenerateSettings(Settings):
     category_weights: dict[str, float] | Literal["train"] | None = Field(
         None,
         description="Draw categories by these weights instead of evenly; unnamed ones get 0. "
-        "'train' = each label's share of data.train (classification; the test split is never read).",
+        "'train' = each label's share of data.train (classification; rows also in the test split "
+        "are not counted).",
     )
     # --- sampling the new input
     temperature: float = Field(0.9, ge=0, description="High enough for diverse inputs.")
@@ -129,7 +130,7 @@ def _categories(task: Task, principles: list[dict]) -> list[str | None]:
     return list(dict.fromkeys(cats)) or [None]
 
 
-def _weights(cats: list, given: dict[str, float] | None) -> list[float] | None:
+def _weights(cats: list, given: dict[str, float] | str | None) -> list[float] | None:
     if given is None:
         return None
     if given == "train":
