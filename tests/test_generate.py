@@ -18,6 +18,7 @@ from psilm.stages.generate import (
     majority,
     parse_pair,
     plan_instances,
+    principles_shown,
     with_final_answer,
 )
 from psilm.stages.principles import load_principles_file
@@ -252,6 +253,17 @@ def test_records_have_the_schema(tmp_path, trec, trec_seeds, trec_principles):
     assert entity["input"] == "What is the fastest land animal?"
     assert stats["planned"] == 12 and stats["parsed"] == 10 and stats["parse_errors"] == {"refusal": 2}
     assert stats["new_calls"] == 12
+    # one principle per instance, the category's own first: the task level is never shown, and it says so
+    assert stats["principles_shown"] == {"task": 0, "category": 12}
+    assert "['task']" in stats["warning"] and "principles_per_instance" in stats["warning"]
+
+
+def test_principles_shown_counts_each_level_once_per_instance(trec, trec_principles):
+    settings = GenerateSettings(n=12, principles_per_instance=None)
+    plans = plan_instances(trec, [], trec_principles, settings, seed=0)
+    shown, warning = principles_shown(trec_principles, plans)
+    assert shown == {"task": 12, "category": 12} and warning is None
+    assert principles_shown(trec_principles, []) == ({"task": 0, "category": 0}, None)
 
 
 def test_prompts_are_short_and_direct_mode_has_no_principles(tmp_path, trec, trec_seeds, trec_principles):

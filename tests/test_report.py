@@ -76,6 +76,8 @@ def test_html_shows_arms_ledger_principles_filters_and_samples(page):
         "task level (1)",
         "category level (2)",
         "error level (1)",
+        "shown in 6 of 6 psi prompts",  # the task and category levels
+        "shown in 0 of 6 psi prompts",  # the error level
         "near_duplicate 1",
         "filters dropped a lot",
         "Sample generated instances",
@@ -93,6 +95,8 @@ def test_markdown_report(run_dir):
     assert re.search(r"^\| psi \| 70\.0% \| 60\.0% - 79\.0% \|", md, re.M)
     assert "(estimated)" in md and "| $ |" in md
     assert "## Principles" in md and "## Filters" in md and "## Sample generated instances" in md
+    assert "task: shown in 6 of 6 psi prompts; category: shown in 6 of 6 psi prompts; " in md
+    assert "error: shown in 0 of 6 psi prompts" in md
     assert "<script" not in md and "<img" not in md
 
 

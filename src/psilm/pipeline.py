@@ -295,6 +295,8 @@ def stage_generate(ctx: Context, arm: str) -> None:
         caller = ctx.caller("generator" if arm != "teacher" else "teacher", name, generator)
         records, stats = G.generate_instances(ctx.task, ctx.seeds, principles, caller, settings, cfg.seed)
         write_jsonl(ctx.run.path(out), records)
+        if stats.get("warning"):
+            ctx.log(f"WARNING ({arm}): {stats['warning']}")
         return {"n_candidates": len(records), **{k: v for k, v in stats.items() if k != "tokens"}}
 
     run_stage(ctx, name, parts, [out], work)

@@ -20,6 +20,7 @@ import yaml
 from psilm.errors import PsilmError
 from psilm.io import iter_jsonl
 from psilm.ledger import ROLES, build_ledger, savings_sentence
+from psilm.stages.generate import principles_shown
 from psilm.store import atomic_write_text, read_json
 
 ARM_ORDER = ["zero_shot", "seed_only", "direct", "psi", "teacher", "human"]
@@ -56,6 +57,7 @@ def load_run(run: str | Path) -> dict[str, Any]:
         res = _read(run / "arms" / arm / "metrics.json") or (metrics.get("arms") or {}).get(arm)
         if res:
             results[arm] = {k: v for k, v in res.items() if k != "predictions"}
+    principles = (_read(run / "principles.json", {}) or {}).get("principles", [])
     data = {
         arm: {
             "filter": _read(_arm_dir(run, arm) / "filter_report.json"),
@@ -72,7 +74,9 @@ def load_run(run: str | Path) -> dict[str, Any]:
         "arms": arms,
         "results": results,
         "n_test": metrics.get("n_test") or next((r.get("n") for r in results.values()), None),
-        "principles": (_read(run / "principles.json", {}) or {}).get("principles", []),
+        "principles": principles,
+        "shown": principles_shown(principles, data["psi"]["candidates"])[0] if "psi" in data else {},
+        "n_psi": len(data["psi"]["candidates"]) if "psi" in data else 0,
         "data": data,
         "ledger": build_ledger(manifest, config, results),
     }
@@ -330,7 +334,15 @@ def _html_cells(rows: list[list[str]]) -> list[list[str]]:
     return [[_h(c) for c in row] for row in rows]
 
 
-def _principles_html(ps: list[dict]) -> str:
+def shown_note(r: dict, level: str) -> str:
+    """'shown in 12 of 96 psi prompts', or '' when no psi candidates were written yet."""
+    if not r.get("n_psi"):
+        return ""
+    return f"shown in {r['shown'].get(level, 0)} of {r['n_psi']} psi prompts"
+
+
+def _principles_html(r: dict) -> str:
+    ps = r["principles"]
     if not ps:
         return "<p>No principles in this run.</p>"
     parts = []
@@ -344,7 +356,9 @@ def _principles_html(ps: list[dict]) -> str:
             f"{esc(p.get('source', ''))}</span></li>"
             for p in mine
         )
-        parts.append(f"<h3>{esc(level)} level ({len(mine)})</h3><ul>{items}</ul>")
+        note = shown_note(r, level)
+        note = f" <span class=meta>{esc(note)}</span>" if note else ""
+        parts.append(f"<h3>{esc(level)} level ({len(mine)}){note}</h3><ul>{items}</ul>")
     return "".join(parts)
 
 
@@ -465,7 +479,7 @@ def render_html(r: dict) -> str:
         f"<p>{_h(savings_sentence(cmp))}</p>"
         + (f"<p class=meta>{esc(cmp['note'])}</p>" if cmp.get("note") else ""),
         "<h2>Principles</h2>",
-        _principles_html(r["principles"]),
+        _principles_html(r),
         "<h2>Filters</h2>",
         _filters_html(r),
         "<h2>Sample generated instances</h2>",
@@ -521,6 +535,9 @@ def render_md(r: dict) -> str:
     if led["psi_vs_teacher"].get("note"):
         out += [f"Basis: {led['psi_vs_teacher']['note']}", ""]
     out += ["## Principles", ""]
+    if r.get("n_psi") and r["principles"]:
+        levels = dict.fromkeys(p.get("level") for p in r["principles"])
+        out += ["; ".join(f"{lv}: {shown_note(r, lv)}" for lv in levels), ""]
     for p in r["principles"]:
         out.append(f"- [{_md_cell(p.get('level'))}] {_md_cell(p.get('id'))}: {_md_cell(p.get('text'))}")
     out += ["", "## Filters", ""]

@@ -381,6 +381,7 @@ def generate_instances(
                     r["output"] = with_final_answer(first, r["answer"])
 
     # --- stats
+    shown, warning = principles_shown(principles, records)
     stats = {
         "mode": s.mode,
         "planned": len(plans),
@@ -391,4 +392,29 @@ def generate_instances(
         "samples_per_instance": k,
         "new_calls": generator.new_calls - calls_before,
     }
+    if principles:
+        stats["principles_shown"] = shown
+    if warning:
+        stats["warning"] = warning
     return records, stats
+
+
+def principles_shown(principles: list[dict], records: list[dict]) -> tuple[dict[str, int], str | None]:
+    """({level: instances whose prompts showed one of its principles}, a warning naming written levels
+    that no prompt showed: their teacher tokens bought nothing). `records`: candidates (or plans)
+    with their `principle_ids`."""
+    level = {p["id"]: p["level"] for p in principles}
+    shown = Counter(
+        lv for r in records for lv in {level[i] for i in r.get("principle_ids") or [] if i in level}
+    )
+    written = list(dict.fromkeys(p["level"] for p in principles))
+    unused = [lv for lv in written if not shown[lv]]
+    warning = None
+    if unused and records:
+        warning = (
+            f"principles at level(s) {unused} were written but no generation prompt shows one "
+            "(principles_per_instance and prefer_category pick the category's own first); "
+            "raise generate.principles_per_instance, set generate.prefer_category=false, "
+            "or leave those levels out of principles.levels"
+        )
+    return {lv: shown[lv] for lv in written}, warning
