@@ -43,7 +43,7 @@ from psilm import bench
 from psilm.bench import interval, paired, pct, summarize_arm
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = ROOT / "data"
 PRINCIPLES = ROOT / "configs" / "principles"
 
 # --- what is run --------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def build_requests(n: int) -> list[tuple[str, list[dict]]]:
     from psilm.tasks import load_task
 
     task = load_task("sst2")
-    pool = data_mod.load_examples(task, ROOT.parent / "shared" / "data" / "sst2" / "train.jsonl")
+    pool = data_mod.load_examples(task, ROOT / "data" / "sst2" / "train.jsonl")
     seeds = data_mod.draw_seeds(task, pool, 16, SEED)
     principles = load_principles_file(ROOT / "configs" / "principles" / "sst2.yaml", task)["principles"]
     by_id = {p["id"]: p for p in principles}

@@ -19,7 +19,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ROOT.parent / "shared" / "data" / "trec" / "train.jsonl"
+TRAIN = ROOT / "data" / "trec" / "train.jsonl"
 
 RULES = [  # first match wins
     ("abbreviation", r"\b(stand for|stands for|abbreviat\w*|acronym|short for|short form)\b"),

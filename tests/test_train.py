@@ -15,7 +15,7 @@ from psilm.stages.evaluate import EvaluateSettings, evaluate_model
 from psilm.stages.train import TrainSettings, to_dataset_rows, train_model
 from psilm.tasks import Example, load_task
 
-SST2 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sst2"
+SST2 = Path(__file__).resolve().parents[1] / "data" / "sst2"
 
 
 @pytest.fixture(scope="module")
