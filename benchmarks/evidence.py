@@ -339,7 +339,7 @@ def plot(result: dict, path: Path) -> None:
 
 # --- markdown ---------------------------------------------------------------------------------------
 def markdown(result: dict) -> str:
-    """The tables the README shows, made from the JSON so the two cannot disagree."""
+    """The tables docs/evidence.md shows, made from the JSON so the two cannot disagree."""
     status = "complete" if result["complete"] else f"partial: {len(result['missing'])} runs not done yet"
     out = [f"Profile `{result['profile']}`, {result['date']}, {result['machine']['cores']}-core "
            f"{result['machine']['cpu']} ({status}).", ""]  # fmt: skip

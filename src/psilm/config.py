@@ -202,7 +202,7 @@ def format_validation_error(source: str, e: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown setting (check the spelling; see the README's configuration reference)"
+            msg = "unknown setting (check the spelling; see docs/configuration.md)"
         elif err["type"] == "missing":
             msg = "required setting is missing"
         lines.append(f"{loc or '(top level)'}: {' '.join(str(msg).split())}")
