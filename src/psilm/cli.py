@@ -270,6 +270,35 @@ def report(run: RunOpt) -> None:
 
 
 @app.command()
+def predict(
+    input_file: Annotated[Path, typer.Argument(help="JSONL of inputs, in the task's own fields.")],
+    run: RunOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Predictions JSONL to write.")],
+    arm: ArmOpt = "psi",
+    batch_size: Annotated[int | None, typer.Option(help="Rows per batch (default: the run's).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: the run's).")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Answer new inputs with an arm's model: each row plus its prediction (and label probabilities)."""
+    from types import SimpleNamespace
+
+    from psilm.predict import predict_file
+
+    holder = SimpleNamespace(progress=None)
+
+    def bar(total: int):
+        if holder.progress is None:
+            return lambda n: None
+        task_id = holder.progress.add_task(f"predict ({arm})", total=total)
+        return lambda n: holder.progress.advance(task_id, n)
+
+    with _progress(holder, quiet):
+        res = predict_file(run, input_file, out, arm, batch_size, device, bar)
+    acc = f"; accuracy {res['accuracy']:.1%} on its labelled rows" if res["accuracy"] is not None else ""
+    print(f"{res['n']} predictions in {out}{acc}")
+
+
+@app.command()
 def tasks() -> None:
     """List the built-in tasks."""
     from psilm.tasks import builtin_tasks

@@ -15,6 +15,8 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
@@ -44,16 +46,33 @@ def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def evaluate_model(
-    task: Task, model: str, examples: list[Example], settings: EvaluateSettings, device: str = "auto"
-) -> dict:
-    """Accuracy of `model` (alias, GGUF file or HF folder) on `examples`, with per-row predictions."""
+@dataclass
+class Predictions:
+    """What a model answered for each example, before any scoring."""
+
+    method: str  # likelihood or generate
+    preds: list[str | None]  # the answer (an option, or what task.extract found; None: nothing)
+    texts: list[str | None]  # generate: the raw reply; likelihood: None
+    scores: list[list[float]] | None  # likelihood: each option's log-probability, in option order
+    tokens: dict[str, int]
+    load_s: float
+    duration_s: float
+
+
+def predict_examples(
+    task: Task,
+    model: str,
+    examples: list[Example],
+    settings: EvaluateSettings,
+    device: str = "auto",
+    on_progress: Callable[[int], None] | None = None,
+) -> Predictions:
+    """`model`'s answer to each example, read the way `settings.method` says; `on_progress(n)`
+    is called after each batch with the number of examples it held."""
     from psilm.llm.base import ModelConfig, SamplingParams
     from psilm.llm.transformers_backend import TransformersBackend
 
     # --- validate
-    if not examples:
-        raise DataError("evaluate: no test examples; check data.test and data.n_test")
     has_options = all(task.answer_options(ex) for ex in examples)
     method = settings.method
     if method == "auto":
@@ -72,19 +91,25 @@ def evaluate_model(
     # --- predict
     started = time.perf_counter()
     texts: list[str | None]
+    scores = None
     if method == "likelihood":
-        scores, tokens = option_logprobs(
-            backend.model, backend.tokenizer, task, examples, settings.batch_size
+        scores, n_tokens = option_logprobs(
+            backend.model, backend.tokenizer, task, examples, settings.batch_size, on_progress
         )
         preds: list[str | None] = [
             opts[max(range(len(opts)), key=s.__getitem__)]
             for opts, s in zip((task.answer_options(ex) for ex in examples), scores, strict=True)
         ]
         texts = [None] * len(examples)
-        token_counts = {"prompt": tokens, "completion": 0}
+        token_counts = {"prompt": n_tokens, "completion": 0}
     else:
         params = SamplingParams(temperature=0.0, max_tokens=settings.max_tokens)
-        outs = backend.generate([task.prompt(ex.input) for ex in examples], params)
+        prompts = [task.prompt(ex.input) for ex in examples]
+        outs = []
+        for start in range(0, len(prompts), settings.batch_size):  # the backend's own batches
+            outs.extend(backend.generate(prompts[start : start + settings.batch_size], params))
+            if on_progress is not None:
+                on_progress(len(prompts[start : start + settings.batch_size]))
         texts = [o.text for o in outs]
         preds = [task.extract(t) for t in texts]
         token_counts = {
@@ -92,9 +117,20 @@ def evaluate_model(
             "completion": sum(o.completion_tokens for o in outs),
         }
     duration = time.perf_counter() - started
+    return Predictions(method, preds, texts, scores, token_counts, load_s, duration)
+
+
+def evaluate_model(
+    task: Task, model: str, examples: list[Example], settings: EvaluateSettings, device: str = "auto"
+) -> dict:
+    """Accuracy of `model` (alias, GGUF file or HF folder) on `examples`, with per-row predictions."""
+    if not examples:
+        raise DataError("evaluate: no test examples; check data.test and data.n_test")
+    p = predict_examples(task, model, examples, settings, device)
+    preds, texts = p.preds, p.texts
 
     # --- score
-    correct = [task.score(p, ex.answer) >= 1.0 for p, ex in zip(preds, examples, strict=True)]
+    correct = [task.score(pred, ex.answer) >= 1.0 for pred, ex in zip(preds, examples, strict=True)]
     k, n = sum(correct), len(examples)
     lo, hi = wilson_interval(k, n)
     result = {
@@ -102,19 +138,19 @@ def evaluate_model(
         "n": n,
         "correct": k,
         "ci95": [round(lo, 4), round(hi, 4)],
-        "unparsed": sum(p is None for p in preds),
-        "method": method,
+        "unparsed": sum(pred is None for pred in preds),
+        "method": p.method,
         "model": model,
-        "duration_s": round(duration, 2),
-        "load_s": round(load_s, 2),
-        "tokens": token_counts,
+        "duration_s": round(p.duration_s, 2),
+        "load_s": round(p.load_s, 2),
+        "tokens": p.tokens,
     }
     if task.kind == "classification":
         result["per_class"] = _per_class(task.labels, examples, correct)
     result["predictions"] = [
-        {"input": ex.input, "gold": ex.answer, "pred": p, "correct": c}
+        {"input": ex.input, "gold": ex.answer, "pred": pred, "correct": c}
         | ({"text": t} if t is not None else {})  # generate: the raw reply, beside the parsed answer
-        for ex, p, c, t in zip(examples, preds, correct, texts, strict=True)
+        for ex, pred, c, t in zip(examples, preds, correct, texts, strict=True)
     ]
     return result
 
@@ -129,7 +165,12 @@ def _per_class(labels: list[str], examples: list[Example], correct: list[bool]) 
 
 # --- likelihood scoring -------------------------------------------------------------------------
 def option_logprobs(
-    model, tokenizer, task: Task, examples: list[Example], batch_size: int
+    model,
+    tokenizer,
+    task: Task,
+    examples: list[Example],
+    batch_size: int,
+    on_progress: Callable[[int], None] | None = None,
 ) -> tuple[list[list[float]], int]:
     """Per example, the log-probability of each answer option as the assistant's reply.
 
@@ -151,6 +192,8 @@ def option_logprobs(
         for i, row_scores in zip(rows, batch_scores, strict=True):
             scores[i] = row_scores
         tokens += batch_tokens
+        if on_progress is not None:
+            on_progress(len(rows))
     return scores, tokens
 
 

@@ -127,15 +127,12 @@ class Task:
     def example(self, row: dict, where: str = "row") -> Example:
         """Turn one raw JSONL row into an Example; `where` (file:line) names it in errors."""
         c = self.config
-        for key in [c.input_field, c.target_field] + ([c.choices_field] if c.choices_field else []):
-            if key not in row:
-                raise DataError(
-                    f"{where}: missing field `{key}` (fields present: {sorted(row)}); "
-                    f"fix the row or set task.{'input' if key == c.input_field else 'target'}_field"
-                )
-        text = row[c.input_field]
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{where}: field `{c.input_field}` is empty or not text")
+        text, meta = self._input(row, where)
+        if c.target_field not in row:
+            raise DataError(
+                f"{where}: missing field `{c.target_field}` (fields present: {sorted(row)}); "
+                "fix the row or set task.target_field"
+            )
         target = row[c.target_field]
         if target is None or (isinstance(target, str) and not target.strip()):
             raise DataError(f"{where}: field `{c.target_field}` (the label) is empty")
@@ -146,7 +143,7 @@ class Task:
                     f"{where}: label {label!r} is not in task.labels {self.labels}; "
                     "fix the row or add the label to the task"
                 )
-            return Example(text.strip(), label, label, category=label)
+            return Example(text, label, label, category=label)
         if self.kind == "numeric":
             solution = str(target).strip()
             answer = self.extract(solution)
@@ -154,28 +151,47 @@ class Task:
                 raise DataError(f"{where}: no number found in `{c.target_field}`: {solution[:80]!r}")
             if "####" not in solution:
                 solution = f"{solution}\n#### {answer}" if not _is_bare_number(solution) else f"#### {answer}"
-            return Example(text.strip(), solution, answer)
+            return Example(text, solution, answer)
         if self.kind == "multiple_choice":
-            choices = row[c.choices_field]
-            if isinstance(choices, dict):
-                choices = [choices[k] for k in sorted(choices)]
-            if not isinstance(choices, list) or len(choices) < 2:
-                raise DataError(f"{where}: `{c.choices_field}` must be a list of at least 2 choices")
-            letters = LETTERS[: len(choices)]
+            letters = LETTERS[: meta["n_choices"]]
             gold = str(target).strip()
-            if gold.isdigit() and int(gold) < len(choices):
+            if gold.isdigit() and int(gold) < len(letters):
                 gold = letters[int(gold)]
             gold = gold.upper()
             if gold not in letters:
                 raise DataError(f"{where}: answer {target!r} is not one of {list(letters)}")
-            body = (
-                text.strip()
-                + "\n"
-                + "\n".join(f"{ltr}. {ch}" for ltr, ch in zip(letters, choices, strict=True))
-            )
-            return Example(body, gold, gold, meta={"n_choices": len(choices)})
+            return Example(text, gold, gold, meta=meta)
         answer = str(target).strip()
-        return Example(text.strip(), answer, answer)
+        return Example(text, answer, answer)
+
+    def unlabelled(self, row: dict, where: str = "row") -> Example:
+        """A row to answer (`psilm predict`): its input read as `example` reads it, no answer needed."""
+        text, meta = self._input(row, where)
+        return Example(text, "", "", meta=meta)
+
+    def _input(self, row: dict, where: str) -> tuple[str, dict[str, Any]]:
+        """(the text the model reads, meta) of a row: the input, with its choices for multiple choice."""
+        c = self.config
+        for key, setting in [(c.input_field, "input_field"), (c.choices_field, "choices_field")]:
+            if key is not None and key not in row:
+                raise DataError(
+                    f"{where}: missing field `{key}` (fields present: {sorted(row)}); "
+                    f"fix the row or set task.{setting}"
+                )
+        text = row[c.input_field]
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: field `{c.input_field}` is empty or not text")
+        if self.kind != "multiple_choice":
+            return text.strip(), {}
+        choices = row[c.choices_field]
+        if isinstance(choices, dict):
+            choices = [choices[k] for k in sorted(choices)]
+        if not isinstance(choices, list) or len(choices) < 2:
+            raise DataError(f"{where}: `{c.choices_field}` must be a list of at least 2 choices")
+        letters = LETTERS[: len(choices)]
+        lines = [f"{ltr}. {ch}" for ltr, ch in zip(letters, choices, strict=True)]
+        body = text.strip() + "\n" + "\n".join(lines)
+        return body, {"n_choices": len(choices)}
 
     # --- prompting ----------------------------------------------------------------------
     def instruction(self) -> str:

@@ -1,0 +1,60 @@
+"""A finished run folder, read only: what `predict` and `export` take from it.
+
+Its resolved config and task, its manifest, and each arm's folder and model. An arm's folder
+comes from `arm_path` alone: the one place here that knows where the pipeline keeps an arm.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from psilm.config import RunConfig, load_config
+from psilm.errors import PsilmError
+from psilm.pipeline import TRAINED_ARMS, arm_dir
+from psilm.store import RunDir
+from psilm.tasks import Task, load_task
+
+
+class FinishedRun:
+    def __init__(self, root: str | Path):
+        root = Path(root)
+        if not (root / "config.yaml").is_file() or not (root / "manifest.json").is_file():
+            raise PsilmError(
+                f"{root}: not a run folder (no config.yaml / manifest.json); "
+                "give --run the folder `psilm run` wrote"
+            )
+        self.root = root
+        self.run = RunDir(root)
+        self.cfg: RunConfig = load_config(root / "config.yaml")
+        self.task: Task = load_task(self.cfg.task)
+
+    # --- where an arm's files are
+    def arm_path(self, arm: str) -> Path:
+        """The folder of an arm's files (candidates, train.jsonl, filter report, model/)."""
+        return self.run.path(arm_dir(arm))
+
+    def metrics_path(self, arm: str) -> Path:
+        return self.run.path("arms", arm, "metrics.json")
+
+    # --- trained models
+    def trained_arms(self) -> list[str]:
+        return [a for a in TRAINED_ARMS if a in self.cfg.arms and self._trained(a)]
+
+    def _trained(self, arm: str) -> bool:
+        done = self.run.manifest.get("stages", {}).get(f"train/{arm}", {}).get("status") == "done"
+        return done and (self.arm_path(arm) / "model" / "merged" / "config.json").is_file()
+
+    def trained_model(self, arm: str, command: str) -> Path:
+        """The merged model folder of a trained arm; an arm without one is a user error."""
+        if arm not in TRAINED_ARMS:
+            raise PsilmError(
+                f"--arm {arm}: {command} needs a trained arm, one of {TRAINED_ARMS}"
+                + (" (zero_shot is the untrained student)" if arm == "zero_shot" else "")
+            )
+        if not self._trained(arm):
+            trained = self.trained_arms()
+            raise PsilmError(
+                f"--arm {arm}: this arm was not trained in {self.root} (trained arms: {trained or 'none'}); "
+                f"pick one of those or train it with `psilm train --run {self.root} --arm {arm}`"
+            )
+        return self.arm_path(arm) / "model" / "merged"
