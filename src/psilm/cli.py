@@ -299,6 +299,21 @@ def predict(
 
 
 @app.command()
+def export(
+    run: RunOpt,
+    to: Annotated[str, typer.Option("--to", help="dataset, hf, gguf or lm-eval.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (new, or empty).")],
+    arm: ArmOpt = "psi",
+) -> None:
+    """Export an arm's data (dataset), its model (hf, gguf) or the test split (lm-eval), with a card."""
+    from psilm.export import export as export_run
+
+    folder = export_run(run, to, out, arm)
+    for path in sorted(p for p in folder.iterdir() if p.is_file() or p.name in ("data", "disk")):
+        print(path)
+
+
+@app.command()
 def tasks() -> None:
     """List the built-in tasks."""
     from psilm.tasks import builtin_tasks

