@@ -226,3 +226,47 @@ def test_an_empty_target_folder_is_used(run, tmp_path):
 def test_an_unknown_target_is_one_line_exit_2(run, tmp_path, capsys):
     assert _export(run, "onnx", tmp_path / "x") == 2
     assert "--to onnx: unknown target" in _one_line_error(capsys)
+
+
+# --- lm-eval ----------------------------------------------------------------------------------------
+def test_lm_eval_task_scores_the_exported_student_on_the_runs_test_rows(run, tmp_path, monkeypatch):
+    lm_eval = pytest.importorskip("lm_eval")
+    from lm_eval.tasks import TaskManager
+    from transformers import AutoTokenizer
+
+    from psilm.tasks import load_task
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # local files only: nothing may come from a hub
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert _export(run, "hf", tmp_path / "hf") == 0
+    assert _export(run, "lm-eval", tmp_path / "lme") == 0
+    assert sorted(p.name for p in (tmp_path / "lme").iterdir()) == [
+        "README.md",
+        "psilm_tiny_sst2.yaml",
+        "test.jsonl",
+    ]
+    assert "--tasks psilm_tiny_sst2" in (tmp_path / "lme" / "README.md").read_text()
+
+    res = lm_eval.simple_evaluate(
+        model="hf",
+        model_args=f"pretrained={tmp_path / 'hf'},device=cpu,dtype=float32",
+        tasks=["psilm_tiny_sst2"],
+        task_manager=TaskManager(include_path=str(tmp_path / "lme")),
+        apply_chat_template=True,
+        log_samples=True,
+        batch_size=8,
+    )
+    samples = res["samples"]["psilm_tiny_sst2"]
+    metrics = json.loads((run / "arms" / "psi" / "metrics.json").read_text())
+    assert len(samples) == metrics["n"]
+    assert res["results"]["psilm_tiny_sst2"]["acc,none"] == sum(s["acc"] for s in samples) / len(samples)
+    # lm-eval asks what the student was trained and evaluated on: psilm's own chat, then each label
+    task, tok = load_task("sst2"), AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+    rows = {s["doc"]["input"]: s for s in samples}
+    for p in metrics["predictions"]:
+        context = tok.apply_chat_template(task.prompt(p["input"]), tokenize=False, add_generation_prompt=True)
+        assert [list(a) for a in rows[p["input"]]["arguments"]] == [
+            [context, "negative"],
+            [context, "positive"],
+        ]
+        assert rows[p["input"]]["target"] == p["gold"]

@@ -48,7 +48,12 @@ def export(run: str | Path, to: str, out: str | Path, arm: str = "psi") -> Path:
         write = _write_dataset
     elif to == "lm-eval":
         _test_split(fin)
-        write = _write_lm_eval
+
+        def write(fin: FinishedRun, arm: str, dest: Path) -> None:
+            from psilm.lm_eval_task import write_task
+
+            write_task(fin, _test_split(fin), dest, final=out.resolve())
+
     else:
         fin.trained_model(arm, f"--to {to}")
         if to == "gguf":
@@ -223,9 +228,3 @@ def _test_split(fin: FinishedRun) -> Path:
             "lm-eval scores the run's test rows, so set data.test to a JSONL of them"
         )
     return Path(test)
-
-
-def _write_lm_eval(fin: FinishedRun, arm: str, dest: Path) -> None:
-    from psilm.lm_eval_task import write_task
-
-    write_task(fin, _test_split(fin), dest)
