@@ -65,6 +65,13 @@ def test_an_input_without_the_input_field_is_one_line_exit_2(run, tmp_path, caps
     assert f"{bad}:2: missing field `text`" in err and "task.input_field" in err
 
 
+def test_a_batch_size_below_one_is_one_line_exit_2(run, tmp_path, capsys):
+    args = ["predict", str(held_out_rows(run)), "--run", str(run), "--out", str(tmp_path / "p.jsonl")]
+    assert main([*args, "--batch-size", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "psilm: error: --batch-size 0: give at least 1 row per batch"
+
+
 def test_a_folder_that_is_not_a_run_is_one_line_exit_2(tmp_path, capsys):
     rows = tmp_path / "in.jsonl"
     rows.write_text('{"text": "fine"}\n')

@@ -36,6 +36,8 @@ def predict(
     from psilm.stages.evaluate import predict_examples
 
     # --- validate: the run, the arm, every row, before any model loads
+    if batch_size is not None and batch_size < 1:
+        raise PsilmError(f"--batch-size {batch_size}: give at least 1 row per batch")
     fin = FinishedRun(run)
     model = _model(fin, arm)
     task = fin.task
