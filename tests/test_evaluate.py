@@ -134,7 +134,7 @@ def _naive_logprob(model, tok, messages, option) -> float:
 
 def test_batched_scores_match_one_by_one_scoring(tiny):
     """Shared prefix cache, padding after it, and options of different lengths change nothing."""
-    from psilm.llm.transformers_backend import load_model
+    from psilm.llm import hf
 
     mood = load_task(
         {
@@ -168,7 +168,7 @@ def test_batched_scores_match_one_by_one_scoring(tiny):
         ),
     ]
     cases.append((mood, cases[0][1][:1]))  # one prompt: all of it shared but its last token
-    model, tok = load_model(tiny, None, "cpu", "auto")
+    model, tok = hf.load(tiny, "cpu", "auto")
     for task, examples in cases:
         scores, tokens = option_logprobs(model, tok, task, examples, batch_size=2)
         assert tokens > 0
@@ -181,15 +181,37 @@ def test_batched_scores_match_one_by_one_scoring(tiny):
 def test_evaluation_leaves_the_cached_model_unchanged(sst2, tiny):
     import torch
 
-    from psilm.llm.transformers_backend import load_model
+    from psilm.llm import hf
 
-    model, tok = load_model(tiny, None, "cpu", "auto")
+    model, tok = hf.load(tiny, "cpu", "auto")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     side = tok.padding_side
     evaluate_model(sst2, tiny, reviews(sst2, ["positive", "negative"]), EvaluateSettings(), device="cpu")
-    after = load_model(tiny, None, "cpu", "auto")[0]
+    after = hf.load(tiny, "cpu", "auto")[0]
     assert after is model and not model.training and tok.padding_side == side
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_the_students_dtype_applies_at_evaluation(tiny_config, tmp_path, tiny):
+    """models.student.dtype reaches evaluation, as it does generation and training: the zero_shot
+    arm is scored by a bfloat16 copy of the model."""
+    import torch
+
+    from psilm.config import load_config
+    from psilm.llm import hf
+    from psilm.pipeline import prepare, stage_evaluate
+
+    student = {"model": tiny, "device": "cpu", "dtype": "bfloat16"}
+    cfg = {**tiny_config, "models": {"student": student}, "arms": ["zero_shot"]}
+    cfg["emissions"] = {"enabled": False}
+    ctx = prepare(load_config(data=cfg), tmp_path / "run", log=lambda m: None)
+    loads = hf._cached.cache_info().misses
+    result = stage_evaluate(ctx, "zero_shot")
+    assert result["n"] == 10 and result["method"] == "likelihood"
+    assert hf._cached.cache_info().misses == loads + 1  # evaluation loaded one copy ...
+    model, _ = hf.load(tiny, "cpu", "bfloat16")
+    assert hf._cached.cache_info().misses == loads + 1  # ... and it is the bfloat16 one
+    assert model.dtype == torch.bfloat16 and hf.load(tiny, "cpu", "auto")[0].dtype == torch.float32
 
 
 # --- generation ----------------------------------------------------------------------------------

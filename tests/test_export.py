@@ -146,7 +146,7 @@ def test_gguf_loads_in_llama_cpp_and_agrees_with_the_hf_model(run, tmp_path):
     llama_cpp = pytest.importorskip("llama_cpp")
     import numpy as np
 
-    from psilm.llm.transformers_backend import load_model
+    from psilm.llm import hf
     from psilm.stages.evaluate import _encode, option_logprobs
     from psilm.tasks import load_task
 
@@ -160,7 +160,7 @@ def test_gguf_loads_in_llama_cpp_and_agrees_with_the_hf_model(run, tmp_path):
     task = load_task("sst2")
     demo = resources.files("psilm").joinpath("demo", "sst2_test.jsonl").read_text().splitlines()
     examples = [task.example(json.loads(line)) for line in demo[:50]]
-    model, tok = load_model(str(run / "model" / "merged"), None, "cpu", "auto")
+    model, tok = hf.load(str(run / "model" / "merged"), "cpu", "auto")
     hf, _ = option_logprobs(model, tok, task, examples, 8)
     for name in files:
         llm = llama_cpp.Llama(

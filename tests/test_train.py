@@ -139,11 +139,9 @@ def test_lora_step_on_embedded_model_and_zero_shot_eval(sst2, tmp_path):
     assert (tmp_path / "a" / "adapter" / "adapter_model.safetensors").exists()
 
     # training starts from a copy of the per-process inference model and never changes it
-    from psilm.llm.registry import resolve_model
-    from psilm.llm.transformers_backend import load_model
+    from psilm.llm import hf
 
-    embedded = resolve_model("smollm2-135m")
-    cached, _ = load_model(str(embedded.path), embedded.gguf_file, "cpu", "auto")
+    cached, _ = hf.load("smollm2-135m", "cpu", "auto")
     before = {k: v.clone() for k, v in cached.state_dict().items()}
     again = train_model(sst2, train, student, settings, tmp_path / "b", seed=0)
     assert again["train_loss"] == stats["train_loss"]  # same seed, same result from the warm copy

@@ -52,7 +52,7 @@ def hf_folder(tmp_path_factory) -> str:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from psilm.llm import resolve_model
-    from psilm.llm.transformers_backend import prepare_tokenizer
+    from psilm.llm.hf import prepare_tokenizer
 
     r = resolve_model("smollm2-135m")
     out = tmp_path_factory.mktemp("smollm2-hf")

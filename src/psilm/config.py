@@ -6,10 +6,8 @@ resolved against the file's folder, so a config works from any working directory
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -17,7 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from psilm.emissions import EmissionsSettings
 from psilm.errors import ConfigError
 from psilm.io import read_yaml
-from psilm.llm.base import ModelConfig
+from psilm.llm.settings import ModelSettings, TransformersModel, backend_of, explain
 from psilm.settings import Settings
 from psilm.stages.evaluate import EvaluateSettings
 from psilm.stages.filter import FilterSettings
@@ -51,32 +49,17 @@ class DataConfig(Settings):
 
 
 class ModelsConfig(Settings):
-    teacher: ModelConfig = Field(default_factory=ModelConfig, description="Writes the principles.")
-    generator: ModelConfig = Field(default_factory=ModelConfig, description="Writes the instances.")
-    student: ModelConfig = Field(default_factory=ModelConfig, description="Is trained and evaluated.")
+    """Each role's model; its `backend` decides which settings it takes (psilm.llm.settings)."""
 
-    @field_validator("student")
+    teacher: ModelSettings = Field(default_factory=TransformersModel, description="Writes the principles.")
+    generator: ModelSettings = Field(default_factory=TransformersModel, description="Writes the instances.")
+    student: ModelSettings = Field(default_factory=TransformersModel, description="Is trained and evaluated.")
+
+    @field_validator("student", mode="before")
     @classmethod
-    def _student_is_local(cls, v: ModelConfig) -> ModelConfig:
-        if v.backend != "transformers":
+    def _student_is_local(cls, v: Any) -> Any:
+        if backend_of(v) != "transformers":
             raise ValueError("the student is fine-tuned, so it must use the `transformers` backend")
-        return v
-
-    @field_validator("teacher", "generator", "student")
-    @classmethod
-    def _endpoint(cls, v: ModelConfig) -> ModelConfig:
-        """An openai endpoint is named in full; keys live in the environment, never in the config."""
-        if v.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v.api_key_env):
-            raise ValueError(  # probably the key itself: never echo it
-                "api_key_env must be the name of an environment variable (e.g. OPENAI_API_KEY), "
-                "not the key itself"
-            )
-        if v.base_url is not None:
-            url = urlsplit(v.base_url)
-            if url.scheme not in ("http", "https") or not url.hostname:
-                raise ValueError("base_url: expected a URL like http://127.0.0.1:8000/v1")
-            if url.username or url.password:
-                raise ValueError("base_url must not hold credentials; name the key's variable in api_key_env")
         return v
 
 
@@ -199,11 +182,13 @@ def format_validation_error(source: str, e: ValidationError) -> str:
     """Every problem on one line, each naming the key: 'config.yaml: generate.n: ...; data: ...'."""
     lines = []
     for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown setting (check the spelling; see docs/configuration.md)"
-        elif err["type"] == "missing":
-            msg = "required setting is missing"
+        where, msg = explain(err) or (err["loc"], None)  # in a model's settings: its backend's words
+        loc = ".".join(str(p) for p in where if not str(p).startswith("function-after"))
+        if msg is None:
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown setting (check the spelling; see docs/configuration.md)"
+            elif err["type"] == "missing":
+                msg = "required setting is missing"
         lines.append(f"{loc or '(top level)'}: {' '.join(str(msg).split())}")
     return f"{source}: " + "; ".join(lines)

@@ -57,8 +57,9 @@ def predict(
 
     # --- predict
     advance = progress(len(examples)) if progress is not None else None
+    student = fin.cfg.models.student
     p = predict_examples(
-        task, str(model), examples, settings, device or fin.cfg.models.student.device, advance
+        task, str(model), examples, settings, device or student.device, advance, student.dtype
     )
 
     # --- rows out

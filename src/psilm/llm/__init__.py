@@ -5,8 +5,16 @@ from __future__ import annotations
 import importlib
 
 from psilm.errors import ConfigError
-from psilm.llm.base import Backend, Completion, Messages, ModelConfig, SamplingParams
+from psilm.llm.base import Backend, Completion, Messages, SamplingParams
 from psilm.llm.registry import ALIASES, resolve_model
+from psilm.llm.settings import (
+    LlamaCppModel,
+    ModelConfig,
+    ModelSettings,
+    OpenAIModel,
+    TransformersModel,
+    VllmModel,
+)
 
 # name -> "module:Class"; heavy libraries are imported only when a backend is built
 BACKENDS = {
@@ -17,12 +25,9 @@ BACKENDS = {
 }
 
 
-def load_backend(config: ModelConfig) -> Backend:
+def load_backend(config: ModelSettings) -> Backend:
     """Build the backend the config names."""
-    target = BACKENDS.get(config.backend)
-    if target is None:
-        raise ConfigError(f"backend: unknown backend {config.backend!r}; choose one of {sorted(BACKENDS)}")
-    module_name, cls_name = target.split(":")
+    module_name, cls_name = BACKENDS[config.backend].split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
@@ -37,9 +42,14 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "Completion",
+    "LlamaCppModel",
     "Messages",
     "ModelConfig",
+    "ModelSettings",
+    "OpenAIModel",
     "SamplingParams",
+    "TransformersModel",
+    "VllmModel",
     "load_backend",
     "resolve_model",
 ]

@@ -27,15 +27,16 @@ import threading
 from typing import Any
 
 from psilm.errors import BackendError
-from psilm.llm.base import Completion, Messages, ModelConfig, SamplingParams, common_prefix_len
+from psilm.llm.base import Completion, Messages, SamplingParams, common_prefix_len
 from psilm.llm.registry import resolve_model
+from psilm.llm.settings import LlamaCppModel
 
 TOP_K = 50  # as transformers' generate; llama.cpp's own default is 40 (and min_p 0.05, off here)
 N_BATCH = 512  # prompt tokens per llama_decode call
 
 
 class LlamaCppBackend:
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: LlamaCppModel):
         from llama_cpp import Llama
 
         self.config = config

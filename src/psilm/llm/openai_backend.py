@@ -21,7 +21,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from psilm.errors import BackendError
-from psilm.llm.base import Completion, Messages, ModelConfig, SamplingParams
+from psilm.llm.base import Completion, Messages, SamplingParams
+from psilm.llm.settings import OpenAIModel
 
 # Backoff: 0.5 s, 1 s, 2 s, ... capped, each scaled by a random 50-100 % (jitter), so that many
 # workers hitting a busy server do not retry in lockstep.
@@ -48,7 +49,7 @@ class _Cancelled(Exception):
 
 
 class OpenAIBackend:
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: OpenAIModel):
         from openai import OpenAI
 
         if not config.base_url:

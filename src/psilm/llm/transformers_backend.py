@@ -7,75 +7,20 @@ tokenizer (GGUF files carry theirs in their metadata).
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
 
-from psilm.errors import BackendError
-from psilm.llm.base import Completion, Messages, ModelConfig, SamplingParams
-from psilm.llm.registry import ResolvedModel, resolve_model
+from psilm.llm import hf
+from psilm.llm.base import Completion, Messages, SamplingParams
+from psilm.llm.settings import TransformersModel
 
 _LOCK = threading.Lock()
 
 
-def pick_device(device: str) -> str:
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    return "cpu"
-
-
-def pick_dtype(dtype: str, device: str):
-    import torch
-
-    if dtype == "auto":
-        # bf16 matmuls are slow on most CPUs; fp32 there, bf16 on GPUs
-        return torch.float32 if device == "cpu" else torch.bfloat16
-    return getattr(torch, dtype)
-
-
-@lru_cache(maxsize=4)
-def load_model(path: str, gguf_file: str | None, device: str, dtype: str):
-    """(model, tokenizer), cached per process: teacher, generator and student often share one."""
-    import torch  # noqa: F401
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    dev = pick_device(device)
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    try:
-        tok = AutoTokenizer.from_pretrained(path, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, dev), **kwargs)
-    except (OSError, ValueError) as e:
-        raise BackendError(
-            f"model at {path}{'/' + gguf_file if gguf_file else ''} could not be loaded: {e}"
-        ) from None
-    model.to(dev).eval()
-    prepare_tokenizer(tok)
-    return model, tok
-
-
-def prepare_tokenizer(tok) -> None:
-    """Left padding for batched generation, and a pad token where the model has none."""
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    if not getattr(tok, "chat_template", None):
-        # ChatML, which SmolLM2 and many small instruct models use
-        tok.chat_template = (
-            "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-        )
-
-
 class TransformersBackend:
-    def __init__(self, config: ModelConfig, resolved: ResolvedModel | None = None):
+    def __init__(self, config: TransformersModel):
         self.config = config
-        self.resolved = resolved or resolve_model(config.model)
         self.model_id = config.model
-        self.model, self.tokenizer = load_model(
-            str(self.resolved.path), self.resolved.gguf_file, config.device, config.dtype
-        )
+        # one copy per process (psilm.llm.hf), shared with other roles, training and evaluation
+        self.model, self.tokenizer = hf.load(config.model, config.device, config.dtype)
 
     def render(self, messages: Messages) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -16,14 +16,15 @@ from __future__ import annotations
 from typing import Any
 
 from psilm.errors import BackendError
-from psilm.llm.base import Completion, Messages, ModelConfig, SamplingParams
+from psilm.llm.base import Completion, Messages, SamplingParams
 from psilm.llm.registry import resolve_model
+from psilm.llm.settings import VllmModel
 
 TOP_K = 50  # as the transformers and llamacpp backends
 
 
 class VLLMBackend:
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: VllmModel):
         try:
             from vllm import LLM
         except ImportError as e:

@@ -66,11 +66,13 @@ def predict_examples(
     settings: EvaluateSettings,
     device: str = "auto",
     on_progress: Callable[[int], None] | None = None,
+    dtype: str = "auto",
 ) -> Predictions:
     """`model`'s answer to each example, read the way `settings.method` says; `on_progress(n)`
-    is called after each batch with the number of examples it held."""
-    from psilm.llm.base import ModelConfig, SamplingParams
-    from psilm.llm.transformers_backend import TransformersBackend
+    is called after each batch with the number of examples it held. `device` and `dtype` are the
+    student's (models.student), as in generation and training."""
+    from psilm.llm import TransformersModel, hf, load_backend
+    from psilm.llm.base import SamplingParams
 
     # --- validate
     has_options = all(task.answer_options(ex) for ex in examples)
@@ -85,7 +87,7 @@ def predict_examples(
 
     # --- load (cached per process; read only)
     started = time.perf_counter()
-    backend = TransformersBackend(ModelConfig(model=model, device=device, batch_size=settings.batch_size))
+    weights, tokenizer = hf.load(model, device, dtype)
     load_s = time.perf_counter() - started
 
     # --- predict
@@ -94,7 +96,7 @@ def predict_examples(
     scores = None
     if method == "likelihood":
         scores, n_tokens = option_logprobs(
-            backend.model, backend.tokenizer, task, examples, settings.batch_size, on_progress
+            weights, tokenizer, task, examples, settings.batch_size, on_progress
         )
         preds: list[str | None] = [
             opts[max(range(len(opts)), key=s.__getitem__)]
@@ -103,6 +105,8 @@ def predict_examples(
         texts = [None] * len(examples)
         token_counts = {"prompt": n_tokens, "completion": 0}
     else:
+        student = TransformersModel(model=model, device=device, dtype=dtype, batch_size=settings.batch_size)
+        backend = load_backend(student)  # the copy just loaded
         params = SamplingParams(temperature=0.0, max_tokens=settings.max_tokens)
         prompts = [task.prompt(ex.input) for ex in examples]
         outs = []
@@ -121,12 +125,17 @@ def predict_examples(
 
 
 def evaluate_model(
-    task: Task, model: str, examples: list[Example], settings: EvaluateSettings, device: str = "auto"
+    task: Task,
+    model: str,
+    examples: list[Example],
+    settings: EvaluateSettings,
+    device: str = "auto",
+    dtype: str = "auto",
 ) -> dict:
     """Accuracy of `model` (alias, GGUF file or HF folder) on `examples`, with per-row predictions."""
     if not examples:
         raise DataError("evaluate: no test examples; check data.test and data.n_test")
-    p = predict_examples(task, model, examples, settings, device)
+    p = predict_examples(task, model, examples, settings, device, dtype=dtype)
     preds, texts = p.preds, p.texts
 
     # --- score

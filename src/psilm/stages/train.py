@@ -12,7 +12,6 @@ Writes into the folder it is given:
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Literal
@@ -20,7 +19,8 @@ from typing import Literal
 from pydantic import Field
 
 from psilm.errors import DataError
-from psilm.llm.base import ModelConfig
+from psilm.llm import hf
+from psilm.llm.settings import TransformersModel
 from psilm.settings import Settings
 from psilm.tasks.base import Example, Task
 
@@ -61,7 +61,7 @@ def to_dataset_rows(task: Task, examples: list[Example]) -> list[dict]:
 def train_model(
     task: Task,
     examples: list[Example],
-    student: ModelConfig,
+    student: TransformersModel,
     settings: TrainSettings,
     out_dir: Path,
     seed: int,
@@ -72,8 +72,6 @@ def train_model(
     from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
 
-    from psilm.llm.transformers_backend import pick_device
-
     # --- validate
     if not examples:
         raise DataError(
@@ -81,7 +79,7 @@ def train_model(
             "check the filter stage's counts, loosen `filter` settings, or set train.include_seeds=true"
         )
     out_dir = Path(out_dir)
-    device = pick_device(student.device)
+    device = hf.pick_device(student.device)
     on_gpu = device.startswith("cuda")
     bf16 = on_gpu and torch.cuda.is_bf16_supported()
     lora = settings.method == "lora"
@@ -167,52 +165,14 @@ def train_model(
     }
 
 
-def _load_for_training(student: ModelConfig, device: str, lora: bool):
-    """(model, tokenizer), loaded fresh so the cached inference copy is never trained in place."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
-
-    from psilm.errors import BackendError
-    from psilm.llm.registry import resolve_model
-    from psilm.llm.transformers_backend import pick_dtype, prepare_tokenizer
-
-    resolved = resolve_model(student.model)
-    kwargs, model_kwargs = {}, {}
-    if resolved.gguf_file:
-        kwargs = {"gguf_file": resolved.gguf_file}
-        # GGUF weights unpacked into plain dense tensors: packed GGUF blocks cannot be trained
-        model_kwargs = {"quantization_config": GgufConfig(dequantize=True)}
+def _load_for_training(student: TransformersModel, device: str, lora: bool):
+    """(model, tokenizer), a copy of one's own: the cached inference copy is never trained in place."""
     # LoRA trains fp32 adapters over a frozen base in the run's dtype (bf16 on GPU); full
     # fine-tuning keeps fp32 master weights, with bf16 autocast on GPUs
-    dtype = pick_dtype(student.dtype, device) if lora else torch.float32
-    if resolved.gguf_file and dtype == pick_dtype(student.dtype, device):
-        # unpacking a GGUF file takes ~15 s on a CPU: copy the per-process inference copy (which
-        # evaluation reuses later) instead of unpacking it again for every arm
-        from psilm.llm.transformers_backend import load_model
-
-        cached, cached_tok = load_model(str(resolved.path), resolved.gguf_file, device, student.dtype)
-        model, tokenizer = copy.deepcopy(cached), copy.deepcopy(cached_tok)
-        model.train()
-        _drop_gguf_marker(model)
-        return model, tokenizer
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(resolved.path), **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(resolved.path), dtype=dtype, **kwargs, **model_kwargs
-        )
-    except (OSError, ValueError) as e:
-        where = resolved.file or resolved.path
-        raise BackendError(f"student model at {where} could not be loaded for training: {e}") from None
-    _drop_gguf_marker(model)
-    prepare_tokenizer(tokenizer)  # pad token and chat template, as at inference time
-    return model, tokenizer
-
-
-def _drop_gguf_marker(model) -> None:
-    """An unpacked GGUF model is an ordinary one; with the marker on, Trainer refuses to train it."""
-    quantizer = getattr(model, "hf_quantizer", None)
-    if quantizer is not None:
-        quantizer.remove_quantization_config(model)
+    dtype = student.dtype if lora else "float32"
+    # the same weights as the inference copy (which evaluation reuses later): copied from the cache
+    same = hf.dtype_name(dtype, device) == hf.dtype_name(student.dtype, device)
+    return hf.load_trainable(student.model, device, dtype, from_cache=same)
 
 
 def _lora_config(settings: TrainSettings):

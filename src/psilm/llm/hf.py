@@ -1,0 +1,136 @@
+"""Local Hugging Face weights: where they are, on which device, in which dtype, loaded once.
+
+The transformers backend (teacher, generator, student), training and evaluation all load local
+weights here, so one process holds one copy of a model that several roles share, and the
+student's `device` and `dtype` mean the same thing at generation, training and evaluation.
+
+- resolve: an alias (weights shipped inside a package), a Hugging Face folder or a GGUF file
+  (psilm.llm.registry); nothing is ever downloaded.
+- device: auto is cuda when one is visible, else cpu.
+- dtype: auto is float32 on CPU (bf16 matmuls are slow there), bfloat16 on GPU.
+- load: (model, tokenizer), cached per process and only ever read; load_trainable: a copy to train.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+
+from psilm.errors import BackendError
+from psilm.llm.registry import ResolvedModel, resolve_model
+
+__all__ = [
+    "dtype_name",
+    "load",
+    "load_trainable",
+    "pick_device",
+    "pick_dtype",
+    "prepare_tokenizer",
+    "resolve_model",
+]
+
+
+def pick_device(device: str) -> str:
+    """auto: cuda if visible, else cpu; anything else as given (cpu, cuda:1, mps)."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def dtype_name(dtype: str, device: str) -> str:
+    """What a `dtype` setting means on a resolved device: float32, bfloat16 or float16."""
+    if dtype == "auto":
+        # bf16 matmuls are slow on most CPUs; fp32 there, bf16 on GPUs
+        return "float32" if device == "cpu" else "bfloat16"
+    return dtype
+
+
+def pick_dtype(dtype: str, device: str):
+    """The torch dtype for a `dtype` setting on a resolved device."""
+    import torch
+
+    return getattr(torch, dtype_name(dtype, device))
+
+
+def load(model: str, device: str = "auto", dtype: str = "auto"):
+    """(model, tokenizer) for inference, cached per process: teacher, generator and student often
+    share one. Read only: train a copy (load_trainable)."""
+    resolved = resolve_model(model)
+    dev = pick_device(device)
+    # keyed by what is loaded, so "auto" and what it resolves to share one copy
+    return _cached(str(resolved.path), resolved.gguf_file, dev, dtype_name(dtype, dev))
+
+
+@lru_cache(maxsize=4)
+def _cached(path: str, gguf_file: str | None, device: str, dtype: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tok = AutoTokenizer.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, device), **kwargs)
+    except (OSError, ValueError) as e:
+        raise BackendError(
+            f"model at {path}{'/' + gguf_file if gguf_file else ''} could not be loaded: {e}"
+        ) from None
+    model.to(device).eval()
+    prepare_tokenizer(tok)
+    return model, tok
+
+
+def load_trainable(model: str, device: str, dtype: str, from_cache: bool = False):
+    """(model, tokenizer) of one's own to train, never the cached inference copy itself.
+
+    GGUF weights are unpacked into plain dense tensors (packed blocks cannot be trained). With
+    `from_cache`, a GGUF model is a deep copy of the cached inference copy in `dtype`: unpacking
+    takes ~15 s on a CPU, and evaluation reuses the cached copy later.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    resolved = resolve_model(model)
+    if resolved.gguf_file and from_cache:
+        cached, cached_tok = load(model, device, dtype)
+        weights, tokenizer = copy.deepcopy(cached), copy.deepcopy(cached_tok)
+        weights.train()
+        _drop_gguf_marker(weights)
+        return weights, tokenizer
+    kwargs, model_kwargs = {}, {}
+    if resolved.gguf_file:
+        kwargs = {"gguf_file": resolved.gguf_file}
+        model_kwargs = {"quantization_config": GgufConfig(dequantize=True)}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(resolved.path), **kwargs)
+        weights = AutoModelForCausalLM.from_pretrained(
+            str(resolved.path), dtype=pick_dtype(dtype, pick_device(device)), **kwargs, **model_kwargs
+        )
+    except (OSError, ValueError) as e:
+        raise BackendError(f"model at {_where(resolved)} could not be loaded for training: {e}") from None
+    _drop_gguf_marker(weights)
+    prepare_tokenizer(tokenizer)  # pad token and chat template, as at inference time
+    return weights, tokenizer
+
+
+def prepare_tokenizer(tok) -> None:
+    """Left padding for batched generation, and a pad token where the model has none."""
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if not getattr(tok, "chat_template", None):
+        # ChatML, which SmolLM2 and many small instruct models use
+        tok.chat_template = (
+            "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+        )
+
+
+def _drop_gguf_marker(model) -> None:
+    """An unpacked GGUF model is an ordinary one; with the marker on, Trainer refuses to train it."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
+
+
+def _where(resolved: ResolvedModel) -> str:
+    return str(resolved.file or resolved.path)
