@@ -151,8 +151,9 @@ def run_blocks(blocks: list[dict], model: ModelSettings, params: SamplingParams,
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     resources = worker_resources(model)
+    # a worker builds its backend from these settings (its executor and ray_* are read only here)
     worker_model = model
-    if isinstance(model, LlamaCppModel):  # a worker's threads are the CPUs it reserved
+    if isinstance(model, LlamaCppModel):  # llama.cpp's threads are the CPUs the worker reserved
         worker_model = model.model_copy(update={"n_threads": model.n_threads or int(resources["num_cpus"])})
     ds = ray.data.from_items([{"block": json.dumps(b)} for b in blocks], override_num_blocks=len(blocks))
     ds = ds.map_batches(

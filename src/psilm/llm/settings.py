@@ -97,8 +97,8 @@ class TransformersModel(ModelBase):
     n_threads: int | None = Field(
         None,
         ge=1,
-        description="With executor: ray, the CPUs one worker reserves (Ray gives torch as many "
-        "threads); None = 1. In process torch picks its own thread count.",
+        description="With executor: ray, the CPUs one worker reserves (Ray sets OMP_NUM_THREADS, so "
+        "torch's threads, to match); None = 1. In process torch picks its own thread count.",
     )
 
     @model_validator(mode="after")
@@ -124,12 +124,20 @@ class OpenAIModel(ModelBase):
     api_key_env: str | None = Field(
         None, description="Name of the environment variable holding the key; the key is never stored."
     )
-    timeout_s: float = Field(120.0, gt=0, description="Per request; 120: a long answer from a busy server.")
+    timeout_s: float = Field(
+        120.0, gt=0, description="Per request; 120: room for a long answer from a server under load."
+    )
     max_retries: int = Field(
-        5, ge=0, description="Retries with exponential backoff and jitter; 5 rides out ~30 s of outage."
+        5,
+        ge=0,
+        description="Retries with exponential backoff and jitter: 5 wait 0.5+1+2+4+8 s (x 50-100%), "
+        "long enough for a local server to restart.",
     )
     max_concurrency: int = Field(
-        8, ge=1, description="Requests in flight at once (at most batch_size); 8 keeps a server busy."
+        8,
+        ge=1,
+        description="Requests in flight at once (never more than batch_size); 8: enough for a server to "
+        "batch, few enough for an API's rate limit.",
     )
 
     @field_validator("api_key_env")
@@ -164,8 +172,8 @@ class LlamaCppModel(ModelBase):
     n_ctx: int = Field(
         2048,
         ge=256,
-        description="Context length, per sequence; 2048 holds a generation prompt (~200 tokens) and a long "
-        "answer with room to spare, and the KV cache grows with it.",
+        description="Context length, per sequence; 2048: a generation prompt (~160 tokens) and its "
+        "answer fit many times over, and a longer one costs KV-cache memory.",
     )
     n_threads: int | None = Field(
         None,
