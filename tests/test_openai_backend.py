@@ -67,6 +67,25 @@ def test_seeded_greedy_is_reproducible(server: tuple[str, str]) -> None:
     assert first[0].text and first[0].text == second[0].text
 
 
+@pytest.mark.slow
+def test_raw_completion_on_llama_server(server: tuple[str, str]) -> None:
+    """/v1/completions: the text is continued as is (no chat template), stopping at the newline."""
+    base_url, model = server
+    backend = load_backend(ModelConfig(backend="openai", base_url=base_url, model=model))
+    text = "Colours of the rainbow, one per line:\n1. red\n2. orange\n3."
+    params = SamplingParams(temperature=0.0, max_tokens=16, seed=0, stop=["\n"])
+    try:
+        raw = backend.complete([text, text + " yellow\n4."], params)
+        chat = backend.generate([[{"role": "user", "content": text}]], params)
+        again = backend.complete([text], params)
+    finally:
+        backend.close()
+    assert all(c.text and "\n" not in c.text and c.completion_tokens > 0 for c in raw)
+    assert raw[0].prompt_tokens < raw[1].prompt_tokens  # in order
+    assert chat[0].prompt_tokens > raw[0].prompt_tokens + 5  # the template's tokens
+    assert again[0].text == raw[0].text
+
+
 # --- endpoint down, keys
 def test_unreachable_endpoint_fails_fast_with_a_clear_message() -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"

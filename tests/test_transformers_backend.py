@@ -38,3 +38,16 @@ def test_seeded_sampling_is_reproducible(backend):
     a = backend.generate(p, SamplingParams(temperature=1.0, max_tokens=12, seed=7))
     b = backend.generate(p, SamplingParams(temperature=1.0, max_tokens=12, seed=7))
     assert [x.text for x in a] == [x.text for x in b]
+
+
+@pytest.mark.slow
+def test_raw_completion_without_template_and_stop(backend):
+    text = "Colours of the rainbow, one per line:\n1. red\n2. orange\n3."
+    params = SamplingParams(temperature=0, max_tokens=16, stop=["\n"])
+    (raw,) = backend.complete([text], params)
+    (chat,) = backend.generate([[{"role": "user", "content": text}]], params)
+    assert raw.text and "\n" not in raw.text and raw.finish_reason == "stop"
+    assert chat.prompt_tokens > raw.prompt_tokens + 5  # the template's tokens
+    # left padding in a batch leaves a prompt's greedy continuation as it was alone
+    batch = backend.complete([text, "The capital of France is Paris. The capital of Italy is"], params)
+    assert batch[0].text == raw.text

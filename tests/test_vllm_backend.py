@@ -107,3 +107,13 @@ def test_prompt_longer_than_n_ctx(backend) -> None:
     long = [{"role": "user", "content": "word " * 1500}]
     with pytest.raises(BackendError, match="n_ctx"):
         backend.generate([long], SamplingParams(max_tokens=4))
+
+
+@gpu
+def test_raw_completion_and_stop(backend) -> None:
+    text = "Colours of the rainbow, one per line:\n1. red\n2. orange\n3."
+    params = SamplingParams(temperature=0.0, max_tokens=16, seed=0, stop=["\n"])
+    (raw,) = backend.complete([text], params)
+    (chat,) = backend.generate([[{"role": "user", "content": text}]], params)
+    assert raw.text and "\n" not in raw.text and raw.prompt_tokens > 0
+    assert chat.prompt_tokens > raw.prompt_tokens + 5  # the template's tokens

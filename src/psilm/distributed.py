@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from psilm.errors import BackendError, ConfigError, PsilmError
-from psilm.llm.base import Completion, SamplingParams
+from psilm.llm.base import Completion, SamplingParams, run_prompts
 from psilm.llm.calls import ModelCaller, Request
 from psilm.llm.settings import LlamaCppModel, ModelConfig, ModelSettings, TransformersModel, VllmModel
 from psilm.store import JsonlLog
@@ -209,7 +209,7 @@ class BlockWorker:
         for raw in batch["block"]:
             block = json.loads(raw)
             params = replace(self.params, seed=block["seed"])
-            comps = self.backend.generate([msgs for _, _, msgs in block["items"]], params)
+            comps = run_prompts(self.backend, [msgs for _, _, msgs in block["items"]], params)
             done = set(block["done"])
             for (rid, key, _), c in zip(block["items"], comps, strict=True):
                 if key in done:

@@ -8,6 +8,9 @@ from typing import Any, Protocol, runtime_checkable
 from psilm.llm.settings import ModelConfig, ModelSettings  # noqa: F401 (imported from here since 0.1)
 
 Messages = list[dict[str, str]]  # chat messages: [{"role": "user", "content": "..."}]
+# A request's prompt: chat messages (the backend applies the model's chat template), or a plain
+# string to continue as is (raw completion: no template, what a base model is made for).
+Prompt = str | Messages
 
 
 @dataclass
@@ -33,15 +36,28 @@ class Completion:
 
 @runtime_checkable
 class Backend(Protocol):
-    """Batched chat generation. Chat templates are applied by the backend."""
+    """Batched chat generation (chat templates applied by the backend) and raw text completion."""
 
     model_id: str  # recorded in every instance the backend writes
 
     def generate(self, prompts: list[Messages], params: SamplingParams) -> list[Completion]:
-        """One completion per prompt, in order."""
+        """One chat completion per prompt, in order."""
+        ...
+
+    def complete(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+        """One raw completion per plain-text prompt, in order: the text is continued as is."""
         ...
 
     def close(self) -> None: ...
+
+
+def run_prompts(backend: Backend, prompts: list[Prompt], params: SamplingParams) -> list[Completion]:
+    """Chat or raw completion, by the prompts' type; one call holds one kind of prompt."""
+    if all(isinstance(p, str) for p in prompts):
+        return backend.complete(prompts, params)  # type: ignore[arg-type]
+    if any(isinstance(p, str) for p in prompts):
+        raise ValueError("one backend call mixes plain-text and chat prompts; send them in separate calls")
+    return backend.generate(prompts, params)  # type: ignore[arg-type]
 
 
 def common_prefix_len(a: list[int], b: list[int]) -> int:

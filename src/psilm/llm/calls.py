@@ -11,10 +11,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, replace
 
-from psilm.llm.base import Backend, Completion, Messages, SamplingParams
+from psilm.llm.base import Backend, Completion, Prompt, SamplingParams, run_prompts
 from psilm.store import JsonlLog, fingerprint
 
-Request = tuple[str, Messages]  # (request id, chat messages)
+Request = tuple[str, Prompt]  # (request id, chat messages or a plain-text prompt to continue)
 
 
 class ModelCaller:
@@ -48,8 +48,11 @@ class ModelCaller:
             self._backend = self._make_backend()
         return self._backend
 
-    def _key(self, rid: str, messages: Messages, params: SamplingParams) -> str:
-        return fingerprint([rid, messages, params.key(), self.model_id])
+    def _key(self, rid: str, prompt: Prompt, params: SamplingParams) -> str:
+        # a chat prompt keeps the key it always had (old raw logs stay valid); a plain-text prompt
+        # is wrapped, so the same text sent as chat or as raw completion never shares a record
+        what = {"completion": prompt} if isinstance(prompt, str) else prompt
+        return fingerprint([rid, what, params.key(), self.model_id])
 
     def __call__(
         self,
@@ -67,7 +70,7 @@ class ModelCaller:
             if all(keys[rid] in self._done for rid, _ in block):
                 continue
             block_params = params if params.seed is None else replace(params, seed=params.seed + start)
-            outs = self.backend.generate([m for _, m in block], block_params)
+            outs = run_prompts(self.backend, [m for _, m in block], block_params)
             fresh = 0
             for (rid, _), out in zip(block, outs, strict=True):
                 if keys[rid] in self._done:

@@ -17,6 +17,8 @@ A request's result depends only on its prompt, its seed (seed + its index in the
 wave (the `batch_size` prompts decoded with it; ModelCaller always sends the same blocks).
 `batch_size: 1`, or a GGUF without a chat template, uses llama-cpp-python's own one-at-a-time
 completion loop instead (it keeps the previous prompt's KV and re-reads only what differs).
+Raw completion (`complete`: plain text continued as is, no chat template) runs through the same
+two paths; a list of numbered items with a long shared header is what the prefix tree shares best.
 """
 
 from __future__ import annotations
@@ -73,11 +75,21 @@ class LlamaCppBackend:
         with self._lock:
             if self._formatter is None or self.config.batch_size == 1:
                 return self._sequential(prompts, params)
-            return self._batched(prompts, params)
+            return self._batched([self._tokenize(m) for m in prompts], params)
+
+    def complete(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+        """Raw completion: each text is continued as is, without the chat template."""
+        with self._lock:
+            if self.config.batch_size == 1:
+                return self._sequential(prompts, params)
+            # BOS as the model wants it (llama.cpp adds it only where the GGUF says so); the
+            # text's own "<|im_start|>" etc. stay text
+            return self._batched(
+                [self.llm.tokenize(p.encode("utf-8"), add_bos=True) for p in prompts], params
+            )
 
     # --- several sequences at once ----------------------------------------------------------------
-    def _batched(self, prompts: list[Messages], params: SamplingParams) -> list[Completion]:
-        tokens = [self._tokenize(m) for m in prompts]
+    def _batched(self, tokens: list[list[int]], params: SamplingParams) -> list[Completion]:
         n_ctx = self.config.n_ctx
         for t in tokens:
             if len(t) >= n_ctx:
@@ -88,8 +100,8 @@ class LlamaCppBackend:
         if self._decoder is None:
             self._decoder = _Decoder(self.llm, self.n_threads)
         # sorted, so that each wave holds prompts that share long prefixes
-        order = sorted(range(len(prompts)), key=lambda i: tokens[i])
-        out: list[Completion | None] = [None] * len(prompts)
+        order = sorted(range(len(tokens)), key=lambda i: tokens[i])
+        out: list[Completion | None] = [None] * len(tokens)
         width = min(self.config.batch_size, self._decoder.max_sequences)
         for start in range(0, len(order), width):
             wave = order[start : start + width]
@@ -110,7 +122,7 @@ class LlamaCppBackend:
         )
 
     # --- one at a time, llama-cpp-python's own loop -----------------------------------------------
-    def _sequential(self, prompts: list[Messages], params: SamplingParams) -> list[Completion]:
+    def _sequential(self, prompts: list[Messages] | list[str], params: SamplingParams) -> list[Completion]:
         # sorted: llama.cpp keeps the previous prompt's KV and evaluates only what follows the
         # longest common prefix; results go back in input order
         order = sorted(range(len(prompts)), key=lambda i: json.dumps(prompts[i], sort_keys=True))
@@ -120,18 +132,21 @@ class LlamaCppBackend:
             out[i] = self._one(prompts[i], params, seed)
         return out  # type: ignore[return-value]
 
-    def _one(self, messages: Messages, params: SamplingParams, seed: int | None) -> Completion:
+    def _one(self, prompt: Messages | str, params: SamplingParams, seed: int | None) -> Completion:
+        sampling: dict[str, Any] = dict(
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=TOP_K,
+            min_p=0.0,
+            max_tokens=params.max_tokens,
+            stop=list(params.stop),
+            seed=seed,
+        )
         try:
-            resp: Any = self.llm.create_chat_completion(
-                messages=messages,  # type: ignore[arg-type]
-                temperature=params.temperature,
-                top_p=params.top_p,
-                top_k=TOP_K,
-                min_p=0.0,
-                max_tokens=params.max_tokens,
-                stop=list(params.stop),
-                seed=seed,
-            )
+            if isinstance(prompt, str):
+                resp: Any = self.llm.create_completion(prompt=prompt, **sampling)
+            else:
+                resp = self.llm.create_chat_completion(messages=prompt, **sampling)  # type: ignore[arg-type]
         except ValueError as e:
             if "context window" in str(e):
                 raise BackendError(
@@ -141,8 +156,9 @@ class LlamaCppBackend:
             raise
         choice = resp["choices"][0]
         usage = resp.get("usage") or {}
+        text = choice["text"] if isinstance(prompt, str) else choice["message"].get("content")
         return Completion(
-            text=(choice["message"].get("content") or "").strip(),
+            text=(text or "").strip(),
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             finish_reason=choice.get("finish_reason"),

@@ -1,4 +1,5 @@
-"""Any OpenAI-compatible chat server (vLLM, SGLang, Ollama, llama.cpp server, OpenAI) via `openai`.
+"""Any OpenAI-compatible server (vLLM, SGLang, Ollama, llama.cpp server, OpenAI) via `openai`:
+chat through /v1/chat/completions, raw completion (plain text to continue) through /v1/completions.
 
 A batch is sent as concurrent requests, at most `max_concurrency` in flight, answers kept in
 order. Retries are ours alone (the client's own are switched off): exponential backoff with
@@ -72,6 +73,14 @@ class OpenAIBackend:
 
     # --- batch: concurrent requests, results in order, the first failure stops the rest
     def generate(self, prompts: list[Messages], params: SamplingParams) -> list[Completion]:
+        """Chat: POST /v1/chat/completions per prompt."""
+        return self._batch(prompts, params)
+
+    def complete(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+        """Raw completion: POST /v1/completions per prompt (the server applies no chat template)."""
+        return self._batch(prompts, params)
+
+    def _batch(self, prompts: list, params: SamplingParams) -> list[Completion]:
         if not prompts:
             return []
         stop = threading.Event()
@@ -97,13 +106,14 @@ class OpenAIBackend:
 
     # --- one request with retries
     def _request(
-        self, messages: Messages, params: SamplingParams, seed: int | None, stop: threading.Event
+        self, prompt: Messages | str, params: SamplingParams, seed: int | None, stop: threading.Event
     ) -> Completion:
         import openai
 
+        raw = isinstance(prompt, str)
         kwargs: dict[str, Any] = dict(
             model=self.config.model,
-            messages=messages,
+            **({"prompt": prompt} if raw else {"messages": prompt}),
             temperature=params.temperature,
             top_p=params.top_p,
             max_tokens=params.max_tokens,
@@ -119,7 +129,8 @@ class OpenAIBackend:
             if stop.is_set():
                 raise _Cancelled()
             try:
-                out = to_completion(self._client.chat.completions.create(**kwargs))
+                create = self._client.completions.create if raw else self._client.chat.completions.create
+                out = to_completion(create(**kwargs), raw=raw)
                 out.text = self._scrub(out.text)  # a server echoing the key never gets it on disk
                 return out
             except _Retryable as e:
@@ -203,13 +214,17 @@ def read_api_key(env: str | None) -> str:
     return key
 
 
-def to_completion(resp: Any) -> Completion:
-    """Completion from a chat.completion object; _Retryable if the body was not one."""
+def to_completion(resp: Any, raw: bool = False) -> Completion:
+    """Completion from a chat.completion object (raw: a text_completion one); _Retryable if the
+    body was not one."""
     choices = getattr(resp, "choices", None)
     if not isinstance(choices, list) or not choices:
         raise _Retryable("unreadable response (no choices)")
     choice = choices[0]
-    text = getattr(getattr(choice, "message", None), "content", None)
+    if raw:
+        text = getattr(choice, "text", None)
+    else:
+        text = getattr(getattr(choice, "message", None), "content", None)
     if text is None:
         text = ""
     if not isinstance(text, str):

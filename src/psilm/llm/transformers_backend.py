@@ -1,7 +1,8 @@
 """Local models through Hugging Face transformers: HF folders and GGUF files (dequantized).
 
 The CPU default. Batched generation with left padding; the chat template comes from the
-tokenizer (GGUF files carry theirs in their metadata).
+tokenizer (GGUF files carry theirs in their metadata). Raw completion (`complete`) tokenizes the
+plain text as is.
 """
 
 from __future__ import annotations
@@ -26,17 +27,26 @@ class TransformersBackend:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def generate(self, prompts: list[Messages], params: SamplingParams) -> list[Completion]:
+        # the rendered template holds its own special tokens (BOS where the model uses one)
+        return self._run([self.render(m) for m in prompts], params, add_special_tokens=False)
+
+    def complete(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+        """Raw completion: the text as is, with the tokenizer's own BOS where the model wants one."""
+        return self._run(list(prompts), params, add_special_tokens=True)
+
+    def _run(self, texts: list[str], params: SamplingParams, add_special_tokens: bool) -> list[Completion]:
         out: list[Completion] = []
         bs = self.config.batch_size
-        for start in range(0, len(prompts), bs):
-            out.extend(self._batch(prompts[start : start + bs], params, start))
+        for start in range(0, len(texts), bs):
+            out.extend(self._batch(texts[start : start + bs], params, start, add_special_tokens))
         return out
 
-    def _batch(self, prompts: list[Messages], params: SamplingParams, offset: int) -> list[Completion]:
+    def _batch(
+        self, texts: list[str], params: SamplingParams, offset: int, add_special_tokens: bool
+    ) -> list[Completion]:
         import torch
 
-        texts = [self.render(m) for m in prompts]
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens)
         enc = enc.to(self.model.device)
         do_sample = params.temperature > 0
         gen_kwargs = dict(
@@ -55,7 +65,7 @@ class TransformersBackend:
         new = seqs[:, enc["input_ids"].shape[1] :]
         eos = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
         results = []
-        for i in range(len(prompts)):
+        for i in range(len(texts)):
             ids = new[i].tolist()
             n = next((j for j, t in enumerate(ids) if t in eos), None)
             finish = "stop" if n is not None else "length"

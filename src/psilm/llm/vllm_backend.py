@@ -57,6 +57,13 @@ class VLLMBackend:
         return f"VLLMBackend(model={self.model_id!r})"
 
     def generate(self, prompts: list[Messages], params: SamplingParams) -> list[Completion]:
+        return self._run(prompts, params, chat=True)
+
+    def complete(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+        """Raw completion: `LLM.generate` on the plain texts, no chat template."""
+        return self._run(prompts, params, chat=False)
+
+    def _run(self, prompts: list, params: SamplingParams, chat: bool) -> list[Completion]:
         from vllm import SamplingParams as VSamplingParams
 
         per_request = [
@@ -71,7 +78,8 @@ class VLLMBackend:
             for i in range(len(prompts))
         ]
         try:
-            outs = self.llm.chat(prompts, sampling_params=per_request, use_tqdm=False)  # type: ignore[arg-type]
+            run = self.llm.chat if chat else self.llm.generate
+            outs = run(prompts, sampling_params=per_request, use_tqdm=False)  # type: ignore[arg-type]
         except ValueError as e:  # e.g. a prompt longer than max_model_len
             raise BackendError(
                 f"model {self.model_id!r}: {e}; raise n_ctx of this model under models.* in the config"
