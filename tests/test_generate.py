@@ -49,9 +49,12 @@ class Scripted:
         self.reply, self.model_id, self.seen, self.calls = reply, model_id, Counter(), 0
 
     def generate(self, prompts: list[Messages], params: SamplingParams) -> list[Completion]:
+        # system + user, as a template would
+        return self.complete(["\n".join(msg["content"] for msg in m) for m in prompts], params)
+
+    def complete(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
         out = []
-        for m in prompts:
-            text = "\n".join(msg["content"] for msg in m)  # system + user, as a template would
+        for text in prompts:
             self.calls += 1
             reply = self.reply(text, self.seen[text], params)
             self.seen[text] += 1
@@ -457,3 +460,290 @@ def test_real_model_writes_sst2_instances(tmp_path):
         assert (r["input"] is None) == (r["parse_error"] is not None)
         if r["parse_error"] is None:
             assert r["answer"] == r["category"] and r["input"].strip()
+
+
+# --- raw completion through the caller: own keys, same log and resume rule ----------------------
+def test_raw_and_chat_requests_have_their_own_records_and_resume(tmp_path):
+    backend = Scripted(lambda p, seen, x: f"reply {seen}")
+    log = tmp_path / "raw.jsonl"
+    text = "Questions:\n1. Who wrote Hamlet?\n2."
+    params = SamplingParams(temperature=0.5, seed=1, stop=["\n"])
+    out = caller(log, backend)([("r0", text), ("r1", text + " x")], params)
+    assert [out["r0"].text, out["r1"].text] == ["reply 0", "reply 0"]
+    # the same id and text as chat is another request: a new call, not the raw record
+    chat = caller(log, backend)([("r0", [{"role": "user", "content": text}])], params)
+    assert chat["r0"].text == "reply 1" and backend.calls == 3
+    # a new caller over the same log (a resumed run) answers both kinds from disk
+    again = caller(log, backend)
+    raw = again([("r0", text), ("r1", text + " x")], params)
+    assert again.new_calls == 0 and raw["r0"].text == "reply 0" and backend.calls == 3
+    assert len(log.read_text().splitlines()) == 3
+    # one backend call never mixes the two kinds
+    with pytest.raises(ValueError, match="mixes"):
+        caller(tmp_path / "other.jsonl", backend)(
+            [("a", "x"), ("b", [{"role": "user", "content": "y"}])], params
+        )
+
+
+# --- chat prompts are as they were: old runs' raw logs and cache keys stay valid -----------------
+class Recorder:
+    """A Backend that records chat prompts and answers by a rule; raw completion is an error."""
+
+    model_id = "rec"
+
+    def __init__(self, reply):
+        self.reply, self.prompts = reply, []
+
+    def generate(self, prompts, params):
+        self.prompts += prompts
+        return [Completion(self.reply(m), 1, 1, "stop") for m in prompts]
+
+    def complete(self, prompts, params):
+        raise AssertionError("prompt_style chat sends chat messages only")
+
+    def close(self):
+        pass
+
+
+def _chat_prompts(tmp_path) -> dict:
+    """The prompts of tests/references/generate_chat_prompts.json, built as that file was (with
+    the code before prompt styles existed)."""
+    import json
+
+    repo = CONFIGS.parents[1]
+
+    def rows(path, n):
+        return [json.loads(x) for x in (repo / path).read_text().splitlines()[:n]]
+
+    def run(name, task, seeds, principles, settings, reply):
+        b = Recorder(reply)
+        log = JsonlLog(tmp_path / f"{name}.jsonl")
+        generate_instances(task, seeds, principles, ModelCaller("g", "rec", lambda: b, log), settings, seed=3)
+        return b.prompts
+
+    out = {}
+    trec = load_task("trec")
+    by: dict = {}
+    for s in (trec.example(r) for r in rows("data/trec/train.jsonl", 400)):
+        by.setdefault(s.category, []).append(s)
+    seeds = [x for lb in trec.labels for x in by[lb][:2]]
+    pr = load_principles_file(CONFIGS / "trec.yaml", trec)["principles"]
+    chat = {"prompt_style": "chat"}
+
+    def q(m):
+        return "What is the capital of France ?"
+
+    out["trec_psi"] = run(
+        "a", trec, seeds, pr, GenerateSettings(n=6, verify_samples=1, **chat),
+        lambda m: "What is a cat ?" if "Answer with one label" not in m[0]["content"] else "entity",
+    )  # fmt: skip
+    out["trec_direct"] = run("b", trec, seeds, [], GenerateSettings(n=6, mode="direct", **chat), q)
+    bare = GenerateSettings(n=6, mode="direct", label_descriptions=False, **chat)
+    out["trec_bare"] = run("c", trec, seeds, [], bare, q)
+    sst = load_task("sst2")
+    sseeds = [sst.example(r) for r in rows("data/sst2/train.jsonl", 8)]
+    spr = load_principles_file(CONFIGS / "sst2.yaml", sst)["principles"]
+    out["sst2_psi"] = run(
+        "d",
+        sst,
+        sseeds,
+        spr,
+        GenerateSettings(n=4, principles_per_instance=2, **chat),
+        lambda m: "A fine film .",
+    )
+    gsm = load_task("gsm8k")
+    gseeds = [gsm.example(r) for r in rows("data/gsm8k/train.jsonl", 4)]
+    gpr = load_principles_file(CONFIGS / "gsm8k.yaml", gsm)["principles"]
+    out["gsm8k_psi"] = run(
+        "e", gsm, gseeds, gpr, GenerateSettings(n=3, solve_samples=2, **chat),
+        lambda m: "Tom has 3 apples and buys 4 more. How many apples does he have?"
+        if "Solution:" not in m[1]["content"] else "3+4=7\n#### 7",
+    )  # fmt: skip
+    free, mc = _pair_tasks()
+    fseeds = [
+        free.example({"q": "Who wrote Hamlet?", "a": "Shakespeare"}),
+        free.example({"q": "What is the largest ocean?", "a": "Pacific"}),
+    ]
+    out["free_text"] = run(
+        "f", free, fseeds, [], GenerateSettings(n=2, **chat),
+        lambda m: "Question: What is the largest planet?\nAnswer: Jupiter",
+    )  # fmt: skip
+    mseeds = [
+        mc.example({"q": "What is 2+2?", "c": ["3", "4"], "a": "B"}),
+        mc.example({"q": "Sky colour?", "c": ["blue", "red", "green"], "a": 0}),
+    ]
+    out["multiple_choice"] = run(
+        "g",
+        mc,
+        mseeds,
+        [],
+        GenerateSettings(n=2, **chat),
+        lambda m: "Question: What is 1+1?\nA. 2\nB. 3\nAnswer: A",
+    )
+    return out
+
+
+def _pair_tasks():
+    free = load_task(
+        {
+            "name": "qa",
+            "kind": "free_text",
+            "description": "Answer a trivia question.",
+            "input_name": "question",
+            "input_field": "q",
+            "target_field": "a",
+        }
+    )
+    mc = load_task(
+        {
+            "name": "mc",
+            "kind": "multiple_choice",
+            "description": "Pick the answer.",
+            "input_field": "q",
+            "target_field": "a",
+            "choices_field": "c",
+        }
+    )
+    return free, mc
+
+
+def test_chat_prompts_are_byte_identical_to_the_reference(tmp_path):
+    import json
+
+    reference = json.loads((Path(__file__).parent / "references" / "generate_chat_prompts.json").read_text())
+    assert _chat_prompts(tmp_path) == reference
+
+
+# --- list prompts: plain text to continue -------------------------------------------------------
+def _record_raw(prompts: list, params_seen: list, answer: str = " What is a new question here?"):
+    def reply(prompt, seen, params):
+        prompts.append(prompt)
+        params_seen.append(params)
+        return answer
+
+    return reply
+
+
+def test_list_prompt_for_classification(tmp_path, trec, trec_seeds, trec_principles):
+    prompts, params = [], []
+    backend = Scripted(_record_raw(prompts, params, " Who discovered penicillin ?\n4. Who wrote"))
+    backend.generate = None  # list style must never send chat messages
+    gen = caller(tmp_path / "raw.jsonl", backend)
+    settings = GenerateSettings(n=6, prompt_style="list")
+    records, stats = generate_instances(trec, trec_seeds, trec_principles, gen, settings, seed=0)
+    human = next(p for p in prompts if 'labelled "human"' in p)
+    lines = human.split("\n")
+    assert lines[0] == trec.config.description
+    assert lines[1] == f'Label "human": {trec.config.label_descriptions["human"]}.'
+    by_id = {p["id"]: p for p in trec_principles}
+    plan = next(r for r in records if r["category"] == "human")
+    assert lines[2] == by_id[plan["principle_ids"][0]]["text"]  # the sampled principle, as a statement
+    assert "Tip:" not in human and "Write one new" not in human
+    assert lines[-4:] == [
+        'Questions labelled "human":',
+        "1. Who wrote Hamlet ?",
+        "2. Who invented the telephone ?",
+        "3.",
+    ]
+    assert all(p.stop == ["\n"] for p in params)
+    # the answer is the first line; the label is the one asked for
+    assert all(r["input"] == "Who discovered penicillin ?" and r["answer"] == r["category"] for r in records)
+    assert records[0]["generator"]["prompt_style"] == "list" and stats["parsed"] == 6
+
+
+def test_list_prompt_direct_and_bare(tmp_path, trec, trec_seeds, trec_principles):
+    prompts, params = [], []
+    gen = caller(tmp_path / "raw.jsonl", Scripted(_record_raw(prompts, params)))
+    direct = GenerateSettings(n=6, mode="direct", prompt_style="list")
+    generate_instances(trec, trec_seeds, trec_principles, gen, direct, seed=0)
+    numeric = next(p for p in prompts if 'labelled "numeric"' in p)
+    assert numeric.split("\n")[:3] == [
+        trec.config.description,
+        f'Label "numeric": {trec.config.label_descriptions["numeric"]}.',
+        "",
+    ]  # no principle line
+    prompts.clear()
+    bare = GenerateSettings(n=6, mode="direct", prompt_style="list", label_descriptions=False)
+    generate_instances(trec, trec_seeds, trec_principles, gen, bare, seed=0)
+    numeric = next(p for p in prompts if 'labelled "numeric"' in p)
+    assert numeric.split("\n")[1] == 'Label "numeric".' and "How far is the Moon" in numeric
+
+
+def test_list_and_chat_requests_do_not_share_records(tmp_path, trec, trec_seeds, trec_principles):
+    backend = Scripted(lambda p, seen, x: "What is a new question here?")
+    log = tmp_path / "raw.jsonl"
+    for style in ("chat", "list", "chat", "list"):  # the second round comes from the log
+        settings = GenerateSettings(n=6, prompt_style=style)
+        generate_instances(trec, trec_seeds, trec_principles, caller(log, backend), settings, seed=0)
+    assert backend.calls == 12 and len(log.read_text().splitlines()) == 12
+
+
+def test_list_prompt_for_numeric_solves_by_raw_completion(tmp_path):
+    task, seeds = _gsm8k()
+    prompts, params = [], []
+
+    def reply(prompt, seen, p):
+        prompts.append(prompt)
+        params.append(p)
+        if prompt.endswith("Solution:"):
+            return " 3 + 4 = 7\n#### 7"
+        return " Tom has 3 apples and buys 4 more. How many apples does he have?"
+
+    backend = Scripted(reply)
+    backend.generate = None
+    settings = GenerateSettings(n=2, solve_samples=3, prompt_style="list")
+    records, _ = generate_instances(task, seeds, [], caller(tmp_path / "r.jsonl", backend), settings, seed=0)
+    first = prompts[0].split("\n")
+    assert first[0].startswith("We write") and first[-1] == "3." and first[-3].startswith("1. ")
+    assert params[0].stop == ["\n"]
+    solve = prompts[-1]
+    assert "Solve it step by step" in solve and "<<" not in solve and solve.endswith("Solution:")
+    assert params[-1].stop == ["\nProblem:"]
+    assert all(
+        r["answer"] == "7" and r["output"].endswith("#### 7") and r["votes"] == ["7"] * 3 for r in records
+    )
+
+
+def test_list_prompt_for_question_and_answer_kinds(tmp_path):
+    free, mc = _pair_tasks()
+    seeds = [mc.example({"q": "What is 2+2?", "c": ["3", "4"], "a": "B"})]
+    prompts, params = [], []
+    backend = Scripted(_record_raw(prompts, params, " What is 1+1?\nA. 2\nB. 3\nAnswer: A\n"))
+    records, _ = generate_instances(
+        mc,
+        seeds,
+        [],
+        caller(tmp_path / "r.jsonl", backend),
+        GenerateSettings(n=1, prompt_style="list"),
+        seed=0,
+    )
+    assert prompts[0].endswith("Question: What is 2+2?\nA. 3\nB. 4\nAnswer: B\n###\nQuestion:")
+    assert params[0].stop == ["###"]
+    assert records[0]["input"] == "What is 1+1?\nA. 2\nB. 3" and records[0]["answer"] == "A"
+    # a log written without the stop still gives the first item only
+    assert free.parse_generated(" Who?\nAnswer: Ann\n###\nQuestion: Why?\nAnswer: no", "list") == (
+        "Who?",
+        "Ann",
+        None,
+    )
+
+
+def test_base_model_needs_list_prompts(tiny_config, tmp_path):
+    from psilm.config import load_config
+
+    with pytest.raises(ConfigError, match=r"generate\.prompt_style.*base model.*prompt_style=list"):
+        load_config(
+            data=tiny_config, overrides=["models.generator.model=gemma3-270m", "generate.prompt_style=chat"]
+        )
+    for role in ("teacher", "student"):
+        with pytest.raises(ConfigError, match=rf"models\.{role}\.model: 'gemma3-270m' is a base model"):
+            load_config(data=tiny_config, overrides=[f"models.{role}.model=gemma3-270m"])
+    cfg = load_config(
+        data=tiny_config, overrides=["models.generator.model=gemma3-270m", "generate.prompt_style=list"]
+    )
+    assert cfg.generate.prompt_style == "list"
+    # and in the stage itself, for callers that build settings by hand
+    task = load_task("trec")
+    gen = ModelCaller("generator", "gemma3-270m", lambda: None, JsonlLog(tmp_path / "r.jsonl"))
+    with pytest.raises(ConfigError, match="generate.prompt_style"):
+        generate_instances(task, [], [], gen, GenerateSettings(n=1, prompt_style="chat"), seed=0)

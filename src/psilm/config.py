@@ -104,6 +104,26 @@ class RunConfig(Settings):
             raise ValueError("train.merge: evaluation loads the merged model; keep train.merge=true")
         return self
 
+    @model_validator(mode="after")
+    def _base_models_continue_text(self) -> RunConfig:
+        """A base model (no chat template, e.g. gemma3-270m) only continues list prompts."""
+        from psilm.llm.registry import chat_capable
+
+        for role in ("teacher", "student"):
+            name = getattr(self.models, role).model
+            if not chat_capable(name):
+                raise ValueError(
+                    f"models.{role}.model: {name!r} is a base model without a chat template; it can "
+                    "only be the generator (models.generator.model, with generate.prompt_style=list)"
+                )
+        name = self.models.generator.model
+        if self.generate.prompt_style == "chat" and not chat_capable(name):
+            raise ValueError(
+                f"generate.prompt_style: chat needs a chat model, and models.generator.model {name!r} is "
+                "a base model without a chat template; set generate.prompt_style=list"
+            )
+        return self
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 

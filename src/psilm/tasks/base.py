@@ -280,9 +280,11 @@ def builtin_tasks() -> dict[str, dict]:
 
 
 def load_task(spec: str | dict | TaskConfig) -> Task:
-    """A Task from a built-in name, a YAML-style dict, or a TaskConfig."""
+    """A Task from a built-in name, a YAML-style dict, or a TaskConfig (its kind's class)."""
+    from psilm.tasks.kinds import TASK_CLASSES
+
     if isinstance(spec, TaskConfig):
-        return Task(spec)
+        return TASK_CLASSES[spec.kind](spec)
     if isinstance(spec, str):
         known = builtin_tasks()
         if spec not in known:
@@ -292,9 +294,10 @@ def load_task(spec: str | dict | TaskConfig) -> Task:
             )
         spec = known[spec]
     try:
-        return Task(TaskConfig(**spec))
+        config = TaskConfig(**spec)
     except ValidationError as e:
         raise ConfigError(_first_error("task", e)) from None
+    return TASK_CLASSES[config.kind](config)
 
 
 def _first_error(prefix: str, e: ValidationError) -> str:
