@@ -478,3 +478,66 @@ def test_one_question_filter_keeps_the_question_and_drops_the_rest():
     # reviews are not questions: auto leaves the rule off, and the SST-2 filter is unchanged
     kept, _ = run([rec(0, SENTENCES[0])], one_question=None)
     assert len(kept) == 1
+
+
+# --- talk about the task instead of an instance of it (what a 135M chat model wrote for the demo)
+TALK = [
+    (
+        SST2,
+        "This sentence is a perfect example of a positive review, as it's full of praise.",
+        "describes_input",
+    ),
+    (SST2, "This review expresses a negative opinion about the film.", "describes_input"),
+    (SST2, "It is a negative movie review about a boring film.", "describes_input"),
+    (TREC, "This question asks for the name of a person.", "describes_input"),
+    (TREC, 'Write a new question labelled "human" about a famous inventor.', "instruction"),
+    (SST2, "Create a positive movie review for the film Titanic.", "instruction"),
+    (SST2, "But here is my attempt: In 1980s, the film", "announcement"),
+    (SST2, 'A film review - "The Hunger Games trilogy"', "announcement"),
+    (SST2, "Sure, here you go! I loved every minute of it.", "announcement"),
+    (TREC, "Here you go: a question about the Moon.", "announcement"),
+    (SST2, "As an AI, I do not have opinions about movies.", "refusal"),
+]
+
+
+@pytest.mark.parametrize("task,raw,reason", TALK)
+def test_talk_about_the_task_is_dropped_with_its_reason(task, raw, reason):
+    assert clean_input(raw, task) == (None, reason)
+
+
+def test_talk_patterns_leave_real_rows_alone():
+    import json
+    from pathlib import Path
+
+    from psilm.stages.clean import _nouns, talks_about_task
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    for task, name, field in [(SST2, "sst2", "text"), (TREC, "trec", "text"), (GSM8K, "gsm8k", "question")]:
+        rows = [json.loads(x)[field] for x in (data / name / "train.jsonl").read_text().splitlines()]
+        hits = [r for r in rows if talks_about_task(r, _nouns(task))]
+        assert len(hits) <= len(rows) // 1000, hits[:5]  # at most 0.1% of real rows
+
+
+def test_unfinished_inputs_are_dropped_where_the_seeds_end_their_sentences():
+    cands = [
+        rec(0, "The film was..."),
+        rec(1, "a dreary , overlong slog that never finds its footing , and the"),
+        rec(2, "the cast is terrific and the script crackles with wit ."),  # kept
+        rec(3, "a smart thriller that keeps you guessing until its very last frame"),  # kept: ends on a noun
+    ]
+    kept, report = run(cands)
+    assert [r["id"] for r in kept] == ["c2", "c3"]
+    assert report["dropped"] == {"unfinished": 2}
+    assert report["examples"]["unfinished"] == ["The film was...", cands[1]["raw_input"]]
+    # seeds that trail off themselves, or a switch, keep them
+    trailing = [Example("the plot thickens ...", "positive", "positive", "positive")] * 2
+    assert len(run(cands[:1], seeds=trailing)[0]) == 1
+    assert len(run(cands, drop_unfinished=False)[0]) == 4
+
+
+def test_talk_is_counted_per_reason_in_the_report():
+    cands = [rec(i, raw, category="positive") for i, (task, raw, _r) in enumerate(TALK) if task is SST2]
+    kept, report = run(cands)
+    assert kept == []
+    assert report["dropped"] == {"describes_input": 3, "instruction": 1, "announcement": 3, "refusal": 1}
+    assert report["examples"]["describes_input"][0].startswith("This sentence is a perfect example")

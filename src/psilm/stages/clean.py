@@ -45,6 +45,34 @@ REFUSAL_PATTERNS = [
     r"^\W*i apologi[sz]e\b",
 ]
 
+# Talk about the task instead of an instance of it, judged on the cleaned text: the reason, then
+# its patterns (`{noun}` as above). A preamble with an instance after it is stripped, not dropped.
+TALK_PATTERNS = {
+    # the request echoed: "Write a new question about ...", "Create a positive movie review"
+    "instruction": [
+        r"^\W*(?:please\s+)?(?:write|create|generate|compose|produce|give me|make up|come up with)\b"
+        r"[^.?!\n]{0,40}?\b(?:{noun})s?\b",
+    ],
+    # what the input is, not the input: "This sentence is a perfect example of a positive review",
+    # "The review expresses ...", "It is a negative movie review"
+    "describes_input": [
+        r"^\W*(?:this|that|the above|the following|the given|my|our)\s+(?:[\w-]+\s+){0,2}?(?:{noun})s?\s+"
+        r"(?:is|was|would be|could be|expresses|describes|asks|shows|conveys|belongs|falls|has a)\b",
+        r"^\W*the\s+(?:[\w-]+\s+){0,2}?(?:{noun})s?\s+(?:expresses|describes|conveys|belongs|falls)\b",
+        r"^\W*it(?:'s| is) an? (?:[\w-]+\s+){0,3}?(?:{noun})\b",
+    ],
+    # an announcement with no instance after it: "But here is my attempt: In 1980s, the film",
+    # "Sure, here you go", "A film review - \"The Hunger Games trilogy\""
+    "announcement": [
+        r"\bhere(?:'s| is| are)\s+(?:my|an?|one|another)\s+(?:[\w-]+\s+){0,2}?"
+        r"(?:attempt|try|go|version|take|answer|response|suggestion)s?\b",
+        r"\bmy (?:attempt|try)\b",
+        r"^\W*(?:sure|okay|ok|certainly|of course|alright)\b[^\n]{0,30}?\bhere\b",
+        r"^\W*here (?:you go|you are|it is|goes)\b",
+        r"^\W*(?:an?|my|the)\s+(?:[\w-]+\s+){0,2}?(?:{noun})s?\s*(?:[-\u2013\u2014]|:)\s",
+    ],
+}
+
 # Lines after the input that comment on it; the line and all after it are cut.
 COMMENTARY_PATTERNS = [
     r"(?:label|sentiment|category|class|classification|answer|final answer|output|rating|type|"
@@ -84,6 +112,16 @@ def _nouns(task) -> str:
 
 def _compiled(patterns: list[str], nouns: str) -> list[re.Pattern]:
     return [re.compile(p.replace("{noun}", nouns), re.IGNORECASE) for p in patterns]
+
+
+def talks_about_task(text: str, nouns: str) -> str | None:
+    """'instruction', 'describes_input' or 'announcement' when the text talks about the task
+    instead of being an instance of it (looked for in its first 200 characters), else None."""
+    head = text[:200]
+    for reason, patterns in TALK_PATTERNS.items():
+        if any(p.search(head) for p in _compiled(patterns, nouns)):
+            return reason
+    return None
 
 
 def _refuses(text: str) -> bool:
@@ -259,6 +297,8 @@ def clean_with_notes(
         return None, "empty", notes
     if _refuses(text):  # cleaning can bring one forward ("**As an AI**, I ...")
         return None, "refusal", notes
+    if reason := talks_about_task(text, nouns):
+        return None, reason, notes
     if len(text) < min_chars:
         return None, "too_short", notes
     if len(text) > max_chars:
@@ -306,8 +346,9 @@ def first_question(text: str, min_words: int = 3) -> str | None:
 def clean_input(
     text: str, task, *, min_chars: int = 12, max_chars: int = 800
 ) -> tuple[str | None, str | None]:
-    """(cleaned, None), or (None, reason) with reason one of: empty, refusal, too_short, too_long,
-    title_only, off_format. Idempotent: cleaning a cleaned text returns it unchanged."""
+    """(cleaned, None), or (None, reason) with reason one of: empty, refusal, instruction,
+    describes_input, announcement, too_short, too_long, title_only, off_format. Idempotent:
+    cleaning a cleaned text returns it unchanged."""
     cleaned, reason, _ = clean_with_notes(text, task, min_chars, max_chars)
     return cleaned, reason
 

@@ -49,6 +49,12 @@ class FilterSettings(Settings):
         "TREC it dropped ~40% of a 135M generator's instances, and the student trained on the "
         "smaller set scored far lower (one seed: direct 52.6% -> 28.0%).",
     )
+    drop_unfinished: bool = Field(
+        True,
+        description="Drop inputs that trail off ('The film was...') or stop mid-sentence ('..., the film "
+        "is a') as `unfinished`, where the seeds do not: on when fewer than 1 in 10 seeds end in '...' "
+        "and at least 9 in 10 end a sentence (each check on its own).",
+    )
     # --- answers
     consistency: bool = Field(True, description="Keep only instances whose voted answer agrees.")
     # --- over-filtering alarm
@@ -69,6 +75,10 @@ _HINTS = {
     "contaminated_seed": "the generator copies its demos: use fewer demos per instance or more seeds",
     "contaminated_test": "generated inputs match the test set: check that seeds and test rows do not overlap",
     "refusal": "the generator refuses the request: try another generator model or a plainer prompt",
+    "instruction": "the generator repeats the request instead of doing it: try generate.prompt_style=list",
+    "describes_input": "the generator describes what it would write: try generate.prompt_style=list",
+    "announcement": "the generator announces an input without giving one: try generate.prompt_style=list",
+    "unfinished": "inputs stop mid-sentence: raise generate.max_tokens, or set filter.drop_unfinished=false",
     "inconsistent": "the solver disagrees with the drawn answer: check the task's labels and principles",
     "tie": "votes split evenly: raise generate.solve_samples to an odd number",
     "not_a_question": "the generator writes about questions instead of asking one: try fewer principles "
@@ -145,6 +155,36 @@ class _NearIndex:
         return self._last[1]
 
 
+_END = re.compile(r"[.!?\u2026][\s\"'\u201d\u2019)\]`]*$")  # a sentence end, maybe in quotes
+_TRAILING_DOTS = re.compile(r"(?:\.\.\.|\u2026)[\s\"'\u201d\u2019)\]`]*$")
+# a text that stops on a comma, a dash or a word that needs a next one ("..., the film is a")
+_DANGLING = re.compile(
+    r"(?:[,;:\-\u2013\u2014]|\b(?:the|a|an|of|to|and|or|but|with|for|in|on|at|as|that|which|who|is|was|are"
+    r"|were|his|her|their|its|my|your|our|this|from|by))\s*$",
+    re.IGNORECASE,
+)
+
+
+def unfinished_rule(seeds: list) -> tuple[bool, bool]:
+    """(drop inputs that trail off in '...', drop inputs that stop mid-sentence), from what the
+    seeds do: SST-2 reviews, TREC questions and GSM8K problems end a sentence (96-99.9%) and rarely
+    trail off (1%, 0, 0); inputs that end in a list of choices do not end a sentence. Stopping
+    mid-sentence = no sentence end and a last word that needs a next one (0.1% of real SST-2 rows)."""
+    texts = [s.input.strip() for s in seeds]
+    if not texts:
+        return True, False
+    dots = sum(bool(_TRAILING_DOTS.search(t)) for t in texts) / len(texts)
+    ends = sum(bool(_END.search(t)) for t in texts) / len(texts)
+    return dots < 0.1, ends >= 0.9
+
+
+def _unfinished(text: str, rule: tuple[bool, bool]) -> bool:
+    dots, ends = rule
+    if dots and _TRAILING_DOTS.search(text):
+        return True
+    return ends and not _END.search(text) and bool(_DANGLING.search(text))
+
+
 def _answer_problem(task, rec: dict) -> str | None:
     """Why the record's answer is unusable, or None."""
     answer = rec.get("answer")
@@ -210,6 +250,7 @@ def filter_instances(
                 index.add(text)
             indexes.append((reason, index))
 
+    unfinished = unfinished_rule(seeds) if settings.drop_unfinished else (False, False)
     one_question = settings.one_question
     if one_question is None:
         one_question = len(seeds) >= 2 and sum(is_one_question(s.input) for s in seeds) >= 0.75 * len(seeds)
@@ -223,6 +264,9 @@ def filter_instances(
         text, reason, notes = clean_with_notes(rec.get("input"), task, settings.min_chars, settings.max_chars)
         if reason:
             drop(rec, reason)
+            continue
+        if _unfinished(text, unfinished):
+            drop(rec, "unfinished")
             continue
         if one_question:
             question = first_question(text)
@@ -268,7 +312,9 @@ def filter_instances(
         warning = "the filter got no candidates: the generate stage wrote nothing; look at candidates.jsonl"
     elif share > settings.max_drop_share:
         top, n_top = dropped.most_common(1)[0]
-        hint = _HINTS.get(top) or ("fix the generator's output format" if top.startswith("parse:") else "")
+        hint = _HINTS.get(top.removeprefix("parse:")) or (
+            "fix the generator's output format" if top.startswith("parse:") else ""
+        )
         warning = (
             f"filters dropped {share:.0%} of {n_in} candidates (limit {settings.max_drop_share:.0%}): "
             f"mostly {top} ({n_top}). Look at filter_report.json; {hint or 'see the examples per reason'}; "
