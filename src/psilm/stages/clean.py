@@ -181,7 +181,7 @@ def _first_candidate(lines: list[str], task, nouns: str) -> list[str]:
     """Keep the first of several candidates: cut at a new preamble, a rule, or the next number."""
     # a bare "Question:" line may be part of a word problem; in a one-sentence task it starts another
     preambles = PREAMBLE_PATTERNS[1:]
-    if task.kind != "classification":
+    if not task.one_text_inputs:
         preambles = PREAMBLE_PATTERNS[1:3] + PREAMBLE_PATTERNS[4:]
     starts = _compiled(preambles + _NEXT_CANDIDATE, nouns)
     numbered = bool(lines) and bool(_NUMBERED.match(lines[0]))
@@ -190,7 +190,7 @@ def _first_candidate(lines: list[str], task, nouns: str) -> list[str]:
             return lines[:i]
         if _SECOND.match(line) and not any(_FIRST.match(ln) for ln in lines[:i]):  # "2." with no "1."
             return lines[:i]
-        if task.kind == "classification" and (not line or _NUMBERED.match(line)):  # one text per instance
+        if task.one_text_inputs and (not line or _NUMBERED.match(line)):  # one text per instance
             return lines[:i]
     return lines
 
@@ -279,7 +279,7 @@ def clean_with_notes(
         text = "\n".join(lines).strip()
         # a word problem ends with its question: a worked answer after it is a leak, and lines
         # without a number after it are chatter
-        if task.kind == "numeric" and "?" in text:
+        if task.word_problem_inputs and "?" in text:
             head, tail = text[: text.rindex("?") + 1], text[text.rindex("?") + 1 :]
             leak = re.search(r"=|####|\banswer\b|\bsolution\b", tail, re.IGNORECASE)
             if leak or (tail.strip() and tail.lstrip(" \t").startswith("\n") and not re.search(r"\d", tail)):
@@ -303,7 +303,7 @@ def clean_with_notes(
         return None, "too_short", notes
     if len(text) > max_chars:
         return None, "too_long", notes
-    if task.kind == "numeric" and not (
+    if task.word_problem_inputs and not (
         (re.search(r"\d", text) or re.search(_NUMBER_WORDS, text, re.IGNORECASE))
         and re.search(_ASKS, text, re.IGNORECASE)
     ):

@@ -20,7 +20,6 @@ from psilm.stages.clean import (  # noqa: F401  (clean_input: re-exported)
     first_question,
     is_one_question,
 )
-from psilm.tasks.base import parse_number
 
 
 class FilterSettings(Settings):
@@ -190,16 +189,7 @@ def _answer_problem(task, rec: dict) -> str | None:
     answer = rec.get("answer")
     if answer is None or not str(answer).strip():
         return "no_answer"
-    answer = str(answer).strip()
-    if task.kind == "classification" and answer not in task.labels:
-        return "bad_label"
-    if task.kind == "numeric" and not re.fullmatch(r"-?\d+(?:\.\d+)?", answer.replace(",", "")):
-        return "bad_number"
-    if task.kind == "multiple_choice":
-        letters = re.findall(r"^\s*([A-Z])[.)]\s", rec.get("input") or "", flags=re.MULTILINE)
-        if not re.fullmatch(r"[A-Z]", answer) or (letters and answer not in letters):
-            return "bad_letter"
-    return None
+    return task.answer_problem(str(answer).strip(), rec.get("input") or "")
 
 
 def _vote_problem(task, rec: dict) -> str | None:
@@ -207,10 +197,7 @@ def _vote_problem(task, rec: dict) -> str | None:
     record whose votes tied has no answer from the generator: that is a 'tie' too."""
 
     def key(v) -> str:
-        v = str(v).strip()
-        if task.kind == "numeric":
-            return parse_number(v) or v  # '8.0' and '8' are one vote
-        return v.upper() if task.kind == "multiple_choice" else v
+        return task.vote_key(str(v).strip())
 
     counts = Counter(key(v) for v in rec["votes"] if v is not None and str(v).strip())
     top = counts.most_common(2)
@@ -281,7 +268,7 @@ def filter_instances(
         raw = rec.get("raw_input")
         if isinstance(raw, str) and raw != rec["input"]:
             raw_text, _, raw_notes = clean_with_notes(raw, task, settings.min_chars, settings.max_chars)
-            if task.kind in ("multiple_choice", "free_text"):
+            if task.writes_answer:
                 raw_notes = [n for n in raw_notes if n != "commentary"]
             notes = sorted(set(notes) | set(raw_notes)) if raw_text == text else notes
         cleaned.update(notes + ["any"] * bool(notes))

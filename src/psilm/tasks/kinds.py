@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from psilm.tasks.base import Example, Task
+from psilm.tasks.base import Example, Task, parse_number
 
 Messages = list[dict[str, str]]
 PAIR_DELIMITER = "###"  # between question-and-answer items in list prompts
@@ -56,6 +56,9 @@ class GeneratingTask(Task):
     same_category_demos = False  # only demos of the drawn category (else: fill up with others)
     solves_inputs = False  # the generator solves each new input (plans sample solve principles)
     writes_answer = False  # input and answer come in one response
+    # --- cleaning
+    one_text_inputs = False  # an input is one text: a blank or numbered line starts another candidate
+    word_problem_inputs = False  # an input holds a quantity and a question (cut what follows the question)
 
     def generation_categories(self, principles: list[dict]) -> list[str | None]:
         """Categories to draw per instance: the category-level principles' own, or [None]."""
@@ -130,9 +133,19 @@ class GeneratingTask(Task):
     def set_target(self, record: dict, texts: list[str]) -> None:
         """Fill the record's output/answer (and votes) from its sampled answers (maybe none)."""
 
+    # --- filtering ---------------------------------------------------------------------------
+    def answer_problem(self, answer: str, text: str) -> str | None:
+        """Why a generated instance's (non-empty) answer is unusable for input `text`, or None."""
+        return None
+
+    def vote_key(self, vote: str) -> str:
+        """The form in which two votes count as one."""
+        return vote
+
 
 class ClassificationTask(GeneratingTask):
     same_category_demos = True  # a demo of another label invites copying that label
+    one_text_inputs = True
 
     def generation_categories(self, principles: list[dict]) -> list[str | None]:
         return list(self.labels)
@@ -168,9 +181,13 @@ class ClassificationTask(GeneratingTask):
         record["output"] = record["answer"] = record["category"]
         record["votes"] = [self.extract(t) for t in texts]
 
+    def answer_problem(self, answer: str, text: str) -> str | None:
+        return None if answer in self.labels else "bad_label"
+
 
 class NumericTask(GeneratingTask):
     solves_inputs = True
+    word_problem_inputs = True
 
     def target_samples(self, settings) -> int:
         return settings.solve_samples
@@ -198,6 +215,12 @@ class NumericTask(GeneratingTask):
             first = next(t for t, v in zip(texts, votes, strict=True) if v == record["answer"])
             record["output"] = with_final_answer(first, record["answer"])
 
+    def answer_problem(self, answer: str, text: str) -> str | None:
+        return None if re.fullmatch(r"-?\d+(?:\.\d+)?", answer.replace(",", "")) else "bad_number"
+
+    def vote_key(self, vote: str) -> str:
+        return parse_number(vote) or vote  # '8.0' and '8' are one vote
+
 
 class PairTask(GeneratingTask):
     """multiple_choice and free_text: 'Question: ...' then 'Answer: ...' in one response."""
@@ -207,11 +230,10 @@ class PairTask(GeneratingTask):
     def _chat_demo(self, x: Example) -> str:
         return f"Question: {x.input}\nAnswer: {x.output}"
 
+    _format = "'Question:' with the question"
+
     def _chat_request(self, what: str) -> str:
-        fmt = "'Question:' with the question" + (
-            " and its lettered choices" if self.kind == "multiple_choice" else ""
-        )
-        return f"Write one new {what} in the same format: {fmt}, then 'Answer:' with the answer."
+        return f"Write one new {what} in the same format: {self._format}, then 'Answer:' with the answer."
 
     def list_input_prompt(self, demos: list[Example], category, tips: list[str], describe: bool) -> str:
         """Question-and-answer items separated by '###' lines, ending in an open 'Question:'."""
@@ -240,15 +262,32 @@ class PairTask(GeneratingTask):
             answer = raw[m.end() :].strip().split("\n", 1)[0].strip()
         if not answer:
             return None, None, "no_answer"
-        if self.kind == "multiple_choice":
-            letter = self.extract(answer)
-            if letter is None or not re.search(rf"(?m)^\s*\(?{letter}[.)]\s*\S", question):
-                return None, None, "bad_answer"
-            return question, letter, None
+        return self._pair_answer(question, answer)
+
+    def _pair_answer(self, question: str, answer: str) -> tuple[str | None, str | None, str | None]:
         return question, answer.split("\n", 1)[0].strip(), None
 
     def set_target(self, record: dict, texts: list[str]) -> None:
         pass  # the answer came with the question
+
+
+class MultipleChoiceTask(PairTask):
+    _format = "'Question:' with the question and its lettered choices"
+
+    def _pair_answer(self, question: str, answer: str) -> tuple[str | None, str | None, str | None]:
+        letter = self.extract(answer)
+        if letter is None or not re.search(rf"(?m)^\s*\(?{letter}[.)]\s*\S", question):
+            return None, None, "bad_answer"
+        return question, letter, None
+
+    def answer_problem(self, answer: str, text: str) -> str | None:
+        letters = re.findall(r"^\s*([A-Z])[.)]\s", text, flags=re.MULTILINE)
+        if not re.fullmatch(r"[A-Z]", answer) or (letters and answer not in letters):
+            return "bad_letter"
+        return None
+
+    def vote_key(self, vote: str) -> str:
+        return vote.upper()
 
 
 def _first_line(text: str) -> str:
@@ -259,6 +298,6 @@ def _first_line(text: str) -> str:
 TASK_CLASSES: dict[str, type[GeneratingTask]] = {
     "classification": ClassificationTask,
     "numeric": NumericTask,
-    "multiple_choice": PairTask,
+    "multiple_choice": MultipleChoiceTask,
     "free_text": PairTask,
 }

@@ -1,0 +1,182 @@
+"""Are generated TREC questions what their label asks for? Prompt style and generator, measured.
+
+For TREC (12 seeds drawn from data/trec/train.jsonl as `psilm run` draws them, the person-written
+principles in configs/principles/trec.yaml), each generator and prompt style writes the same
+planned instances through psilm's own generate stage (`generate_instances` with a ModelCaller),
+in psi mode (one sampled principle per prompt) and direct mode (label descriptions, no
+principles). Each row is scored with the first-words rule of benchmarks/trec_labels.py (it
+agrees 73.5% with real TREC rows): does the question ask for the type its label says, and is it
+one question at all. Scored before the filters (every candidate with an input) and after them
+(psilm's filter stage, with the test split for decontamination).
+
+Resumable: raw responses go to an append-only log per generator under --work; a re-run (or a
+larger --per-label: plan i does not depend on n) asks the model only for what is missing.
+
+    nice python benchmarks/generation_quality.py [--per-label 8] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from trec_labels import one_question, rule_label  # noqa: E402
+
+from psilm import data as data_mod  # noqa: E402
+from psilm.llm import ModelConfig, load_backend  # noqa: E402
+from psilm.llm.calls import ModelCaller  # noqa: E402
+from psilm.stages.filter import FilterSettings, filter_instances  # noqa: E402
+from psilm.stages.generate import GenerateSettings, generate_instances  # noqa: E402
+from psilm.stages.principles import load_principles_file  # noqa: E402
+from psilm.store import JsonlLog  # noqa: E402
+from psilm.tasks import load_task  # noqa: E402
+
+ARMS = [  # (name, generator alias, prompt style)
+    ("smollm2 chat", "smollm2-135m", "chat"),
+    ("smollm2 list", "smollm2-135m", "list"),
+    ("gemma list", "gemma3-270m", "list"),
+]
+MODES = ["psi", "direct"]
+SEED = 0  # as configs/trec.yaml
+
+
+def score(rows: list[tuple[str, str]]) -> dict:
+    n = len(rows)
+    agree = sum(rule_label(q) == lbl for q, lbl in rows)
+    one = sum(one_question(q) for q, _ in rows)
+    return {
+        "n": n,
+        "label_agreement": round(agree / n, 4) if n else None,
+        "one_question": round(one / n, 4) if n else None,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--per-label", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--arms", default=",".join(a for a, _, _ in ARMS), help="comma-separated arm names")
+    ap.add_argument("--work", type=Path, default=ROOT / "runs" / "generation-quality")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generation-quality.json")
+    args = ap.parse_args()
+
+    task = load_task("trec")
+    pool = data_mod.load_examples(task, ROOT / "data" / "trec" / "train.jsonl")
+    seeds = data_mod.draw_seeds(task, pool, 12, SEED)
+    test = data_mod.load_examples(task, ROOT / "data" / "trec" / "test.jsonl")
+    principles = load_principles_file(ROOT / "configs" / "principles" / "trec.yaml", task)["principles"]
+    n = args.per_label * len(task.labels)
+    args.work.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    old_arms = {(a["arm"], a["mode"]): a for a in previous.get("arms", [])}
+    wanted = args.arms.split(",")
+
+    results = []
+    for name, model, style in ARMS:
+        if name not in wanted:
+            continue
+        lazy = Lazy(ModelConfig(backend="llamacpp", model=model, n_threads=args.threads, n_ctx=2048))
+        for mode in MODES:
+            log = JsonlLog(args.work / f"{model}-{style}-{mode}.jsonl")
+            caller = ModelCaller("generator", model, lazy.get, log)
+            settings = GenerateSettings(n=n, mode=mode, prompt_style=style)
+            start = time.perf_counter()
+            records, stats = generate_instances(task, seeds, [] if mode == "direct" else principles, caller,
+                                                settings, SEED)  # fmt: skip
+            seconds = time.perf_counter() - start
+            log.close()
+            kept, report = filter_instances(task, records, seeds, test, FilterSettings())
+            before = [(r["input"], r["category"]) for r in records if r["input"]]
+            old = old_arms.get((name, mode), {})
+            # time per question only from calls made now (a resumed arm keeps its earlier figure)
+            s_per_q = round(seconds / stats["new_calls"], 2) if stats["new_calls"] >= n / 2 else None
+            results.append(
+                {
+                    "arm": name,
+                    "model": model,
+                    "prompt_style": style,
+                    "mode": mode,
+                    "planned": len(records),
+                    "parsed": stats["parsed"],
+                    "before_filters": score(before),
+                    "after_filters": score([(r["input"], r["category"]) for r in kept]),
+                    "filter_dropped": report["dropped"],
+                    "s_per_question": s_per_q if s_per_q is not None else old.get("s_per_question"),
+                    "examples": [
+                        {"label": r["category"], "raw": r["raw_input"], "input": r["input"]}
+                        for r in records[:12]
+                    ],
+                }
+            )
+            print(
+                f"{name:13s} {mode:6s} parsed {stats['parsed']}/{len(records)}; before filters "
+                f"{results[-1]['before_filters']}; after {results[-1]['after_filters']}; "
+                f"s/question {results[-1]['s_per_question']}",
+                flush=True,
+            )
+            write(args.out, task, pool, args.per_label, args.threads, results, old_arms)
+        lazy.close()
+
+
+class Lazy:
+    """One backend per generator, loaded only when some request is not in the logs yet."""
+
+    def __init__(self, config: ModelConfig):
+        self.config, self.backend = config, None
+
+    def get(self):
+        if self.backend is None:
+            self.backend = load_backend(self.config)
+        return self.backend
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+
+
+def write(out: Path, task, pool, per_label: int, threads: int, results: list[dict], old: dict) -> None:
+    done = {(a["arm"], a["mode"]) for a in results}
+    arms = results + [a for k, a in old.items() if k not in done]
+    real = score([(x.input, x.answer) for x in pool])
+    doc = {
+        "task": "trec",
+        "seeds": "12 drawn from data/trec/train.jsonl with seed 0 (as psilm run)",
+        "principles": "configs/principles/trec.yaml (person-written), one per prompt (psi)",
+        "per_label": per_label,
+        "backend": f"llamacpp, n_threads={threads}, batch_size 16; a shared 2-core machine",
+        "rule_on_real_train_split": real,
+        "arms": arms,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    lines = [
+        "| generator, prompt | mode | parsed | label agreement (before / after filters) "
+        "| one question (before / after) | rows kept | s per question |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+
+    def pct(v):
+        return "-" if v is None else f"{v:.0%}"
+
+    for a in arms:
+        b, f = a["before_filters"], a["after_filters"]
+        lines.append(
+            f"| {a['arm']} | {a['mode']} | {a['parsed']}/{a['planned']} | {pct(b['label_agreement'])} / "
+            f"{pct(f['label_agreement'])} | {pct(b['one_question'])} / {pct(f['one_question'])} | {f['n']} "
+            f"| {a['s_per_question'] if a['s_per_question'] is not None else '-'} |"
+        )
+    lines.append(
+        f"\nThe rule on TREC's real training split: label agreement {real['label_agreement']:.1%}, "
+        f"one question {real['one_question']:.1%} (n {real['n']})."
+    )
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
