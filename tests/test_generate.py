@@ -236,7 +236,8 @@ def _trec_reply(prompt: str, seen: int, params) -> str:
 
 def test_records_have_the_schema(tmp_path, trec, trec_seeds, trec_principles):
     gen = caller(tmp_path / "raw.jsonl", Scripted(_trec_reply, "tiny-gen"))
-    settings = GenerateSettings(n=12, temperature=0.8, top_p=0.9, max_tokens=40)
+    # chat: a reply may hold a preamble and blank lines (a list reply is its first line)
+    settings = GenerateSettings(n=12, temperature=0.8, top_p=0.9, max_tokens=40, prompt_style="chat")
     records, stats = generate_instances(trec, trec_seeds, trec_principles, gen, settings, seed=0)
     assert len(records) == 12 and len({r["id"] for r in records}) == 12
     for r in records:
@@ -277,13 +278,19 @@ def test_prompts_are_short_and_direct_mode_has_no_principles(tmp_path, trec, tre
         return "What is a new question here?"
 
     gen = caller(tmp_path / "raw.jsonl", Scripted(reply))
-    generate_instances(trec, trec_seeds, trec_principles, gen, GenerateSettings(n=6), seed=0)
+    chat = GenerateSettings(n=6, prompt_style="chat")
+    generate_instances(trec, trec_seeds, trec_principles, gen, chat, seed=0)
     assert all(p.count("Tip:") == 1 and len(p) < 800 for p in prompts)
     numeric = next(p for p in prompts if 'labelled "numeric"' in p)
     assert "How far is the Moon" in numeric and "Who wrote Hamlet" not in numeric
     prompts.clear()
     records, stats = generate_instances(
-        trec, trec_seeds, trec_principles, gen, GenerateSettings(n=6, mode="direct"), seed=0
+        trec,
+        trec_seeds,
+        trec_principles,
+        gen,
+        GenerateSettings(n=6, mode="direct", prompt_style="chat"),
+        seed=0,
     )
     assert len(prompts) == 6 and not any("Tip:" in p for p in prompts)
     assert all(r["principle_ids"] == [] and r["mode"] == "direct" for r in records)
