@@ -51,8 +51,9 @@ def backend_for(proxy: FaultProxy, **kw):
     return load_backend(ModelConfig(backend="openai", base_url=proxy.base_url, model="smollm2-135m", **kw))
 
 
-def chat_requests(proxy: FaultProxy) -> list[str]:
-    return [fault for path, fault in proxy.log if path.endswith("/chat/completions")]
+def model_requests(proxy: FaultProxy) -> list[str]:
+    """Faults per model request: chat (/chat/completions) and raw completion (/completions)."""
+    return [fault for path, fault in proxy.log if path.endswith("/completions")]
 
 
 # --- each fault alone: retried, then answered ---------------------------------------------------
@@ -69,7 +70,7 @@ def test_each_fault_is_retried_then_answered(proxy, fast_backoff, faults, timeou
         (out,) = backend.generate([PROMPT], PARAMS)
     finally:
         backend.close()
-    assert chat_requests(proxy) == [*faults, "pass"]
+    assert model_requests(proxy) == [*faults, "pass"]
     assert out.text and out.prompt_tokens > 0 and out.completion_tokens > 0
 
 
@@ -84,7 +85,7 @@ def test_429_waits_for_retry_after_not_for_backoff(proxy, monkeypatch):
         backend.close()
     elapsed = time.monotonic() - start
     assert 0.8 <= elapsed < 10, elapsed
-    assert chat_requests(proxy) == ["429:0.4", "429:0.4", "pass"]
+    assert model_requests(proxy) == ["429:0.4", "429:0.4", "pass"]
 
 
 def test_backoff_is_exponential_with_jitter_and_capped():
@@ -108,7 +109,7 @@ def test_mixed_faults_under_bounded_concurrency(proxy, fast_backoff):
     finally:
         backend.close()
     assert len(outs) == 8 and all(o.text and o.completion_tokens > 0 for o in outs)
-    assert Counter(chat_requests(proxy))["pass"] == 8 and len(chat_requests(proxy)) == 14
+    assert Counter(model_requests(proxy))["pass"] == 8 and len(model_requests(proxy)) == 14
     assert 1 <= proxy.max_in_flight <= 3  # never more requests in flight than max_concurrency
 
 
@@ -120,7 +121,7 @@ def test_past_max_retries_a_clear_error(proxy, fast_backoff):
             backend.generate([PROMPT], PARAMS)
     finally:
         backend.close()
-    assert chat_requests(proxy) == ["500"] * 4  # max_retries=3: four attempts, no more
+    assert model_requests(proxy) == ["500"] * 4  # max_retries=3: four attempts, no more
     msg = str(info.value)
     assert proxy.base_url in msg and "HTTP 500" in msg and "4 attempt(s)" in msg
     assert "max_retries" in msg and "\n" not in msg
@@ -190,7 +191,7 @@ def test_run_fails_cleanly_then_resumes_without_duplicates(
     # healthy again: the rerun asks only for the missing block
     proxy.reset("pass")
     assert main(["generate", "--run", str(run), "-q"]) == 0
-    assert len(chat_requests(proxy)) == 2
+    assert len(model_requests(proxy)) == 2
     raw = _raw(run)
     keys = [r["key"] for r in raw]
     assert len(raw) == 4 and len(set(keys)) == 4  # every request answered once, none twice
