@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,16 @@ MODES = ["psi", "direct"]
 SEED = 0  # as configs/trec.yaml
 
 
+def wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
+    """95% Wilson score interval of a share k/n."""
+    if not n:
+        return None
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(centre - half, 4), round(centre + half, 4)]
+
+
 def score(rows: list[tuple[str, str]]) -> dict:
     n = len(rows)
     agree = sum(rule_label(q) == lbl for q, lbl in rows)
@@ -53,7 +64,9 @@ def score(rows: list[tuple[str, str]]) -> dict:
     return {
         "n": n,
         "label_agreement": round(agree / n, 4) if n else None,
+        "label_agreement_95": wilson(agree, n),
         "one_question": round(one / n, 4) if n else None,
+        "one_question_95": wilson(one, n),
     }
 
 
@@ -156,7 +169,7 @@ def write(out: Path, task, pool, per_label: int, threads: int, results: list[dic
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     lines = [
-        "| generator, prompt | mode | parsed | label agreement (before / after filters) "
+        "| generator, prompt | mode | parsed | label agreement, 95% interval (before / after filters) "
         "| one question (before / after) | rows kept | s per question |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -166,8 +179,10 @@ def write(out: Path, task, pool, per_label: int, threads: int, results: list[dic
 
     for a in arms:
         b, f = a["before_filters"], a["after_filters"]
+        ci = b.get("label_agreement_95")
+        ci = f" ({ci[0]:.0%}-{ci[1]:.0%})" if ci else ""
         lines.append(
-            f"| {a['arm']} | {a['mode']} | {a['parsed']}/{a['planned']} | {pct(b['label_agreement'])} / "
+            f"| {a['arm']} | {a['mode']} | {a['parsed']}/{a['planned']} | {pct(b['label_agreement'])}{ci} / "
             f"{pct(f['label_agreement'])} | {pct(b['one_question'])} / {pct(f['one_question'])} | {f['n']} "
             f"| {a['s_per_question'] if a['s_per_question'] is not None else '-'} |"
         )
