@@ -187,8 +187,11 @@ def write(out: Path, task, pool, per_label: int, threads: int, results: list[dic
             f"| {a['s_per_question'] if a['s_per_question'] is not None else '-'} |"
         )
     lines.append(
-        f"\nThe rule on TREC's real training split: label agreement {real['label_agreement']:.1%}, "
-        f"one question {real['one_question']:.1%} (n {real['n']})."
+        f"\n{per_label * len(task.labels)} planned rows per arm ({per_label} per label), 12 seeds, seed 0. "
+        f"The rule on TREC's real training split: label agreement {real['label_agreement']:.1%}, "
+        f"one question {real['one_question']:.1%} (n {real['n']}). Seconds per question: wall time of "
+        f"the model calls a run made over their count ({threads} llama.cpp thread, batches of 16) on a "
+        "shared 2-core machine under heavy load: indicative only."
     )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 

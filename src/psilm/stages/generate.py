@@ -49,8 +49,8 @@ class GenerateSettings(Settings):
         "demos, the next number; no chat template), what a small or base model gets right; chat: a "
         "system and a user message asking for one new input (instruct models only; the earlier default, "
         "kept byte for byte so that earlier runs' raw logs still answer it). On TREC with SmolLM2-135M "
-        "(psi, 96 rows), list rows asked for their label's type 69% of the time against 46% with chat, "
-        "and were one question 94% against 46% "
+        "(psi, 192 rows), list rows asked for their label's type 71% of the time against 43% with chat, "
+        "and were one question 94% against 44% "
         "(benchmarks/results/generation-quality.md).",
     )
     # --- what each prompt holds: short prompts keep a 135M generator on track
