@@ -24,75 +24,59 @@ SetOpt = Annotated[
     list[str] | None, typer.Option("--set", "-s", help="Override a setting: KEY=VALUE (repeatable).")
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result.")]
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose", "-v", help="Also show the libraries' output (log lines, warnings, trainer records)."
+    ),
+]
 ArmOpt = Annotated[str, typer.Option("--arm", help="Which arm: psi, direct, teacher, seed_only, human.")]
 
 
-def _logger(quiet: bool):
+def _setup(verbose: bool):
+    """Library output to the run log (and the console when verbose); returns the pipeline's log."""
+    from psilm import console
+
+    console.configure(verbose)
+    return console.say
+
+
+def _logger(quiet: bool, verbose: bool = False):
+    from psilm import console
+
+    say = _setup(verbose)
+    return console.RUN_LOG.line if quiet else say
+
+
+@contextmanager
+def _session(ctx, quiet: bool):
+    """While a run works: its log file open, and progress bars on the console unless quiet."""
+    from psilm import console
+
+    console.RUN_LOG.open(ctx.log_file, "psilm " + " ".join(_ARGV))
     if quiet:
-        return lambda msg: None
-    console = _console()
-    return lambda msg: console.print(msg, markup=False)
+        yield
+        return
+    with console.bars() as bars:
+        ctx.progress = bars
+        try:
+            yield
+        finally:
+            ctx.progress = None
 
 
-def _console():
-    """One stderr console shared by log lines and progress bars, so they don't garble each other."""
-    global _CONSOLE
-    if _CONSOLE is None:
-        from rich.console import Console
-
-        _CONSOLE = Console(stderr=True, highlight=False)
-    return _CONSOLE
-
-
-_CONSOLE = None
-
-
-def _open(run: Path, overrides: list[str] | None, quiet: bool):
+def _open(run: Path, overrides: list[str] | None, quiet: bool, verbose: bool):
     """Reopen a run folder from its resolved config."""
     from psilm.config import load_config
     from psilm.pipeline import prepare
 
+    log = _logger(quiet, verbose)
     cfg_path = run / "config.yaml"
     if not cfg_path.is_file():
         raise PsilmError(
             f"{run}: not a run folder (no config.yaml); create one with `psilm run CONFIG --out {run}`"
         )
-    return prepare(load_config(cfg_path, overrides), run, _logger(quiet))
-
-
-@contextmanager
-def _progress(ctx, quiet: bool):
-    """Progress bars with rate and ETA for model calls; nothing when quiet."""
-    if quiet:
-        yield
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class Rate(ProgressColumn):
-        def render(self, task) -> Text:
-            return Text(f"{task.speed:.2f}/s" if task.speed else "-/s")
-
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        Rate(),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=_console()) as progress:
-        ctx.progress = progress
-        try:
-            yield
-        finally:
-            ctx.progress = None
+    return prepare(load_config(cfg_path, overrides), run, log)
 
 
 def _print_table(metrics: dict) -> None:
@@ -110,19 +94,21 @@ def _print_table(metrics: dict) -> None:
 
 @app.command()
 def run(
-    config: Annotated[Path, typer.Argument(help="YAML config (see configs/).")],
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config (see configs/).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (created or resumed).")],
     set_: SetOpt = None,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run the whole pipeline: principles, generate, filter, train, evaluate, for every arm."""
     from psilm.config import load_config
     from psilm.pipeline import prepare, run_all
     from psilm.report import write_report
 
+    log = _logger(quiet, verbose)
     cfg = load_config(config, set_)
-    ctx = prepare(cfg, out, _logger(quiet))
-    with _progress(ctx, quiet):
+    ctx = prepare(cfg, out, log)
+    with _session(ctx, quiet):
         metrics = run_all(ctx)
     if metrics["arms"]:
         _print_table(metrics)
@@ -149,6 +135,7 @@ def demo(
     ] = False,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """The whole pipeline on the embedded model and the shipped SST-2 slice."""
     overrides = list(set_ or [])
@@ -175,17 +162,18 @@ def demo(
             else "principles written by a person (psilm/demo/sst2_principles.yaml), standing in for a teacher"
         )
         print(f"psilm demo: SST-2 on the embedded SmolLM2-135M; principles from {source}", file=sys.stderr)
-    run(config_path, out, overrides, quiet)
+    run(config_path, out, overrides, quiet, verbose)
 
 
 @app.command()
 def bench(
-    config: Annotated[Path, typer.Argument(help="YAML config (see configs/).")],
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config (see configs/).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder of one run folder per seed.")],
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds: one full run each.")] = "0,1,2",
     compare: Annotated[str, typer.Option(help="The arm the paired differences start from.")] = "psi",
     set_: SetOpt = None,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run a config over several seeds: mean accuracy per arm with 95% intervals, paired differences."""
     from psilm import bench as bench_mod
@@ -195,7 +183,7 @@ def bench(
     except ValueError:
         raise PsilmError(f"--seeds: expected comma-separated integers, got {seeds!r}") from None
     result = bench_mod.bench(
-        config, out, seed_list, set_, _logger(quiet), compare, wrap=lambda ctx: _progress(ctx, quiet)
+        config, out, seed_list, set_, _logger(quiet, verbose), compare, wrap=lambda ctx: _session(ctx, quiet)
     )
     print(bench_mod.markdown(result), end="")
     print(f"results: {out / 'bench.json'}")
@@ -203,57 +191,92 @@ def bench(
 
 # --- one command per stage -------------------------------------------------------------------
 @app.command()
-def principles(run: RunOpt, set_: SetOpt = None, quiet: QuietOpt = False) -> None:
+def principles(
+    run: RunOpt, set_: SetOpt = None, quiet: QuietOpt = False, verbose: VerboseOpt = False
+) -> None:
     """Write principles.json (teacher, or the configured principles file)."""
     from psilm.pipeline import stage_principles
 
-    ps = stage_principles(_open(run, set_, quiet))
+    ctx = _open(run, set_, quiet, verbose)
+    with _session(ctx, quiet):
+        ps = stage_principles(ctx)
     print(f"{len(ps)} principles in {run / 'principles.json'}")
 
 
 @app.command()
-def generate(run: RunOpt, arm: ArmOpt = "psi", set_: SetOpt = None, quiet: QuietOpt = False) -> None:
+def generate(
+    run: RunOpt,
+    arm: ArmOpt = "psi",
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
     """Write candidates.jsonl for a data arm (psi, direct, teacher)."""
     from psilm.pipeline import DATA_ARMS, arm_dir, stage_generate
 
     if arm not in DATA_ARMS:
         raise PsilmError(f"--arm {arm}: generation runs for {sorted(DATA_ARMS)}")
-    stage_generate(_open(run, set_, quiet), arm)
+    ctx = _open(run, set_, quiet, verbose)
+    with _session(ctx, quiet):
+        stage_generate(ctx, arm)
     print(f"candidates: {run / arm_dir(arm) / 'candidates.jsonl'}")
 
 
 @app.command(name="filter")
-def filter_(run: RunOpt, arm: ArmOpt = "psi", set_: SetOpt = None, quiet: QuietOpt = False) -> None:
+def filter_(
+    run: RunOpt,
+    arm: ArmOpt = "psi",
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
     """Write train.jsonl and filter_report.json for a data arm."""
     from psilm.pipeline import DATA_ARMS, arm_dir, stage_filter
 
     if arm not in DATA_ARMS:
         raise PsilmError(f"--arm {arm}: filtering runs for {sorted(DATA_ARMS)}")
-    ctx = _open(run, set_, quiet)
-    stage_filter(ctx, arm)
+    ctx = _open(run, set_, quiet, verbose)
+    with _session(ctx, quiet):
+        stage_filter(ctx, arm)
     st = ctx.run.stage(f"filter/{arm}")
     print(f"kept {st['n_kept']} of {st['n_in']}: {run / arm_dir(arm) / 'train.jsonl'}")
 
 
 @app.command()
-def train(run: RunOpt, arm: ArmOpt = "psi", set_: SetOpt = None, quiet: QuietOpt = False) -> None:
+def train(
+    run: RunOpt,
+    arm: ArmOpt = "psi",
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
     """Fine-tune the student for one arm (model/ under the arm's folder)."""
     from psilm.pipeline import TRAINED_ARMS, arm_dir, stage_train
 
     if arm not in TRAINED_ARMS:
         raise PsilmError(f"--arm {arm}: training runs for {TRAINED_ARMS}")
-    stage_train(_open(run, set_, quiet), arm)
+    ctx = _open(run, set_, quiet, verbose)
+    with _session(ctx, quiet):
+        stage_train(ctx, arm)
     print(f"model: {run / arm_dir(arm) / 'model'}")
 
 
 @app.command()
-def evaluate(run: RunOpt, arm: ArmOpt = "psi", set_: SetOpt = None, quiet: QuietOpt = False) -> None:
+def evaluate(
+    run: RunOpt,
+    arm: ArmOpt = "psi",
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
     """Score one arm's model on the held-out test slice."""
     from psilm.pipeline import TRAINED_ARMS, stage_evaluate
 
     if arm not in ["zero_shot", *TRAINED_ARMS]:
         raise PsilmError(f"--arm {arm}: evaluation runs for {['zero_shot', *TRAINED_ARMS]}")
-    res = stage_evaluate(_open(run, set_, quiet), arm)
+    ctx = _open(run, set_, quiet, verbose)
+    with _session(ctx, quiet):
+        res = stage_evaluate(ctx, arm)
     if res is None:
         raise PsilmError("data.test is not set in this run's config; nothing to evaluate on")
     lo, hi = res["ci95"]
@@ -278,21 +301,20 @@ def predict(
     batch_size: Annotated[int | None, typer.Option(help="Rows per batch (default: the run's).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: the run's).")] = None,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Answer new inputs with an arm's model: each row plus its prediction (and label probabilities)."""
-    from types import SimpleNamespace
+    from contextlib import nullcontext
 
+    from psilm import console
     from psilm.predict import predict_file
 
-    holder = SimpleNamespace(progress=None)
+    _logger(quiet, verbose)  # library output off the console (no run log: nothing is run here)
+    with nullcontext() if quiet else console.bars() as bars:
 
-    def bar(total: int):
-        if holder.progress is None:
-            return lambda n: None
-        task_id = holder.progress.add_task(f"predict ({arm})", total=total)
-        return lambda n: holder.progress.advance(task_id, n)
+        def bar(total: int):
+            return bars.start(f"predict ({arm})", total) if bars is not None else (lambda n: None)
 
-    with _progress(holder, quiet):
         res = predict_file(run, input_file, out, arm, batch_size, device, bar)
     acc = f"; accuracy {res['accuracy']:.1%} on its labelled rows" if res["accuracy"] is not None else ""
     print(f"{res['n']} predictions in {out}{acc}")
@@ -322,47 +344,55 @@ def tasks() -> None:
         print(f"{name:8s} {spec['kind']:15s} {spec['description']}")
 
 
-def _quiet_libraries() -> None:
-    """psilm draws its own progress; the libraries' bars and info logs would bury it."""
-    import logging
-    import os
-    import warnings
+def _click_exceptions():
+    """The click exception classes typer uses (a vendored copy in newer typer, else click itself)."""
+    return sys.modules[typer.BadParameter.__module__]
 
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.getLogger("codecarbon").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=".*Could not find a config file.*")
+
+def _usage_context(argv: list[str]):
+    """A click context for the command named in argv, so an error can show its usage line."""
+    group = typer.main.get_command(app)
     try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
+        ctx = group.make_context("psilm", [], resilient_parsing=True)
+        name = next((a for a in argv if not a.startswith("-")), None)
+        cmd = group.get_command(ctx, name) if name else None
+        return cmd.make_context(name, [], parent=ctx, resilient_parsing=True) if cmd else ctx
+    except Exception:  # only the usage line is lost; the error itself is still shown
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors print one line and exit 2, never a traceback."""
-    import click
+    """Entry point: user errors print one line and exit 2, never a traceback.
 
-    _quiet_libraries()
+    Usage errors (no such command or option, a missing argument, a bad value) print click's
+    usage line and one error line; bare `psilm` prints the help, as click does, with exit 2.
+    """
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if argv is None else argv)
+    click = _click_exceptions()
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="psilm", standalone_mode=False)
     except PsilmError as e:
         print(f"psilm: error: {e}", file=sys.stderr)
         return 2
-    except click.exceptions.Abort:
-        print("psilm: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    except click.exceptions.ClickException as e:
+    except click.ClickException as e:  # usage errors: exit 2; NoArgsIsHelpError shows the help
+        if isinstance(e, click.UsageError) and e.ctx is None:
+            e.ctx = _usage_context(_ARGV)  # the parser leaves it out for an option's missing value
         e.show()
-        return 2
-    except KeyboardInterrupt:
+        return e.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        code = 130
+    finally:
+        from psilm.console import RUN_LOG
+
+        RUN_LOG.close_file()
+    if code == 130:  # typer turns Ctrl-C into an exit code when not standalone
         print("psilm: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
+
+_ARGV: list[str] = []
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,12 +11,14 @@ import json
 import random
 import shutil
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from psilm import data as data_mod
 from psilm.config import RunConfig
+from psilm.console import stage_summary
 from psilm.emissions import remote_estimate, track
 from psilm.errors import ConfigError, DataError, PsilmError
 from psilm.io import iter_jsonl
@@ -59,8 +61,13 @@ class Context:
     seeds: list[Example]
     test: list[Example] | None
     log: Callable[[str], None] = print
-    progress: Any = None  # a started rich Progress, or None (quiet)
+    progress: Any = None  # psilm.console.Bars while a console shows progress, else None
     callers: dict[str, list[ModelCaller]] = field(default_factory=dict)
+
+    @property
+    def log_file(self) -> Path:
+        """Library output and the trainer's loss records (the CLI routes them here)."""
+        return self.run.path("psilm.log")
 
     # --- inputs shared by many stages
     @property
@@ -88,16 +95,14 @@ class Context:
                 remote=model.backend == "openai",
             )
         self.callers.setdefault(stage, []).append(c)
-        if self.progress is not None:
-            c.on_progress = self._bar(f"{stage} ({role})")
+        c.on_progress = self.bar(f"{stage} ({role})")
         return c
 
-    def _bar(self, label: str) -> Callable[[int], Callable[[int], None]]:
-        def start(total: int) -> Callable[[int], None]:
-            task = self.progress.add_task(label, total=total)
-            return lambda n: self.progress.advance(task, n)
-
-        return start
+    def bar(self, label: str) -> Callable[[int], Callable[..., None]] | None:
+        """A progress hook for a stage's work: start(total) returns advance(n); None when quiet."""
+        if self.progress is None:
+            return None
+        return lambda total: self.progress.start(label, total)
 
 
 # --- opening a run ------------------------------------------------------------------------------
@@ -179,10 +184,10 @@ def run_stage(
     if mode == "skip":
         ctx.log(f"[skip] {name}: inputs and settings unchanged")
         return ctx.run.stage(name)
-    ctx.log(f"[{'resume' if mode == 'resume' else 'run'}] {name}")
     ctx.run.start(name, key, {k: v for k, v in key_parts.items() if isinstance(v, str)})
+    bar = ctx.progress.stage(name) if ctx.progress else nullcontext()  # while the stage works
     try:
-        with track(ctx.cfg.emissions, name) as ledger:
+        with bar, track(ctx.cfg.emissions, name) as ledger:
             info = work(mode)
     except PsilmError as e:
         ctx.run.fail(name, str(e))
@@ -211,6 +216,7 @@ def run_stage(
     if remote:
         info["remote_energy"] = remote
     ctx.run.finish(name, **info)
+    ctx.log(stage_summary(name, ctx.run.stage(name), resumed=mode == "resume"))
     return ctx.run.stage(name)
 
 
@@ -396,7 +402,9 @@ def stage_train(ctx: Context, arm: str) -> None:
         if main:
             shutil.rmtree(partial, ignore_errors=True)
         try:
-            stats = T.train_model(ctx.task, examples, cfg.models.student, cfg.train, partial, cfg.seed)
+            stats = T.train_model(
+                ctx.task, examples, cfg.models.student, cfg.train, partial, cfg.seed, ctx.bar(f"train/{arm}")
+            )
         except BaseException:
             if main:
                 shutil.rmtree(partial, ignore_errors=True)  # gives a full disk its space back
@@ -432,7 +440,9 @@ def stage_evaluate(ctx: Context, arm: str) -> dict | None:
 
     def work(mode: str) -> dict:
         student = cfg.models.student
-        res = E.evaluate_model(ctx.task, model, ctx.test, cfg.evaluate, student.device, student.dtype)
+        res = E.evaluate_model(
+            ctx.task, model, ctx.test, cfg.evaluate, student.device, student.dtype, ctx.bar(f"evaluate/{arm}")
+        )
         atomic_write_json(ctx.run.path(out), res)
         return {"accuracy": res["accuracy"], "n": res["n"]}
 

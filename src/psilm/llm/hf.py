@@ -63,11 +63,25 @@ def load(model: str, device: str = "auto", dtype: str = "auto"):
     return _cached(str(resolved.path), resolved.gguf_file, dev, dtype_name(dtype, dev))
 
 
+def gguf_bars_follow_switch() -> None:
+    """transformers draws a tqdm bar per GGUF load with plain tqdm, which ignores its own
+    progress-bar switch (transformers.utils.logging.disable_progress_bar); make it obey it."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    if hasattr(gguf, "tqdm"):
+        gguf.tqdm = hf_logging.tqdm
+
+
 @lru_cache(maxsize=4)
 def _cached(path: str, gguf_file: str | None, device: str, dtype: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    if gguf_file:
+        gguf_bars_follow_switch()
     try:
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, device), **kwargs)
@@ -98,6 +112,7 @@ def load_trainable(model: str, device: str, dtype: str, from_cache: bool = False
         return weights, tokenizer
     kwargs, model_kwargs = {}, {}
     if resolved.gguf_file:
+        gguf_bars_follow_switch()
         kwargs = {"gguf_file": resolved.gguf_file}
         model_kwargs = {"quantization_config": GgufConfig(dequantize=True)}
     try:

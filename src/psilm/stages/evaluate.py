@@ -131,11 +131,16 @@ def evaluate_model(
     settings: EvaluateSettings,
     device: str = "auto",
     dtype: str = "auto",
+    progress: Callable[[int], Callable[[int], None]] | None = None,
 ) -> dict:
-    """Accuracy of `model` (alias, GGUF file or HF folder) on `examples`, with per-row predictions."""
+    """Accuracy of `model` (alias, GGUF file or HF folder) on `examples`, with per-row predictions.
+
+    `progress(n_rows)`, when given, returns advance(n), called as rows are scored.
+    """
     if not examples:
         raise DataError("evaluate: no test examples; check data.test and data.n_test")
-    p = predict_examples(task, model, examples, settings, device, dtype=dtype)
+    advance = progress(len(examples)) if progress is not None else None
+    p = predict_examples(task, model, examples, settings, device, advance, dtype=dtype)
     preds, texts = p.preds, p.texts
 
     # --- score

@@ -12,7 +12,9 @@ Writes into the folder it is given:
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +25,10 @@ from psilm.llm import hf
 from psilm.llm.settings import TransformersModel
 from psilm.settings import Settings
 from psilm.tasks.base import Example, Task
+
+_LOG = logging.getLogger(__name__)
+# progress(total_steps) returns advance(n, note=...): how a caller shows the steps and the loss
+Progress = Callable[[int], Callable[..., None]]
 
 
 class TrainSettings(Settings):
@@ -65,11 +71,15 @@ def train_model(
     settings: TrainSettings,
     out_dir: Path,
     seed: int,
+    progress: Progress | None = None,
 ) -> dict:
-    """Fine-tune a fresh copy of the student; write adapter/ and/or merged/ under out_dir."""
+    """Fine-tune a fresh copy of the student; write adapter/ and/or merged/ under out_dir.
+
+    The trainer's loss records go to this module's logger; `progress` is told each optimizer step.
+    """
     import torch
     from datasets import Dataset
-    from transformers import set_seed
+    from transformers import PrinterCallback, ProgressCallback, set_seed
     from trl import SFTConfig, SFTTrainer
 
     # --- validate
@@ -117,6 +127,10 @@ def train_model(
     trainer = SFTTrainer(
         model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
+    # the trainer would print() its log dicts (or draw tqdm bars); they go to the logger instead
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(_report_callback(progress))
 
     # TRL drops rows whose prompt alone fills max_length (no answer token left to learn from)
     kept = len(trainer.train_dataset)
@@ -163,6 +177,33 @@ def train_model(
         "method": settings.method,
         "saved": saved,
     }
+
+
+def _report_callback(progress: Progress | None):
+    """A TrainerCallback: each log dict (loss, grad_norm, ...) to the logger, each step to `progress`."""
+    from transformers import TrainerCallback
+
+    class Report(TrainerCallback):
+        advance: Callable[..., None] | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if progress is not None and state.is_local_process_zero:
+                self.advance = progress(state.max_steps)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.advance is not None:
+                self.advance(1)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_local_process_zero or not logs:
+                return
+            shown = {k: round(v, 6) if isinstance(v, float) else v for k, v in logs.items()}
+            shown.pop("total_flos", None)
+            _LOG.info("step %d/%d: %s", state.global_step, state.max_steps, shown)
+            if self.advance is not None and "loss" in logs:
+                self.advance(0, note=f"loss {logs['loss']:.3f}")
+
+    return Report()
 
 
 def _load_for_training(student: TransformersModel, device: str, lora: bool):
