@@ -122,7 +122,9 @@ def configure(verbose: bool) -> None:
             root.removeHandler(h)
     root.addHandler(RUN_LOG)
     if verbose:
-        root.addHandler(_ConsoleLog(logging.INFO))
+        shown = _ConsoleLog(logging.INFO)
+        shown.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(shown)
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)  # warnings become records: the log file, not the console
     try:
