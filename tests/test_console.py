@@ -9,11 +9,11 @@ import re
 
 import pytest
 from rich.console import Console
+from tiny import tiny_model, write_tiny_run_config
 
 from psilm import console as console_mod
 from psilm.cli import main
 from psilm.console import stage_summary
-from tiny import tiny_model, write_tiny_run_config
 
 LIBRARY_NOISE = ["Converting and de-quantizing", "'loss':", "grad_norm", "Traceback", "Warning"]
 
@@ -113,7 +113,11 @@ def test_loading_the_embedded_gguf_model_draws_no_conversion_bars(tmp_path_facto
             {"epochs": 3.0, "steps": 36, "n_train": 96, "train_loss": 0.4123, "duration_s": 105},
             "train/psi: 3 epochs (36 steps, 96 rows), loss 0.412, 1 min 45 s",
         ),
-        ("evaluate/psi", {"accuracy": 0.6923, "n": 500, "duration_s": 3.0}, "evaluate/psi: 69.2% (n=500), 3.0 s"),
+        (
+            "evaluate/psi",
+            {"accuracy": 0.6923, "n": 500, "duration_s": 3.0},
+            "evaluate/psi: 69.2% (n=500), 3.0 s",
+        ),
         (
             "principles",
             {"n_principles": 5, "per_level": {"task": 2, "error": 3}, "source": "teacher", "duration_s": 4},
@@ -128,7 +132,10 @@ def test_stage_summary(name, entry, expected):
 
 
 def test_stage_summary_says_resumed():
-    assert stage_summary("generate/psi", {"n_candidates": 4}, resumed=True) == "generate/psi: 4 instances (resumed)"
+    assert (
+        stage_summary("generate/psi", {"n_candidates": 4}, resumed=True)
+        == "generate/psi: 4 instances (resumed)"
+    )
 
 
 def test_a_full_bar_leaves_the_screen():
@@ -152,10 +159,16 @@ def test_the_run_log_keeps_early_lines_and_survives_a_failed_write(tmp_path):
     log.line("note: data.test is not set")  # before the run folder exists
     log.open(tmp_path / "psilm.log", "psilm run c.yaml")
     log.line("principles: 3 principles")
+    log.close_file()
+    log.open(tmp_path / "psilm.log", "psilm filter")  # a command that logs nothing: no trace
+    log.close_file()
+    log.open(tmp_path / "psilm.log", "psilm train")
+    log.line("train/psi: 1 epoch")
     log._file.close()  # as a full disk would: the next write fails
     log.line("lost, and no error")
     log.close_file()
     lines = (tmp_path / "psilm.log").read_text().splitlines()
     assert lines[0].startswith("=== ") and lines[0].endswith("psilm run c.yaml")
     assert lines[1].endswith("psilm: note: data.test is not set")
-    assert lines[2].endswith("psilm: principles: 3 principles") and len(lines) == 3
+    assert lines[2].endswith("psilm: principles: 3 principles")
+    assert lines[3].endswith("psilm train") and lines[4].endswith("train/psi: 1 epoch") and len(lines) == 5

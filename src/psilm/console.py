@@ -34,8 +34,9 @@ def console():
 class RunLog(logging.Handler):
     """Appends every record to the run's log file; lines logged before it is opened wait in memory.
 
-    A log file must never stop a run: if writing to it fails (a full disk), it stops writing and
-    the stage that needs the disk reports the error itself.
+    The file is created by its first line, so a command that fails before doing anything leaves
+    the run folder untouched. A log file must never stop a run: if writing to it fails (a full
+    disk), it stops writing and the stage that needs the disk reports the error itself.
     """
 
     EARLY_LINES = 2000  # what prepare and config loading may log before the run folder exists
@@ -45,19 +46,15 @@ class RunLog(logging.Handler):
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
         self.path: Path | None = None
         self._file: IO[str] | None = None
+        self._header = ""
+        self._broken = False
         self._early: list[str] = []
 
     def open(self, path: Path, title: str = "") -> None:
-        from psilm.store import storage_error
-
-        early, self._early = self._early, []
+        early = self._early
         self.close_file()
-        try:
-            self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (open until the command ends)
-        except OSError as e:
-            raise storage_error(path, e) from None
         self.path = path
-        self.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {title}".rstrip())
+        self._header = f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {title}".rstrip()
         for line in early:
             self.write(line)
 
@@ -66,15 +63,20 @@ class RunLog(logging.Handler):
         self.write(f"{time.strftime('%H:%M:%S')} psilm: {message}")
 
     def write(self, line: str) -> None:
-        if self._file is None:
-            if self.path is None and len(self._early) < self.EARLY_LINES:
+        if self.path is None:
+            if len(self._early) < self.EARLY_LINES:
                 self._early.append(line)
             return
+        if self._broken:
+            return
         try:
+            if self._file is None:
+                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (until close_file)
+                self._file.write(self._header + "\n")
             self._file.write(line + "\n")
             self._file.flush()
         except (OSError, ValueError):
-            self._file = None
+            self._broken, self._file = True, None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -90,8 +92,8 @@ class RunLog(logging.Handler):
                 self._file.close()
             except OSError:
                 pass
-        self._file, self.path = None, None
-        self._early.clear()
+        self._file, self.path, self._broken = None, None, False
+        self._early = []
 
 
 class _ConsoleLog(logging.Handler):
