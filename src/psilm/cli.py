@@ -33,19 +33,16 @@ VerboseOpt = Annotated[
 ArmOpt = Annotated[str, typer.Option("--arm", help="Which arm: psi, direct, teacher, seed_only, human.")]
 
 
-def _setup(verbose: bool):
-    """Library output to the run log (and the console when verbose); returns the pipeline's log."""
+def _logger(quiet: bool, verbose: bool):
+    """Sets up the console for a command that works; returns the pipeline's log (a line per event).
+
+    Library output goes to the run folder's psilm.log (and the console too when verbose); the
+    pipeline's lines go to the console, unless quiet, and to psilm.log.
+    """
     from psilm import console
 
     console.configure(verbose)
-    return console.say
-
-
-def _logger(quiet: bool, verbose: bool = False):
-    from psilm import console
-
-    say = _setup(verbose)
-    return console.RUN_LOG.line if quiet else say
+    return console.RUN_LOG.line if quiet else console.say
 
 
 @contextmanager
