@@ -86,13 +86,13 @@ def test_a_run_shows_bars_and_one_line_per_stage_and_logs_the_rest(tmp_path_fact
 @pytest.mark.slow
 def test_loading_the_embedded_gguf_model_draws_no_conversion_bars(tmp_path_factory, capfd, terminal):
     """transformers unpacks GGUF weights under a plain tqdm bar; psilm's console hides it."""
-    from psilm.llm.transformers_backend import load_model
+    from psilm.llm.hf import _cached
 
     base = tmp_path_factory.mktemp("gguf")
     cfg = write_tiny_run_config(base / "cfg", tiny_model(tmp_path_factory))
     assert main(["run", str(cfg), "--out", str(base / "run"), "--set", "arms=[zero_shot]", "-q"]) == 0
     capfd.readouterr()
-    load_model.cache_clear()  # an earlier test may have unpacked it already: unpack it here
+    _cached.cache_clear()  # an earlier test may have unpacked it already: unpack it here
     argv = ["evaluate", "--run", str(base / "run"), "--arm", "zero_shot"]
     assert main([*argv, "--set", "models.student.model=smollm2-135m"]) == 0
     cap = capfd.readouterr()
