@@ -238,6 +238,25 @@ def test_generate_on_classification_extracts_the_label(sst2, likes_positive):
     assert result["accuracy"] == 0.5 and result["unparsed"] == 0
 
 
+def test_free_text_reports_token_f1_beside_exact_match(tiny):
+    from psilm.tasks.base import token_f1
+
+    spec = {
+        "name": "ft",
+        "kind": "free_text",
+        "description": "Answer.",
+        "input_field": "q",
+        "target_field": "a",
+    }
+    task = load_task(spec)
+    examples = [task.example({"q": f"Name city {i}.", "a": "new york city"}) for i in range(3)]
+    result = evaluate_model(task, tiny, examples, EvaluateSettings(max_tokens=6), device="cpu")
+    preds = result["predictions"]
+    want = sum(token_f1(p["pred"] or "", p["gold"]) for p in preds) / 3
+    assert result["method"] == "generate" and result["token_f1"] == pytest.approx(want, abs=1e-4)
+    assert result["token_f1"] >= result["accuracy"]  # exact matches score 1.0 in both
+
+
 # --- errors --------------------------------------------------------------------------------------
 def test_no_examples_is_a_data_error(sst2, tiny):
     with pytest.raises(DataError, match="no test examples"):

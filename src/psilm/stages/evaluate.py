@@ -6,7 +6,8 @@ Two ways to read a model's answer:
               end-of-turn included, exactly the tokens training puts the loss on. The best wins.
               Nothing to parse, so a small model is judged on what it knows, not on its format.
   generate    (numeric, free text) greedy decoding, then task.extract and task.score; answers
-              with nothing to extract count as `unparsed` (and as wrong).
+              with nothing to extract count as `unparsed` (and as wrong). Free text is scored by
+              exact match (accuracy) and, for partial credit, mean token F1 (`token_f1`).
 The model is only read, never changed: it may be the per-process cached copy other stages use.
 """
 
@@ -24,7 +25,7 @@ from pydantic import Field
 from psilm.errors import ConfigError, DataError
 from psilm.llm.base import common_prefix_len
 from psilm.settings import Settings
-from psilm.tasks.base import Example, Task
+from psilm.tasks.base import Example, Task, token_f1
 
 
 class EvaluateSettings(Settings):
@@ -161,6 +162,9 @@ def evaluate_model(
     }
     if task.kind == "classification":
         result["per_class"] = _per_class(task.labels, examples, correct)
+    elif task.kind == "free_text":
+        f1 = [token_f1(p or "", ex.answer) for p, ex in zip(preds, examples, strict=True)]
+        result["token_f1"] = round(sum(f1) / n, 4)
     result["predictions"] = [
         {"input": ex.input, "gold": ex.answer, "pred": pred, "correct": c}
         | ({"text": t} if t is not None else {})  # generate: the raw reply, beside the parsed answer
