@@ -55,7 +55,7 @@ def test_empty_examples_is_a_data_error(sst2, tiny, tmp_path):
 def test_rows_too_long_for_max_length_are_counted_or_a_clear_error(sst2, tiny, tmp_path):
     long = sst2.example({"text": "a very long and winding review " * 30, "label": "negative"})
     short = toy_examples(sst2, 4)
-    settings = TrainSettings(epochs=1, batch_size=4, max_length=64, merge=False)
+    settings = TrainSettings(epochs=1, batch_size=4, max_length=64)
     stats = train_model(sst2, [*short, long], ModelConfig(model=tiny), settings, tmp_path / "a", seed=0)
     assert stats["n_train"] == 4 and stats["n_too_long"] == 1  # what TRL dropped is said, not hidden
     with pytest.raises(DataError, match=r"all 1 training examples are longer than train.max_length=64"):
@@ -97,7 +97,7 @@ def test_same_seed_same_result(sst2, tiny, tmp_path):
     from safetensors.torch import load_file
 
     examples = toy_examples(sst2)
-    settings = TrainSettings(epochs=1, batch_size=4, merge=False)
+    settings = TrainSettings(epochs=1, batch_size=4)
     student = ModelConfig(model=tiny, device="cpu")
     a = train_model(sst2, examples, student, settings, tmp_path / "a", seed=3)
     b = train_model(sst2, examples, student, settings, tmp_path / "b", seed=3)
@@ -105,7 +105,6 @@ def test_same_seed_same_result(sst2, tiny, tmp_path):
     wa = load_file(tmp_path / "a" / "adapter" / "adapter_model.safetensors")
     wb = load_file(tmp_path / "b" / "adapter" / "adapter_model.safetensors")
     assert wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
-    assert not (tmp_path / "a" / "merged").exists()
 
 
 # --- full fine-tuning ----------------------------------------------------------------------------
@@ -132,7 +131,7 @@ def test_full_finetuning_moves_the_model_to_its_targets(sst2, tiny, tmp_path):
 def test_lora_step_on_embedded_model_and_zero_shot_eval(sst2, tmp_path):
     rows = [json.loads(line) for line in (SST2 / "train.jsonl").read_text().splitlines()[:2]]
     train = [sst2.example(r) for r in rows]  # one of each label
-    settings = TrainSettings(epochs=1, batch_size=2, merge=False)
+    settings = TrainSettings(epochs=1, batch_size=2)
     student = ModelConfig(model="smollm2-135m", device="cpu")
     stats = train_model(sst2, train, student, settings, tmp_path / "a", seed=0)
     assert stats["steps"] == 1 and math.isfinite(stats["train_loss"])

@@ -99,12 +99,6 @@ class RunConfig(Settings):
         return v
 
     @model_validator(mode="after")
-    def _evaluable(self) -> RunConfig:
-        if self.train.method == "lora" and not self.train.merge and any(a != "zero_shot" for a in self.arms):
-            raise ValueError("train.merge: evaluation loads the merged model; keep train.merge=true")
-        return self
-
-    @model_validator(mode="after")
     def _base_models_continue_text(self) -> RunConfig:
         """A base model (no chat template, e.g. gemma3-270m) only continues list prompts."""
         from psilm.llm.registry import chat_capable

@@ -6,7 +6,7 @@ the loss is on the completion only. Works unchanged under `accelerate launch` (d
 
 Writes into the folder it is given:
   adapter/  LoRA adapter + tokenizer (method "lora")
-  merged/   a plain Hugging Face model folder + tokenizer (merge=True, or method "full"),
+  merged/   a plain Hugging Face model folder + tokenizer (always: evaluation loads it),
             loadable by AutoModelForCausalLM.from_pretrained and psilm's transformers backend
 """
 
@@ -50,7 +50,6 @@ class TrainSettings(Settings):
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"
-    merge: bool = Field(True, description="Also save a merged model under model/merged.")
 
 
 def to_dataset_rows(task: Task, examples: list[Example]) -> list[dict]:
@@ -154,12 +153,11 @@ def train_model(
     else:
         trainer.save_model(str(out_dir / "adapter"))
         saved.append("adapter")
-        if settings.merge:
-            if trainer.is_world_process_zero():
-                merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-                merged.save_pretrained(out_dir / "merged")
-                tokenizer.save_pretrained(out_dir / "merged")
-            saved.append("merged")
+        if trainer.is_world_process_zero():
+            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+            merged.save_pretrained(out_dir / "merged")
+            tokenizer.save_pretrained(out_dir / "merged")
+        saved.append("merged")
     trainer.accelerator.wait_for_everyone()  # other ranks return once rank 0 has written it all
 
     lengths = [min(len(ids), settings.max_length) for ids in trainer.train_dataset["input_ids"]]
