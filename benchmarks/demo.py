@@ -21,6 +21,8 @@ from pathlib import Path
 
 from generation import cpu_name  # benchmarks/ is on sys.path when a script here runs
 
+from psilm.store import Layout
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,8 +47,9 @@ def main() -> None:
     wall = time.time() - t0
     if proc.returncode != 0:
         sys.exit(f"psilm demo failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    manifest = json.loads((args.out / "manifest.json").read_text())
-    metrics = json.loads((args.out / "metrics.json").read_text())
+    run = Layout(args.out)
+    manifest = json.loads(run.manifest_path.read_text())
+    metrics = json.loads(run.metrics.read_text())
     stages = {
         name: {
             k: st.get(k)

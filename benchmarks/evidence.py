@@ -41,6 +41,7 @@ from typing import Any
 
 from psilm import bench
 from psilm.bench import interval, paired, pct, summarize_arm
+from psilm.store import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -119,7 +120,7 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
     # test split has 2% abbreviation rows; even drawing makes a sixth of the data abbreviation)
     "prior_weights": (
         ["direct", "psi"],
-        {"generate": {"category_weights": "train_split"}},
+        {"generate": {"category_weights": "train"}},
         {"direct": "direct_prior", "psi": "psi_prior"},
     ),
     "verifier_on": (["psi"], {"generate": {"verify_samples": 3}}, {"psi": "verifier_on"}),
@@ -187,22 +188,7 @@ def run_config(task: str, profile: str, variant: str, seed: int, args) -> dict:
         }
         if args.teacher_key_env:
             cfg["models"]["teacher"]["api_key_env"] = args.teacher_key_env
-    cfg = merge(cfg, over)
-    if cfg.get("generate", {}).get("category_weights") == "train_split":
-        cfg["generate"]["category_weights"] = label_shares(Path(cfg["data"]["train"]), task)
-    return cfg
-
-
-def label_shares(path: Path, task: str) -> dict[str, float]:
-    """Each label's share of a whole training split (never the test split).
-
-    Unlike `category_weights: train` in a run, the rows a test split shares with it stay in: these
-    are the shares the committed prior_weights runs were made with."""
-    from psilm import data as data_mod
-    from psilm.tasks import load_task
-
-    t = load_task(task)
-    return data_mod.label_shares(t, data_mod.load_examples(t, path))
+    return merge(cfg, over)
 
 
 def plan(args) -> list[tuple[str, int, str]]:
@@ -408,10 +394,9 @@ def main() -> None:
     jobs = plan(args)
 
     def finished(t: str, s: int, v: str) -> bool:
-        f = args.out / t / f"seed{s}" / v / "metrics.json"
-        return f.exists() and all(
-            st.get("status") == "done"
-            for st in json.loads((f.parent / "manifest.json").read_text())["stages"].values()
+        run = Layout(args.out / t / f"seed{s}" / v)
+        return run.metrics.exists() and all(
+            st.get("status") == "done" for st in json.loads(run.manifest_path.read_text())["stages"].values()
         )
 
     def write(done: set) -> None:

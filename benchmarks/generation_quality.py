@@ -98,10 +98,10 @@ def main() -> None:
         for mode in MODES:
             log = JsonlLog(args.work / f"{model}-{style}-{mode}.jsonl")
             caller = ModelCaller("generator", model, lazy.get, log)
-            settings = GenerateSettings(n=n, mode=mode, prompt_style=style)
+            settings = GenerateSettings(n=n, prompt_style=style)
             start = time.perf_counter()
             records, stats = generate_instances(task, seeds, [] if mode == "direct" else principles, caller,
-                                                settings, SEED)  # fmt: skip
+                                                settings, SEED, mode)  # fmt: skip
             seconds = time.perf_counter() - start
             log.close()
             kept, report = filter_instances(task, records, seeds, test, FilterSettings())

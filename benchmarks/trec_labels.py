@@ -18,6 +18,8 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from psilm.store import Layout
+
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "data" / "trec" / "train.jsonl"
 
@@ -84,7 +86,7 @@ def score(rows: list[tuple[str, str]]) -> dict:
 
 def arm_rows(folder: Path, arm: str) -> list[tuple[str, str]]:
     """The generated rows an arm trained on (seeds left out)."""
-    path = folder / "train.jsonl" if arm == "psi" else folder / "arms" / arm / "train.jsonl"
+    path = Layout(folder).kept(arm)
     if not path.exists():
         return []
     recs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]

@@ -145,10 +145,9 @@ def make_run(
         d.mkdir(parents=True)
         (d / "metrics.json").write_text(json.dumps({**results[arm], "predictions": []}))
         if arm in ("direct", "psi", "teacher"):
-            base = run if arm == "psi" else d
             recs = candidates(arm)
-            (base / "candidates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-            (base / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs[:4]))
+            (d / "candidates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+            (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs[:4]))
             report = {
                 "n_in": 6,
                 "n_kept": 4,
@@ -156,5 +155,5 @@ def make_run(
                 "drop_share": 0.33,
             }
             report["warning"] = f"filters dropped a lot {NASTY}" if arm == "direct" else None
-            (base / "filter_report.json").write_text(json.dumps(report))
+            (d / "filter_report.json").write_text(json.dumps(report))
     return run

@@ -94,6 +94,16 @@ def stage(*argv: str) -> Callable[[Env], list[str]]:
     return lambda e: [argv[0], "--run", str(e.run), *argv[1:]]
 
 
+def old_layout(command: str) -> Callable[[Env], list[str]]:
+    """A run folder made before every arm had its folder: psi's files at the top."""
+
+    def build(e: Env) -> list[str]:
+        (e.run / "candidates.jsonl").write_text(jsonl(POS))
+        return e.run_cmd() if command == "run" else [command, "--run", str(e.run)]
+
+    return build
+
+
 def pool_only(content: str, n_seeds: int = 4) -> Callable[[Env], list[str]]:
     def fn(cfg: dict, e: Env) -> None:
         del cfg["data"]["seeds"]
@@ -185,6 +195,8 @@ CASES: list[tuple[str, Callable[[Env], list[str]], tuple[str, ...]]] = [
     ("unknown-arm", setting("arms", ["psi", "gpt"]), ("arms.1",)),
     ("unknown-backend", setting("models.generator.backend", "gpt"), ("models.generator.backend",)),
     ("unknown-key-by-override", overrides("generate.nn=3"), ("generate.nn: unknown setting",)),
+    ("generate-mode-is-the-arms", setting("generate.mode", "direct"), ("generate.mode: unknown setting",)),
+    ("train-merge-is-gone", overrides("train.merge=false"), ("train.merge: unknown setting",)),
     # --- negative or zero counts, wrong types
     ("negative-generate-n", setting("generate.n", -5), ("generate.n", "greater than 0")),
     ("negative-n-seeds-override", overrides("data.n_seeds=-1"), ("data.n_seeds", "greater than 0")),
@@ -224,6 +236,11 @@ CASES: list[tuple[str, Callable[[Env], list[str]], tuple[str, ...]]] = [
     ("evaluate-untrained", stage("evaluate"), ("model/merged: not trained yet", "psilm train")),
     ("evaluate-unknown-arm", stage("evaluate", "--arm", "bogus"), ("--arm bogus",)),
     ("generate-for-zero-shot", stage("generate", "--arm", "zero_shot"), ("--arm zero_shot",)),
+    ("train-for-zero-shot", stage("train", "--arm", "zero_shot"), ("--arm zero_shot", "train runs for")),
+    # --- a run folder made by an older psilm (psi's files at its top)
+    ("run-into-old-run-folder", old_layout("run"), ("run: made by an older psilm", "new folder")),
+    ("report-of-old-run-folder", old_layout("report"), ("run: made by an older psilm", "new folder")),
+    ("stage-in-old-run-folder", old_layout("train"), ("run: made by an older psilm", "new folder")),
 ]  # fmt: skip
 
 

@@ -26,7 +26,12 @@ from tiny import tiny_model, write_tiny_run_config
 pytestmark = pytest.mark.slow
 
 N_GENERATE = 24  # instances; the generator writes them in blocks of 4 (batch_size)
-COMPARED = ["principles.json", "seeds.jsonl", "candidates.jsonl", "train.jsonl", "filter_report.json"]
+PSI = "arms/psi/"
+COMPARED = [
+    "principles.json",
+    "seeds.jsonl",
+    *(PSI + f for f in ("candidates.jsonl", "train.jsonl", "filter_report.json")),
+]
 METRICS = ["arms/psi/metrics.json", "metrics.json"]  # equal but for timings and the model's path
 VOLATILE = {"model", "duration_s", "load_s"}
 RAW = "raw/generate-psi-generator.jsonl"
@@ -213,9 +218,9 @@ def test_killed_runs_resume_to_the_uninterrupted_result(setup):
         keys = [json.loads(x)["key"] for x in raw_now.splitlines()]
         assert len(keys) == len(set(keys)), "a raw record was written twice"
         raw_before = raw_now
-        if (out / "model").exists():  # a model folder is there whole, or not at all
-            assert (out / "model/merged/model.safetensors").exists()
-            assert (out / "model/adapter/adapter_model.safetensors").exists()
+        if (out / PSI / "model").exists():  # a model folder is there whole, or not at all
+            assert (out / PSI / "model/merged/model.safetensors").exists()
+            assert (out / PSI / "model/adapter/adapter_model.safetensors").exists()
 
     print("kills:", kills)
     assert len(kills) >= 10, kills
@@ -241,10 +246,10 @@ def test_killed_runs_resume_to_the_uninterrupted_result(setup):
     assert all(st["status"] == "done" for st in stages.values()), stages
     for key in ("train_loss", "loss_curve", "steps", "n_train"):
         assert stages["train/psi"][key] == ref_stages["train/psi"][key], key
-    assert_same_weights(out / "model" / "adapter", reference / "model" / "adapter")
-    assert_same_weights(out / "model" / "merged", reference / "model" / "merged")
+    assert_same_weights(out / PSI / "model/adapter", reference / PSI / "model/adapter")
+    assert_same_weights(out / PSI / "model/merged", reference / PSI / "model/merged")
     assert not [p for p in out.rglob("*.tmp")], "temporary files left behind"
-    assert not (out / "model.partial").exists()
+    assert not (out / PSI / "model.partial").exists()
 
 
 def stable(obj):

@@ -45,19 +45,24 @@ def test_run_folder_has_every_artifact(run_dir):
         "manifest.json",
         "seeds.jsonl",
         "principles.json",
-        "candidates.jsonl",
-        "train.jsonl",
-        "filter_report.json",
-        "model/adapter",
-        "model/merged/config.json",
+        "arms/psi/candidates.jsonl",
+        "arms/psi/train.jsonl",
+        "arms/psi/filter_report.json",
+        "arms/psi/model/adapter",
+        "arms/psi/model/merged/config.json",
         "arms/direct/candidates.jsonl",
         "arms/direct/train.jsonl",
         "arms/direct/model/merged/config.json",
         "arms/seed_only/model/merged/config.json",
         "arms/human/model/merged/config.json",
         "metrics.json",
+        *(f"arms/{arm}/metrics.json" for arm in ("zero_shot", "seed_only", "direct", "psi", "human")),
     ]:
         assert (run_dir / rel).exists(), rel
+    # every arm's files under arms/<arm>/: nothing of an arm at the top of the folder
+    top = {p.name for p in run_dir.iterdir()}
+    shared = {"config.yaml", "manifest.json", "seeds.jsonl", "principles.json", "raw", "arms"}
+    assert top == shared | {"metrics.json", "report.html", "report.md"}
 
 
 def test_metrics_cover_every_arm(run_dir):
@@ -78,7 +83,7 @@ def test_principles_are_labelled_as_a_persons(run_dir):
 
 
 def test_candidates_record_their_provenance(run_dir):
-    recs = [json.loads(x) for x in (run_dir / "candidates.jsonl").read_text().splitlines()]
+    recs = [json.loads(x) for x in (run_dir / "arms/psi/candidates.jsonl").read_text().splitlines()]
     assert len(recs) == 6
     for r in recs:
         for key in ("input", "output", "answer", "category", "principle_ids", "generator"):

@@ -41,7 +41,7 @@ def test_dataset_folder_parquet_and_card(run, tmp_path):
 
     out = tmp_path / "ds"
     assert _export(run, "dataset", out) == 0
-    rows = _jsonl(run / "train.jsonl")
+    rows = _jsonl(run / "arms/psi/train.jsonl")
     disk = load_from_disk(str(out / "disk"))["train"]
     assert disk["input"] == [r["input"] for r in rows] and disk["answer"] == [r["answer"] for r in rows]
     parquet = load_dataset("parquet", data_files=str(out / "data" / "train.parquet"))["train"]
@@ -54,7 +54,7 @@ def test_dataset_folder_parquet_and_card(run, tmp_path):
     for label in ("positive", "negative"):
         n = sum(r["category"] == label for r in rows)
         assert f"| {label} | {n} |" in card
-    report = json.loads((run / "filter_report.json").read_text())
+    report = json.loads((run / "arms/psi/filter_report.json").read_text())
     assert f"{report['n_kept']} of {report['n_in']} generated candidates were kept" in card
     for reason, count in report["dropped"].items():
         assert f"| {reason} | {count} |" in card
@@ -95,7 +95,7 @@ def test_hf_folder_is_the_merged_model_with_a_card(run, tmp_path):
 
     out = tmp_path / "hf"
     assert _export(run, "hf", out) == 0
-    merged = run / "model" / "merged"
+    merged = run / "arms/psi/model/merged"
     assert (out / "model.safetensors").read_bytes() == (merged / "model.safetensors").read_bytes()
     AutoModelForCausalLM.from_pretrained(str(out))
     assert AutoTokenizer.from_pretrained(str(out)).chat_template
@@ -160,7 +160,7 @@ def test_gguf_loads_in_llama_cpp_and_agrees_with_the_hf_model(run, tmp_path):
     task = load_task("sst2")
     demo = resources.files("psilm").joinpath("demo", "sst2_test.jsonl").read_text().splitlines()
     examples = [task.example(json.loads(line)) for line in demo[:50]]
-    model, tok = hf.load(str(run / "model" / "merged"), "cpu", "auto")
+    model, tok = hf.load(str(run / "arms/psi/model/merged"), "cpu", "auto")
     hf, _ = option_logprobs(model, tok, task, examples, 8)
     for name in files:
         llm = llama_cpp.Llama(

@@ -184,7 +184,7 @@ def test_run_fails_cleanly_then_resumes_without_duplicates(
     assert proxy.base_url in lines[0] and "3 attempt(s)" in lines[0] and "Traceback" not in err
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["generate/psi"]["status"] == "failed"
-    assert not (run / "candidates.jsonl").exists()  # nothing half-written
+    assert not (run / "arms/psi/candidates.jsonl").exists()  # nothing half-written
     before = (run / "raw" / "generate-psi-generator.jsonl").read_bytes()
     assert len(_raw(run)) == 2  # the finished block is kept
 
@@ -196,7 +196,7 @@ def test_run_fails_cleanly_then_resumes_without_duplicates(
     keys = [r["key"] for r in raw]
     assert len(raw) == 4 and len(set(keys)) == 4  # every request answered once, none twice
     assert (run / "raw" / "generate-psi-generator.jsonl").read_bytes().startswith(before)
-    cands = [json.loads(x) for x in (run / "candidates.jsonl").read_text().splitlines()]
+    cands = [json.loads(x) for x in (run / "arms/psi/candidates.jsonl").read_text().splitlines()]
     assert len(cands) == 4 and len({c["id"] for c in cands}) == 4
     by_id = {r["id"]: r["text"] for r in raw}
     assert [c["raw_input"] for c in cands] == [by_id[f"generate/psi/0/{i}/input"] for i in range(4)]

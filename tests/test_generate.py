@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -145,11 +146,11 @@ def test_principle_sampling_respects_count_and_category(trec, trec_seeds, trec_p
 
 
 def test_category_weights_from_train(tmp_path, write_jsonl):
-    """`category_weights: train` becomes the labels' shares of data.train, less the rows in the test split."""
+    """`category_weights: train` stands for the labels' shares of data.train, less test-split rows."""
     import yaml
 
     from psilm.config import load_config
-    from psilm.pipeline import prepare
+    from psilm.pipeline import prepare, stage_generate
 
     counts = {"abbreviation": 2, "description": 4, "entity": 4, "human": 6, "location": 2, "numeric": 2}
     rows = [
@@ -174,11 +175,13 @@ def test_category_weights_from_train(tmp_path, write_jsonl):
         "location": 0.1,
         "numeric": 0.1,
     }
-    assert ctx.cfg.generate.category_weights == want
-    # the run folder records the shares used, not the word
-    assert (
-        yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["generate"]["category_weights"] == want
-    )
+    assert ctx.category_weights == want
+    # the config keeps the user's word; the generate stage records the shares it drew by
+    assert yaml.safe_load(ctx.run.config.read_text())["generate"]["category_weights"] == "train"
+    ctx.caller = lambda role, stage, model: caller(tmp_path / "raw.jsonl", Scripted(lambda *_: "Who ?"))
+    stage_generate(ctx, "direct")
+    st = json.loads(ctx.run.manifest_path.read_text())["stages"]["generate/direct"]
+    assert st["category_weights"] == want and st["by_category"]["human"] > st["by_category"]["numeric"]
 
     with pytest.raises(ConfigError, match="'train' needs data.train"):
         seeds = write_jsonl("seeds.jsonl", rows)
@@ -220,7 +223,7 @@ def test_non_classification_categories_come_from_principles():
         c: 2 for c in ("money", "rates-and-time", "fractions-and-percents", "counting-and-groups")
     }
     assert all(len(p["solve_principle_ids"]) == 1 for p in plans)
-    direct = plan_instances(task, seeds, principles, GenerateSettings(n=8, mode="direct"), 0)
+    direct = plan_instances(task, seeds, principles, GenerateSettings(n=8), 0, mode="direct")
     assert {p["category"] for p in direct} == {None}  # the baseline gets no teacher sub-types
 
 
@@ -289,8 +292,9 @@ def test_prompts_are_short_and_direct_mode_has_no_principles(tmp_path, trec, tre
         trec_seeds,
         trec_principles,
         gen,
-        GenerateSettings(n=6, mode="direct", prompt_style="chat"),
+        GenerateSettings(n=6, prompt_style="chat"),
         seed=0,
+        mode="direct",
     )
     assert len(prompts) == 6 and not any("Tip:" in p for p in prompts)
     assert all(r["principle_ids"] == [] and r["mode"] == "direct" for r in records)
@@ -306,8 +310,8 @@ def test_label_descriptions_are_switchable(tmp_path, trec, trec_seeds, trec_prin
         return "What is a new question here?"
 
     gen = caller(tmp_path / "raw.jsonl", Scripted(reply))
-    settings = GenerateSettings(n=6, mode="direct", label_descriptions=describe)
-    generate_instances(trec, trec_seeds, trec_principles, gen, settings, seed=0)
+    settings = GenerateSettings(n=6, label_descriptions=describe)
+    generate_instances(trec, trec_seeds, trec_principles, gen, settings, seed=0, mode="direct")
     numeric = next(p for p in prompts if 'labelled "numeric"' in p)
     desc = trec.config.label_descriptions["numeric"]
     assert (desc in numeric) is describe
@@ -522,10 +526,11 @@ def _chat_prompts(tmp_path) -> dict:
     def rows(path, n):
         return [json.loads(x) for x in (repo / path).read_text().splitlines()[:n]]
 
-    def run(name, task, seeds, principles, settings, reply):
+    def run(name, task, seeds, principles, settings, reply, mode="psi"):
         b = Recorder(reply)
         log = JsonlLog(tmp_path / f"{name}.jsonl")
-        generate_instances(task, seeds, principles, ModelCaller("g", "rec", lambda: b, log), settings, seed=3)
+        caller = ModelCaller("g", "rec", lambda: b, log)
+        generate_instances(task, seeds, principles, caller, settings, seed=3, mode=mode)
         return b.prompts
 
     out = {}
@@ -544,9 +549,9 @@ def _chat_prompts(tmp_path) -> dict:
         "a", trec, seeds, pr, GenerateSettings(n=6, verify_samples=1, **chat),
         lambda m: "What is a cat ?" if "Answer with one label" not in m[0]["content"] else "entity",
     )  # fmt: skip
-    out["trec_direct"] = run("b", trec, seeds, [], GenerateSettings(n=6, mode="direct", **chat), q)
-    bare = GenerateSettings(n=6, mode="direct", label_descriptions=False, **chat)
-    out["trec_bare"] = run("c", trec, seeds, [], bare, q)
+    out["trec_direct"] = run("b", trec, seeds, [], GenerateSettings(n=6, **chat), q, "direct")
+    bare = GenerateSettings(n=6, label_descriptions=False, **chat)
+    out["trec_bare"] = run("c", trec, seeds, [], bare, q, "direct")
     sst = load_task("sst2")
     sseeds = [sst.example(r) for r in rows("data/sst2/train.jsonl", 8)]
     spr = load_principles_file(CONFIGS / "sst2.yaml", sst)["principles"]
@@ -661,8 +666,8 @@ def test_list_prompt_for_classification(tmp_path, trec, trec_seeds, trec_princip
 def test_list_prompt_direct_and_bare(tmp_path, trec, trec_seeds, trec_principles):
     prompts, params = [], []
     gen = caller(tmp_path / "raw.jsonl", Scripted(_record_raw(prompts, params)))
-    direct = GenerateSettings(n=6, mode="direct", prompt_style="list")
-    generate_instances(trec, trec_seeds, trec_principles, gen, direct, seed=0)
+    direct = GenerateSettings(n=6, prompt_style="list")
+    generate_instances(trec, trec_seeds, trec_principles, gen, direct, seed=0, mode="direct")
     numeric = next(p for p in prompts if 'labelled "numeric"' in p)
     assert numeric.split("\n")[:3] == [
         trec.config.description,
@@ -670,8 +675,8 @@ def test_list_prompt_direct_and_bare(tmp_path, trec, trec_seeds, trec_principles
         "",
     ]  # no principle line
     prompts.clear()
-    bare = GenerateSettings(n=6, mode="direct", prompt_style="list", label_descriptions=False)
-    generate_instances(trec, trec_seeds, trec_principles, gen, bare, seed=0)
+    bare = GenerateSettings(n=6, prompt_style="list", label_descriptions=False)
+    generate_instances(trec, trec_seeds, trec_principles, gen, bare, seed=0, mode="direct")
     numeric = next(p for p in prompts if 'labelled "numeric"' in p)
     assert numeric.split("\n")[1] == 'Label "numeric".' and "How far is the Moon" in numeric
 

@@ -28,7 +28,7 @@ def test_openai_teacher_writes_principles_and_data(tmp_path, tiny_config):
     assert doc["teacher"] == model
     assert all(p["source"] == f"teacher:{model}" for p in principles)
     assert {p["level"] for p in principles} <= {"task", "category"}
-    cands = [json.loads(x) for x in (tmp_path / "run" / "candidates.jsonl").read_text().splitlines()]
+    cands = [json.loads(x) for x in (tmp_path / "run" / "arms/psi/candidates.jsonl").read_text().splitlines()]
     assert len(cands) == 4 and all(c["generator"]["model"] == model for c in cands)
     stages = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]
     assert stages["principles"]["tokens"]["teacher"]["completion"] > 0

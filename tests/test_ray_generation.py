@@ -123,7 +123,7 @@ def test_pipeline_generate_on_ray(tmp_path, tiny_config) -> None:
         ctx = prepare(config_from_dict(data), tmp_path / executor, log=lambda m: None)
         stage_generate(ctx, "psi")
         assert not list((tmp_path / executor / "raw").glob("*.shards"))
-        return [json.loads(line) for line in (tmp_path / executor / "candidates.jsonl").open()]
+        return [json.loads(line) for line in (tmp_path / executor / "arms/psi/candidates.jsonl").open()]
 
     on_ray, local = run("ray"), run("local")
     assert len(on_ray) == 4

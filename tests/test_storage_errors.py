@@ -241,7 +241,7 @@ def long_answers(n_chars: int = 700) -> Iterator[tuple[str, list[int]]]:
 
 @pytest.mark.parametrize(
     "n, limit, full_file",
-    [(8, 4000, "raw/generate-psi-generator.jsonl"), (3, 4000, "candidates.jsonl")],
+    [(8, 4000, "raw/generate-psi-generator.jsonl"), (3, 4000, "arms/psi/candidates.jsonl")],
     ids=["raw-log-append", "atomic-candidates-write"],
 )
 def test_disk_full_during_generation_then_resume(tmp_path, n, limit, full_file):
@@ -261,7 +261,7 @@ def test_disk_full_during_generation_then_resume(tmp_path, n, limit, full_file):
         one_error_line(res, str(run / full_file), "cannot write (File too large)", "rerun")
         manifest = json.loads((run / "manifest.json").read_text())
         assert manifest["stages"]["generate/psi"]["status"] == "failed"
-        assert not (run / "candidates.jsonl").exists()
+        assert not (run / "arms/psi/candidates.jsonl").exists()
         assert_nothing_half_written(run)
         raw_path = run / "raw" / "generate-psi-generator.jsonl"
         kept = raw_path.read_bytes()
@@ -272,7 +272,7 @@ def test_disk_full_during_generation_then_resume(tmp_path, n, limit, full_file):
     assert raw_path.read_bytes().startswith(kept)
     keys = [json.loads(x)["key"] for x in raw_path.read_text().splitlines()]
     assert len(keys) == len(set(keys)) == n  # each request once, none twice
-    assert len((run / "candidates.jsonl").read_text().splitlines()) == n
+    assert len((run / "arms/psi/candidates.jsonl").read_text().splitlines()) == n
     assert_nothing_half_written(run)
 
 
@@ -288,12 +288,15 @@ def test_disk_full_while_saving_the_model(tmp_path_factory, tmp_path):
     rows = [
         {"input": s.input, "output": s.output, "answer": s.answer, "category": s.category} for s in ctx.seeds
     ]
-    (run / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "arms/psi").mkdir(parents=True)
+    (run / "arms/psi/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     res = cli(
         "train", "--run", str(run), "-q", preexec=disk_limit(1_000_000)
     )  # the tokenizer alone is 3.5 MB
     one_error_line(res, str(run), "cannot write (File too large)", "rerun")
     assert json.loads((run / "manifest.json").read_text())["stages"]["train/psi"]["status"] == "failed"
-    assert not (run / "model").exists()  # no half-saved model: it is renamed into place only when whole
+    assert not (
+        run / "arms/psi/model"
+    ).exists()  # no half-saved model: it is renamed into place only when whole
     assert_nothing_half_written(run)

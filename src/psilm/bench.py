@@ -3,9 +3,11 @@
 At 135M parameters and ~100 training rows, one seed moves an arm's accuracy by 10-40 points (the
 evidence benchmark measured it), so a single run says little about whether principles helped.
 `bench` runs the config once per seed, each in its own resumable run folder (`OUT/seed{K}`), then
-reports per arm the mean accuracy with a 95% t interval over seeds, and paired differences
-(`psi - direct`, ...) with two intervals: over seeds (what another seed would do) and a bootstrap
-over the shared test rows (what another test set would do; it ignores seed-to-seed variance).
+reports per arm the mean accuracy with a 95% t interval over seeds, and paired differences with
+two intervals: over seeds (what another seed would do) and a bootstrap over the shared test rows
+(what another test set would do; it ignores seed-to-seed variance). The differences are each arm
+against its baseline in arms.py (`psi - direct`, `direct - seed_only`, ...), or with `compare`
+one arm against every other.
 The statistics here are also what `benchmarks/evidence.py` reports.
 """
 
@@ -18,6 +20,9 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from psilm import arms as arms_table
+from psilm.store import Layout, RunDir
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -100,12 +105,13 @@ def read_run(folder: Path, names: dict[str, str] | None = None) -> dict[str, dic
 
     from psilm.ledger import build_ledger
 
-    manifest = json.loads((folder / "manifest.json").read_text())
-    config = yaml.safe_load((folder / "config.yaml").read_text())
+    run = RunDir(folder, read_only=True)
+    manifest = run.manifest
+    config = yaml.safe_load(run.config.read_text())
     names = names or {}
     arm_metrics = {}
     for arm in config["arms"]:
-        path = folder / "arms" / arm / "metrics.json"
+        path = run.arm_metrics(arm)
         if path.exists():
             arm_metrics[arm] = json.loads(path.read_text())
     ledger = build_ledger(manifest, config, arm_metrics)
@@ -125,22 +131,29 @@ def read_run(folder: Path, names: dict[str, str] | None = None) -> dict[str, dic
     return out
 
 
-def summarize(out: Path, seeds: list[int], compare: str = "psi") -> dict[str, Any]:
+def pairs(arms: list[str], compare: str | None = None) -> list[tuple[str, str]]:
+    """(a, b) for each paired difference a - b: `compare` against every other arm, or by default
+    each arm against its baseline in the arms table."""
+    if compare is None:
+        return arms_table.baselines(arms)
+    return [(compare, other) for other in arms if other != compare] if compare in arms else []
+
+
+def summarize(out: Path, seeds: list[int], compare: str | None = None) -> dict[str, Any]:
     """bench.json's content from the finished seed folders under `out`."""
     per_arm: dict[str, dict[int, dict]] = {}
     task = None
     for seed in seeds:
-        folder = out / f"seed{seed}"
-        if (folder / "metrics.json").exists():
-            task = task or json.loads((folder / "metrics.json").read_text()).get("task")
-            for arm, entry in read_run(folder).items():
+        run = out / f"seed{seed}"
+        if (metrics := Layout(run).metrics).exists():
+            task = task or json.loads(metrics.read_text()).get("task")
+            for arm, entry in read_run(run).items():
                 per_arm.setdefault(arm, {})[seed] = entry
     arms = {arm: summarize_arm(runs) for arm, runs in per_arm.items()}
     diffs = {}
-    if compare in per_arm:
-        for other in per_arm:
-            if other != compare and (d := paired(per_arm[compare], per_arm[other])):
-                diffs[f"{compare} - {other}"] = d
+    for a, b in pairs(list(per_arm), compare):
+        if d := paired(per_arm[a], per_arm[b]):
+            diffs[f"{a} - {b}"] = d
     done = sorted({s for runs in per_arm.values() for s in runs})
     return {"task": task, "seeds": seeds, "finished_seeds": done, "arms": arms, "paired": diffs}
 
@@ -192,7 +205,7 @@ def bench(
     seeds: list[int],
     overrides: list[str] | None = None,
     log: Callable[[str], Any] = print,
-    compare: str = "psi",
+    compare: str | None = None,
     wrap: Callable[[Any], Any] | None = None,
 ) -> dict[str, Any]:
     """Run `config` once per seed under out/seed{K} (resuming finished stages), then write

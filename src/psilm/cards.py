@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from psilm import __version__
+from psilm.arms import ARMS
 
 PAPER = "PSI (Zhu et al., arXiv 2507.05991)"
 FIELD_HELP = {
@@ -80,9 +81,9 @@ def _task_line(f: CardFacts) -> str:
 
 def _generator_section(f: CardFacts, records: list[dict]) -> str:
     cfg, gen = f.config, f.config.get("generate") or {}
-    role = "teacher" if f.arm == "teacher" else "generator"
-    model = (cfg.get("models") or {}).get(role) or {}
-    mode = "direct" if f.arm == "direct" else "psi"
+    spec = ARMS[f.arm]
+    model = (cfg.get("models") or {}).get(spec.writer) or {}
+    mode = spec.mode
     keys = ["n", "temperature", "top_p", "max_tokens", "demos_per_instance", "principles_per_instance"]
     if f.task.get("kind") == "numeric":
         keys += ["solve_samples", "solve_temperature"]
@@ -97,8 +98,8 @@ def _generator_section(f: CardFacts, records: list[dict]) -> str:
 
 
 def _principles_section(f: CardFacts, records: list[dict]) -> str:
-    if f.arm == "direct":
-        return "## Principles\n\nNone: the direct arm writes instances from the seed examples alone.\n"
+    if not ARMS[f.arm].uses_principles:
+        return f"## Principles\n\nNone: the {f.arm} arm writes instances from the seed examples alone.\n"
     if not f.principles:
         return "## Principles\n\nprinciples.json lists none.\n"
     used = Counter(pid for r in records for pid in r.get("principle_ids") or [])
@@ -191,14 +192,6 @@ def _filter_section(report: dict | None) -> str:
 
 
 # --- model card ----------------------------------------------------------------------------------
-ARM_HELP = {
-    "zero_shot": "the student before any training",
-    "seed_only": "trained on the seed examples alone",
-    "direct": "trained on instances written from the seeds, without principles",
-    "psi": "trained on instances written from task principles",
-    "teacher": "trained on instances the teacher wrote from the principles",
-    "human": "trained on as many real labelled rows",
-}
 
 
 def model_card(f: CardFacts, base_model: str, files_note: str = "") -> str:
@@ -219,7 +212,7 @@ def model_card(f: CardFacts, base_model: str, files_note: str = "") -> str:
         front_matter(meta),
         f"# {f.run_name}: {f.task['name']} student ({f.arm} arm)\n",
         f"A small model fine-tuned by psilm {__version__} for one task, from a handful of examples and "
-        f"task principles, as in {PAPER}; the `{f.arm}` arm of run `{f.run_name}`: {ARM_HELP.get(f.arm, '')}."
+        f"task principles, as in {PAPER}; the `{f.arm}` arm of run `{f.run_name}`: {_about(f.arm)}."
         f"{headline}\n",
         "## Task\n\n" + _task_line(f) + "\n",
         "## How to prompt it\n\nIt was trained and evaluated on this chat: the system message\n\n"
@@ -265,7 +258,15 @@ def _results_section(f: CardFacts) -> str:
     for arm, m in f.metrics.items():
         lo, hi = m["ci95"]
         name = f"**{arm}** (this model)" if arm == f.arm else arm
-        rows.append([name, f"{m['accuracy']:.1%}", f"{lo:.1%} - {hi:.1%}", m["n"], ARM_HELP.get(arm, "")])
+        rows.append(
+            [
+                name,
+                f"{m['accuracy']:.1%}",
+                f"{lo:.1%} - {hi:.1%}",
+                m["n"],
+                _about(arm),
+            ]
+        )
     test = (f.config.get("data") or {}).get("test")
     return (
         f"## Results\n\nAccuracy on {f.n_test or '?'} held-out test rows"
@@ -275,13 +276,17 @@ def _results_section(f: CardFacts) -> str:
     )
 
 
+def _about(arm: str) -> str:
+    return ARMS[arm].about if arm in ARMS else ""
+
+
 def _provenance_section(f: CardFacts) -> str:
     models = f.config.get("models") or {}
-    role = "teacher" if f.arm == "teacher" else "generator"
-    gen = models.get(role) or {}
+    spec = ARMS[f.arm]
+    gen = models.get(spec.writer or "generator") or {}
     lines = ["## Data provenance", ""]
-    if f.arm in ("psi", "teacher", "direct"):
-        if f.arm == "direct":
+    if spec.generated:
+        if not spec.uses_principles:
             lines.append("- principles: none (direct generation from the seed examples)")
         else:
             levels = Counter(p.get("level") for p in f.principles)
@@ -298,9 +303,9 @@ def _provenance_section(f: CardFacts) -> str:
         )
         if f.filter_report:
             lines.append(f"- filter: kept {f.filter_report.get('n_kept')} of {f.filter_report.get('n_in')}")
-    elif f.arm == "seed_only":
+    elif spec.data == "seeds":
         lines.append("- the seed examples only")
-    elif f.arm == "human":
+    elif spec.data == "pool":
         lines.append(f"- real labelled rows from `{(f.config.get('data') or {}).get('train')}`")
     teacher = models.get("teacher") or {}
     lines.append(f"- teacher (principles): {teacher.get('model')} ({teacher.get('backend')})")

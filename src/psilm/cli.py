@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from psilm import arms
 from psilm.errors import PsilmError
 
 app = typer.Typer(
@@ -30,7 +31,7 @@ VerboseOpt = Annotated[
         "--verbose", "-v", help="Also show the libraries' output (log lines, warnings, trainer records)."
     ),
 ]
-ArmOpt = Annotated[str, typer.Option("--arm", help="Which arm: psi, direct, teacher, seed_only, human.")]
+ArmOpt = Annotated[str, typer.Option("--arm", help=f"Which arm: {', '.join(arms.NAMES)}.")]
 
 
 def _logger(quiet: bool, verbose: bool):
@@ -66,9 +67,10 @@ def _open(run: Path, overrides: list[str] | None, quiet: bool, verbose: bool):
     """Reopen a run folder from its resolved config."""
     from psilm.config import load_config
     from psilm.pipeline import prepare
+    from psilm.store import Layout
 
     log = _logger(quiet, verbose)
-    cfg_path = run / "config.yaml"
+    cfg_path = Layout(run).config
     if not cfg_path.is_file():
         raise PsilmError(
             f"{run}: not a run folder (no config.yaml); create one with `psilm run CONFIG --out {run}`"
@@ -167,7 +169,10 @@ def bench(
     config: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config (see configs/).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder of one run folder per seed.")],
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds: one full run each.")] = "0,1,2",
-    compare: Annotated[str, typer.Option(help="The arm the paired differences start from.")] = "psi",
+    compare: Annotated[
+        str | None,
+        typer.Option(help="One arm against every other; default: each arm against its baseline (arms.py)."),
+    ] = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -197,80 +202,76 @@ def principles(
     ctx = _open(run, set_, quiet, verbose)
     with _session(ctx, quiet):
         ps = stage_principles(ctx)
-    print(f"{len(ps)} principles in {run / 'principles.json'}")
+    print(f"{len(ps)} principles in {ctx.run.principles}")
 
 
 @app.command()
 def generate(
     run: RunOpt,
-    arm: ArmOpt = "psi",
+    arm: ArmOpt = arms.PSI,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Write candidates.jsonl for a data arm (psi, direct, teacher)."""
-    from psilm.pipeline import DATA_ARMS, arm_dir, stage_generate
+    """Write candidates.jsonl for an arm of generated data (psi, direct, teacher)."""
+    from psilm.pipeline import stage_generate
 
-    if arm not in DATA_ARMS:
-        raise PsilmError(f"--arm {arm}: generation runs for {sorted(DATA_ARMS)}")
+    arms.require(arm, "generate")
     ctx = _open(run, set_, quiet, verbose)
     with _session(ctx, quiet):
         stage_generate(ctx, arm)
-    print(f"candidates: {run / arm_dir(arm) / 'candidates.jsonl'}")
+    print(f"candidates: {ctx.run.candidates(arm)}")
 
 
 @app.command(name="filter")
 def filter_(
     run: RunOpt,
-    arm: ArmOpt = "psi",
+    arm: ArmOpt = arms.PSI,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Write train.jsonl and filter_report.json for a data arm."""
-    from psilm.pipeline import DATA_ARMS, arm_dir, stage_filter
+    """Write train.jsonl and filter_report.json for an arm of generated data."""
+    from psilm.pipeline import stage_filter
 
-    if arm not in DATA_ARMS:
-        raise PsilmError(f"--arm {arm}: filtering runs for {sorted(DATA_ARMS)}")
+    arms.require(arm, "filter")
     ctx = _open(run, set_, quiet, verbose)
     with _session(ctx, quiet):
         stage_filter(ctx, arm)
     st = ctx.run.stage(f"filter/{arm}")
-    print(f"kept {st['n_kept']} of {st['n_in']}: {run / arm_dir(arm) / 'train.jsonl'}")
+    print(f"kept {st['n_kept']} of {st['n_in']}: {ctx.run.kept(arm)}")
 
 
 @app.command()
 def train(
     run: RunOpt,
-    arm: ArmOpt = "psi",
+    arm: ArmOpt = arms.PSI,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Fine-tune the student for one arm (model/ under the arm's folder)."""
-    from psilm.pipeline import TRAINED_ARMS, arm_dir, stage_train
+    from psilm.pipeline import stage_train
 
-    if arm not in TRAINED_ARMS:
-        raise PsilmError(f"--arm {arm}: training runs for {TRAINED_ARMS}")
+    arms.require(arm, "train")
     ctx = _open(run, set_, quiet, verbose)
     with _session(ctx, quiet):
         stage_train(ctx, arm)
-    print(f"model: {run / arm_dir(arm) / 'model'}")
+    print(f"model: {ctx.run.model(arm)}")
 
 
 @app.command()
 def evaluate(
     run: RunOpt,
-    arm: ArmOpt = "psi",
+    arm: ArmOpt = arms.PSI,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Score one arm's model on the held-out test slice."""
-    from psilm.pipeline import TRAINED_ARMS, stage_evaluate
+    from psilm.pipeline import stage_evaluate
 
-    if arm not in ["zero_shot", *TRAINED_ARMS]:
-        raise PsilmError(f"--arm {arm}: evaluation runs for {['zero_shot', *TRAINED_ARMS]}")
+    arms.require(arm, "evaluate")
     ctx = _open(run, set_, quiet, verbose)
     with _session(ctx, quiet):
         res = stage_evaluate(ctx, arm)
@@ -294,7 +295,7 @@ def predict(
     input_file: Annotated[Path, typer.Argument(help="JSONL of inputs, in the task's own fields.")],
     run: RunOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Predictions JSONL to write.")],
-    arm: ArmOpt = "psi",
+    arm: ArmOpt = arms.PSI,
     batch_size: Annotated[int | None, typer.Option(help="Rows per batch (default: the run's).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: the run's).")] = None,
     quiet: QuietOpt = False,
@@ -322,7 +323,7 @@ def export(
     run: RunOpt,
     to: Annotated[str, typer.Option("--to", help="dataset, hf, gguf or lm-eval.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (new, or empty).")],
-    arm: ArmOpt = "psi",
+    arm: ArmOpt = arms.PSI,
 ) -> None:
     """Export an arm's data (dataset), its model (hf, gguf) or the test split (lm-eval), with a card."""
     from psilm.export import export as export_run

@@ -7,11 +7,12 @@ resolved against the file's folder, so a config works from any working directory
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
+from psilm import arms as arms_table
 from psilm.emissions import EmissionsSettings
 from psilm.errors import ConfigError
 from psilm.io import read_yaml
@@ -24,8 +25,7 @@ from psilm.stages.principles import PrinciplesSettings
 from psilm.stages.train import TrainSettings
 from psilm.tasks import TaskConfig, builtin_tasks
 
-Arm = Literal["zero_shot", "seed_only", "direct", "psi", "teacher", "human"]
-DEFAULT_ARMS: list[Arm] = ["zero_shot", "seed_only", "direct", "psi"]
+Arm = Annotated[str, AfterValidator(arms_table.check_name)]  # a name from the table in arms.py
 
 
 class DataConfig(Settings):
@@ -69,7 +69,9 @@ class RunConfig(Settings):
     task: TaskConfig
     data: DataConfig
     models: ModelsConfig = Field(default_factory=ModelsConfig)
-    arms: list[Arm] = Field(default_factory=lambda: list(DEFAULT_ARMS))
+    arms: list[Arm] = Field(
+        default_factory=lambda: list(arms_table.DEFAULT), description="The arms to run (see arms.py)."
+    )
     principles: PrinciplesSettings = Field(default_factory=PrinciplesSettings)
     generate: GenerateSettings = Field(default_factory=GenerateSettings)
     filter: FilterSettings = Field(default_factory=FilterSettings)

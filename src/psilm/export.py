@@ -21,11 +21,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from psilm.arms import GENERATED, PSI
 from psilm.cards import CardFacts, dataset_card, model_card
 from psilm.errors import PsilmError
 from psilm.finished import FinishedRun
 from psilm.io import iter_jsonl
-from psilm.pipeline import DATA_ARMS
 from psilm.store import atomic_write_text, read_json, storage_errno, storage_error
 
 TARGETS = ("dataset", "hf", "gguf", "lm-eval")
@@ -34,7 +34,7 @@ CONVERTER_ENV = "PSILM_GGUF_CONVERTER"  # or: the path of that program, where it
 GGUF_TYPES = ("f16", "q8_0")
 
 
-def export(run: str | Path, to: str, out: str | Path, arm: str = "psi") -> Path:
+def export(run: str | Path, to: str, out: str | Path, arm: str = PSI) -> Path:
     """Write the export `to` of `arm` into the folder `out`; returns it."""
     # --- validate everything before writing anything
     if to not in TARGETS:
@@ -100,7 +100,7 @@ def card_facts(fin: FinishedRun, arm: str) -> CardFacts:
         task=config["task"],
         config=config,
         principles=read_json(principles_path).get("principles", []) if principles_path.is_file() else [],
-        filter_report=read_json(report) if arm in DATA_ARMS and report.is_file() else None,
+        filter_report=read_json(report) if arm in GENERATED and report.is_file() else None,
         metrics=metrics,
         n_test=run_metrics.get("n_test") or next((m.get("n") for m in metrics.values()), None),
         train_count=run_metrics.get("train_count"),
@@ -114,8 +114,8 @@ def card_facts(fin: FinishedRun, arm: str) -> CardFacts:
 # --- dataset ------------------------------------------------------------------------------------------
 def _data_arm(fin: FinishedRun, arm: str) -> Path:
     path = fin.arm_path(arm) / "train.jsonl"
-    if arm not in DATA_ARMS or not path.is_file():
-        made = [a for a in DATA_ARMS if a in fin.cfg.arms and (fin.arm_path(a) / "train.jsonl").is_file()]
+    if arm not in GENERATED or not path.is_file():
+        made = [a for a in GENERATED if a in fin.cfg.arms and (fin.arm_path(a) / "train.jsonl").is_file()]
         raise PsilmError(
             f"--arm {arm}: no generated training data for this arm in {fin.root} (arms with data: "
             f"{made or 'none'}); pick one of those, or run `psilm generate` and `psilm filter` for it"

@@ -1,16 +1,16 @@
 """A finished run folder, read only: what `predict` and `export` take from it.
 
-Its resolved config and task, its manifest, and each arm's folder and model. An arm's folder
-comes from `arm_path` alone: the one place here that knows where the pipeline keeps an arm.
+Its resolved config and task, its manifest, and each arm's folder and model, at the paths the
+run folder's Layout (store.py) gives.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from psilm import arms
 from psilm.config import RunConfig, load_config
 from psilm.errors import PsilmError
-from psilm.pipeline import TRAINED_ARMS, arm_dir
 from psilm.store import RunDir
 from psilm.tasks import Task, load_task
 
@@ -31,25 +31,25 @@ class FinishedRun:
     # --- where an arm's files are
     def arm_path(self, arm: str) -> Path:
         """The folder of an arm's files (candidates, train.jsonl, filter report, model/)."""
-        return self.run.path(arm_dir(arm))
+        return self.run.arm(arm)
 
     def metrics_path(self, arm: str) -> Path:
-        return self.run.path("arms", arm, "metrics.json")
+        return self.run.arm_metrics(arm)
 
     # --- trained models
     def trained_arms(self) -> list[str]:
-        return [a for a in TRAINED_ARMS if a in self.cfg.arms and self._trained(a)]
+        return [a for a in arms.TRAINED if a in self.cfg.arms and self._trained(a)]
 
     def _trained(self, arm: str) -> bool:
         done = self.run.manifest.get("stages", {}).get(f"train/{arm}", {}).get("status") == "done"
-        return done and (self.arm_path(arm) / "model" / "merged" / "config.json").is_file()
+        return done and (self.run.merged_model(arm) / "config.json").is_file()
 
     def trained_model(self, arm: str, command: str) -> Path:
         """The merged model folder of a trained arm; an arm without one is a user error."""
-        if arm not in TRAINED_ARMS:
+        if arm not in arms.TRAINED:
             raise PsilmError(
-                f"--arm {arm}: {command} needs a trained arm, one of {TRAINED_ARMS}"
-                + (" (zero_shot is the untrained student)" if arm == "zero_shot" else "")
+                f"--arm {arm}: {command} needs a trained arm, one of {list(arms.TRAINED)}"
+                + (f" ({arm} is the untrained student)" if arm in arms.ARMS else "")
             )
         if not self._trained(arm):
             trained = self.trained_arms()
@@ -57,4 +57,4 @@ class FinishedRun:
                 f"--arm {arm}: this arm was not trained in {self.root} (trained arms: {trained or 'none'}); "
                 f"pick one of those or train it with `psilm train --run {self.root} --arm {arm}`"
             )
-        return self.arm_path(arm) / "model" / "merged"
+        return self.run.merged_model(arm)

@@ -11,18 +11,19 @@ nothing here reads or writes the run folder.
   token once per epoch), evaluation as prompt / completion tokens from the arm's metrics.
 - Dollars from `models.<role>.price_per_million_tokens` (prompt + completion; trained tokens are
   not billed by an endpoint). Roles without a price count as $0; no price anywhere: no $ at all.
-- The principles stage is shared by the arms that use principles (psi, teacher): each arm's sum
-  includes all of it; the run total counts it once.
+- The principles stage is shared by the arms that use principles (psi, teacher; see arms.py):
+  each arm's sum includes all of it; the run total counts it once.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from psilm import arms as arms_table
+from psilm.arms import PSI, TEACHER
 from psilm.emissions import EmissionsSettings
 
 ROLES = ("teacher", "generator", "student")
-PRINCIPLE_ARMS = ("psi", "teacher")  # arms whose data is written from principles.json
 KINDS = ("principles", "generate", "filter", "train", "evaluate")
 J_PER_KWH = 3.6e6
 
@@ -32,7 +33,9 @@ def stage_arms(name: str, arms: list[str]) -> list[str]:
     """The arms a stage's cost belongs to: `generate/psi` -> [psi]; principles -> [psi, teacher]."""
     if "/" in name:
         return [name.split("/", 1)[1]]
-    return [a for a in PRINCIPLE_ARMS if a in arms] if name == "principles" else []
+    if name != "principles":
+        return []
+    return [a for a in arms_table.order(arms) if arms_table.ARMS[a].uses_principles]
 
 
 def stage_tokens(name: str, st: dict, arm_metrics: dict[str, dict]) -> dict[str, dict[str, int]]:
@@ -174,7 +177,7 @@ def teacher_share(rows: list[dict]) -> dict[str, Any]:
         total = sum(r["tokens_total"] for r in sel)
         return {"teacher_tokens": teacher, "all_tokens": total, "share": teacher / total if total else None}
 
-    return {"run": share(rows), "psi": share([r for r in rows if "psi" in r["arms"]])}
+    return {"run": share(rows), PSI: share([r for r in rows if PSI in r["arms"]])}
 
 
 # --- psi against a teacher-written data set ------------------------------------------------------
@@ -207,13 +210,13 @@ def psi_vs_teacher(rows: list[dict], totals: dict[str, dict], config: dict) -> d
     Projection: the teacher arm is the psi arm with the generator's data written by the teacher,
     so it costs psi's total - generate/psi + generate/psi's tokens x the teacher's per-token cost.
     """
-    if "psi" not in totals:
-        return {"basis": "unavailable", "reason": "the psi arm is not part of this run"}
-    psi = totals["psi"]
+    if PSI not in totals:
+        return {"basis": "unavailable", "reason": f"the {PSI} arm is not part of this run"}
+    psi = totals[PSI]
     out: dict[str, Any] = {"psi_co2_kg": psi["co2_kg"], "psi_energy_kwh": psi["energy_kwh"]}
     out["psi_cost_usd"] = psi["cost_usd"]
-    if "teacher" in totals and not totals["teacher"]["incomplete"]:
-        t = totals["teacher"]
+    if TEACHER in totals and not totals[TEACHER]["incomplete"]:
+        t = totals[TEACHER]
         out.update(
             basis="measured",
             teacher_co2_kg=t["co2_kg"],
@@ -223,7 +226,7 @@ def psi_vs_teacher(rows: list[dict], totals: dict[str, dict], config: dict) -> d
             note="the teacher arm was run",
         )
     else:
-        gen = next((r for r in rows if r["stage"] == "generate/psi"), None)
+        gen = next((r for r in rows if r["stage"] == f"generate/{PSI}"), None)
         per = teacher_per_token(rows, config)
         if gen is None or gen["energy_kwh"] is None:
             return {**out, "basis": "unavailable", "reason": "generate/psi has no ledger entry yet"}
@@ -270,12 +273,7 @@ def savings_sentence(cmp: dict[str, Any]) -> str:
 # --- the whole ledger ----------------------------------------------------------------------------
 def _order(name: str) -> tuple[int, int, str]:
     kind, _, arm = name.partition("/")
-    arm_rank = ["zero_shot", "seed_only", "direct", "psi", "teacher", "human"]
-    return (
-        KINDS.index(kind) if kind in KINDS else len(KINDS),
-        arm_rank.index(arm) if arm in arm_rank else len(arm_rank),
-        name,
-    )
+    return (KINDS.index(kind) if kind in KINDS else len(KINDS), arms_table.rank(arm), name)
 
 
 def build_ledger(manifest: dict, config: dict, arm_metrics: dict[str, dict] | None = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from psilm.arms import ARMS, PSI
 from psilm.errors import DataError, PsilmError
 from psilm.finished import FinishedRun
 from psilm.io import iter_jsonl
@@ -27,7 +28,7 @@ ProgressStart = Callable[[int], Callable[[int], None]]  # start(total) -> advanc
 def predict(
     run: str | Path,
     rows: list[dict] | str | Path,
-    arm: str = "psi",
+    arm: str = PSI,
     batch_size: int | None = None,
     device: str | None = None,
     progress: ProgressStart | None = None,
@@ -81,7 +82,7 @@ def predict_file(
     run: str | Path,
     input_path: str | Path,
     out: str | Path,
-    arm: str = "psi",
+    arm: str = PSI,
     batch_size: int | None = None,
     device: str | None = None,
     progress: ProgressStart | None = None,
@@ -103,7 +104,7 @@ def predict_file(
 
 def _model(fin: FinishedRun, arm: str) -> str:
     """The model an arm answers with: the untrained student for zero_shot, else its merged model."""
-    if arm == "zero_shot":
+    if arm in ARMS and not ARMS[arm].trained:
         return fin.cfg.models.student.model
     return str(fin.trained_model(arm, "predict"))
 

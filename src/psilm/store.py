@@ -265,51 +265,141 @@ class JsonlLog:
 
 
 # --- the run folder --------------------------------------------------------------------------
-class RunDir:
-    """One run = one folder. The manifest records, per stage, what made each output."""
+# psi's files sat at the top of the run folder before every arm had its own folder under arms/
+_OLD_LAYOUT = ("candidates.jsonl", "train.jsonl", "filter_report.json", "model")
+
+
+class Layout:
+    """Where each file of a run folder lives: spelled here and nowhere else. Only paths, no I/O.
+
+    config.yaml  seeds.jsonl  principles.json  manifest.json  metrics.json  report.html/.md
+    raw/<stage>-<role>.jsonl            every model response, the cache a resumed stage reads
+    arms/<arm>/candidates.jsonl         generated arms: what the generator wrote
+    arms/<arm>/train.jsonl              ... what the filters kept
+    arms/<arm>/filter_report.json       ... and why the rest went
+    arms/<arm>/model/                   trained arms: adapter/ and merged/
+    arms/<arm>/metrics.json             every arm: its scores on the test rows
+    """
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.manifest_path = self.root / MANIFEST
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def seeds(self) -> Path:
+        return self.root / "seeds.jsonl"
+
+    @property
+    def principles(self) -> Path:
+        return self.root / "principles.json"
+
+    @property
+    def metrics(self) -> Path:
+        """Every evaluated arm's scores (less per-row predictions), once the run is through."""
+        return self.root / "metrics.json"
+
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    def raw(self, stage: str, role: str) -> Path:
+        return self.root / "raw" / f"{stage.replace('/', '-')}-{role}.jsonl"
+
+    def arm(self, arm: str) -> Path:
+        return self.root / "arms" / arm
+
+    def candidates(self, arm: str) -> Path:
+        return self.arm(arm) / "candidates.jsonl"
+
+    def kept(self, arm: str) -> Path:
+        """The rows the filters kept: what a generated arm trains on."""
+        return self.arm(arm) / "train.jsonl"
+
+    def filter_report(self, arm: str) -> Path:
+        return self.arm(arm) / "filter_report.json"
+
+    def model(self, arm: str) -> Path:
+        return self.arm(arm) / "model"
+
+    def merged_model(self, arm: str) -> Path:
+        """The plain Hugging Face folder that evaluation loads."""
+        return self.model(arm) / "merged"
+
+    def arm_metrics(self, arm: str) -> Path:
+        return self.arm(arm) / "metrics.json"
+
+
+class RunDir(Layout):
+    """One run = one folder (its Layout). The manifest records, per stage, what made each output.
+
+    read_only: open a finished (or running) run to read it: the folder must be a run folder, and
+    nothing is swept.
+    """
+
+    def __init__(self, root: str | Path, read_only: bool = False):
+        super().__init__(root)
+        if read_only and not (self.manifest_path.is_file() and self.config.is_file()):
+            raise PsilmError(
+                f"{self.root}: not a run folder (no manifest.json / config.yaml); run `psilm run` first"
+            )
+        self._check_layout()
         self.manifest: dict[str, Any] = self._load_manifest()
-        if self.root.is_dir() and is_main_process():
+        if not read_only and self.root.is_dir() and is_main_process():
             sweep_temp_files(self.root)
+
+    def _check_layout(self) -> None:
+        if self.manifest_path.is_file() and any((self.root / p).exists() for p in _OLD_LAYOUT):
+            raise DataError(
+                f"{self.root}: made by an older psilm (the psi arm's files at the top of the folder, "
+                "not under arms/psi/); run again into a new folder (--out NEW_FOLDER)"
+            )
 
     def _load_manifest(self) -> dict[str, Any]:
         if self.manifest_path.exists():
             return read_json(self.manifest_path)
         return {"psilm_version": _version(), "created": _now(), "stages": {}}
 
-    def path(self, *parts: str) -> Path:
-        return self.root.joinpath(*parts)
-
+    # --- the manifest
     def save_manifest(self) -> None:
         atomic_write_json(self.manifest_path, self.manifest)
 
     def stage(self, name: str) -> dict[str, Any]:
         return self.manifest["stages"].setdefault(name, {})
 
-    def plan(self, name: str, key: str, outputs: list[str]) -> str:
+    def plan(self, name: str, key: str, outputs: list[Path]) -> str:
         """'skip' (done with this key), 'resume' (interrupted with this key) or 'fresh'.
 
-        When the key changed, the old outputs are moved aside under `.superseded/`, never
-        overwritten silently.
+        `outputs` are paths this RunDir gave. When the key changed, the old outputs are moved
+        aside under `.superseded/`, never overwritten silently. Raw model responses stay: they are
+        keyed by request, so a changed stage reuses every answer it still asks for.
         """
         st = self.manifest["stages"].get(name, {})
+        paths = list(outputs)
         if st.get("key") == key:
-            if st.get("status") == "done" and all(self.path(o).exists() for o in outputs):
+            if st.get("status") == "done" and all(p.exists() for p in paths):
                 return "skip"
             return "resume"
-        present = [o for o in outputs + [f"raw/{name}.jsonl"] if self.path(o).exists()]
+        present = [p for p in paths if p.exists()]
         if present and is_main_process():
             aside = self.path(
                 ".superseded", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{st.get('key', 'nokey')}"
             )
             for o in present:
-                dest = aside / o
+                dest = aside / o.relative_to(self.root)
                 try:
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.move(str(self.path(o)), dest)
+                    shutil.move(str(o), dest)
                 except OSError as e:
                     raise storage_error(dest, e) from None
         return "fresh"

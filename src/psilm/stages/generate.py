@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from psilm.arms import Mode
 from psilm.errors import ConfigError
 from psilm.llm.base import Messages, Prompt, SamplingParams
 from psilm.llm.calls import ModelCaller
@@ -40,9 +41,6 @@ PromptStyle = Literal["list", "chat"]
 class GenerateSettings(Settings):
     # --- how many and how
     n: int = Field(200, gt=0, description="Instances to write per arm (before filtering).")
-    mode: Literal["psi", "direct"] = Field(
-        "psi", description="psi: with principles; direct: seed demos only (the paper's baseline)."
-    )
     prompt_style: PromptStyle = Field(
         "list",
         description="list: plain text to continue (header with task, category and principles, numbered "
@@ -102,11 +100,19 @@ class GenerateSettings(Settings):
 # Planning: category, demos and principles per instance
 # ---------------------------------------------------------------------------------------------
 def plan_instances(
-    task: Task, seeds: list[Example], principles: list[dict], settings: GenerateSettings, seed: int
+    task: Task,
+    seeds: list[Example],
+    principles: list[dict],
+    settings: GenerateSettings,
+    seed: int,
+    mode: Mode = "psi",
 ) -> list[dict]:
-    """One plan per instance; plan i depends only on (seed, i) and the inputs, not on n."""
+    """One plan per instance; plan i depends only on (seed, i) and the inputs, not on n.
+
+    mode (the arm's, see arms.py): psi draws principles; direct, seed demos only (the paper's baseline).
+    """
     s = settings
-    direct = s.mode == "direct"
+    direct = mode == "direct"
     cats = _categories(task, [] if direct else principles)
     weights = _weights(cats, s.category_weights)
     offset = random.Random(f"{seed}:weights").random()
@@ -120,8 +126,8 @@ def plan_instances(
             cat = _weighted(cats, weights, (offset + (i + 1) * GOLDEN) % 1.0)
         plan = {
             "index": i,
-            "id": f"{s.mode}-{seed}-{i:05d}",
-            "mode": s.mode,
+            "id": f"{mode}-{seed}-{i:05d}",
+            "mode": mode,
             "category": cat,
             "demo_ids": _demos(task, seeds, cat, s.demos_per_instance, rng),
             "principle_ids": [],
@@ -254,6 +260,7 @@ def generate_instances(
     generator: ModelCaller,
     settings: GenerateSettings,
     seed: int,
+    mode: Mode = "psi",
 ) -> tuple[list[dict], dict]:
     """(candidate records, stats). Request ids depend only on (mode, seed, index, step)."""
     s = settings
@@ -265,7 +272,7 @@ def generate_instances(
             "base model; set generate.prompt_style=list"
         )
     by_id = {p["id"]: p for p in principles}
-    plans = plan_instances(task, seeds, principles, s, seed)
+    plans = plan_instances(task, seeds, principles, s, seed, mode)
     calls_before = generator.new_calls
     rid = "generate/{mode}/{seed}/{i}/{step}".format
     gen = {
@@ -349,7 +356,7 @@ def generate_instances(
     # --- stats
     shown, warning = principles_shown(principles, records)
     stats = {
-        "mode": s.mode,
+        "mode": mode,
         "planned": len(plans),
         "parsed": len(good),
         "parse_errors": dict(Counter(r["parse_error"] for r in records if r["parse_error"])),

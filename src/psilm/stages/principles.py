@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field
 
@@ -29,15 +29,13 @@ from psilm.settings import Settings
 from psilm.tasks import Example, Task
 
 Level = Literal["task", "category", "error"]
-LEVELS = ("task", "category", "error")
+LEVELS: tuple[str, ...] = get_args(Level)  # in the order reports show them
 USES = ("create", "solve", "both")
 
 
 class PrinciplesSettings(Settings):
     # --- which levels (each switchable, so each can be measured)
-    levels: list[Level] = Field(
-        default_factory=lambda: ["task", "category", "error"], description="Levels to write."
-    )
+    levels: list[Level] = Field(default_factory=lambda: list(LEVELS), description="Levels to write.")
     # --- a person's principles instead of the teacher's
     file: Path | None = Field(
         None, description="JSON/YAML principles file; when set, the teacher is not asked."

@@ -1,0 +1,77 @@
+"""Everything a report shows, read from a run folder (through the store's layout) as plain data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from psilm import arms as arms_table
+from psilm.arms import PSI
+from psilm.io import iter_jsonl
+from psilm.ledger import build_ledger
+from psilm.stages.generate import principles_shown
+from psilm.store import RunDir, read_json
+
+N_SAMPLES = 6
+
+
+def _read(path: Path, default: Any = None) -> Any:
+    return read_json(path) if path.exists() else default
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [obj for _, obj in iter_jsonl(path)] if path.exists() else []
+
+
+def load_run(folder: str | Path) -> dict[str, Any]:
+    """Everything the report shows, as plain data; a finished or half-finished run."""
+    run = RunDir(folder, read_only=True)
+    config = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
+    arms = arms_table.order(config.get("arms") or [])
+    metrics = _read(run.metrics, {}) or {}
+    results: dict[str, dict] = {}
+    for arm in arms:  # per-arm files first: they exist before the run's metrics.json does
+        res = _read(run.arm_metrics(arm)) or (metrics.get("arms") or {}).get(arm)
+        if res:
+            results[arm] = {k: v for k, v in res.items() if k != "predictions"}
+    principles = (_read(run.principles, {}) or {}).get("principles", [])
+    data = {
+        arm: {
+            "filter": _read(run.filter_report(arm)),
+            "candidates": _jsonl(run.candidates(arm)),
+            "kept_ids": {r.get("id") for r in _jsonl(run.kept(arm))},
+        }
+        for arm in arms
+        if arms_table.ARMS[arm].generated
+    }
+    psi = data.get(PSI, {}).get("candidates", [])
+    return {
+        "path": run.root,
+        "html_path": run.report_html,
+        "md_path": run.report_md,
+        "config": config,
+        "manifest": run.manifest,
+        "arms": arms,
+        "results": results,
+        "n_test": metrics.get("n_test") or next((r.get("n") for r in results.values()), None),
+        "principles": principles,
+        "shown": principles_shown(principles, psi)[0] if PSI in data else {},
+        "n_psi": len(psi),
+        "data": data,
+        "ledger": build_ledger(run.manifest, config, results),
+    }
+
+
+def sample_instances(cands: list[dict], kept: set, n: int = N_SAMPLES) -> list[dict]:
+    """Up to n candidates, one category after another, kept ones first."""
+    by_cat: dict[str, list[dict]] = {}
+    for rec in sorted(cands, key=lambda r: r.get("id") not in kept):
+        by_cat.setdefault(str(rec.get("category")), []).append(rec)
+    out: list[dict] = []
+    while len(out) < n and any(by_cat.values()):
+        for recs in by_cat.values():
+            if recs and len(out) < n:
+                out.append(recs.pop(0))
+    return out

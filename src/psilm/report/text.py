@@ -1,0 +1,133 @@
+"""Plain-text cells both renderers share: numbers, the arms and stage tables, the header facts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psilm.arms import PSI
+from psilm.ledger import ROLES
+
+ESTIMATED = " (estimated)"  # plain-text mark; the HTML shows it as a badge
+
+
+# --- numbers -------------------------------------------------------------------------------------
+def num(x: float | None) -> str:
+    """Three significant digits without losing tiny values: 1,234 / 12.3 / 0.0123 / 4.24e-06."""
+    if x is None:
+        return "n/a"
+    if x == 0:
+        return "0"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.3g}" if abs(x) >= 0.01 else f"{x:.2e}"
+
+
+def wh(kwh: float | None) -> str:
+    return num(None if kwh is None else kwh * 1e3)
+
+
+def grams(kg: float | None) -> str:
+    return num(None if kg is None else kg * 1e3)
+
+
+def secs(s: float | None) -> str:
+    if s is None:
+        return "n/a"
+    return f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {int(s % 60):02d} s"
+
+
+def usd(x: float | None) -> str:
+    if x is None:
+        return ""
+    return "$0" if x == 0 else f"${x:.4f}" if x < 1 else f"${x:,.2f}"
+
+
+def pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+def role_tokens(tokens: dict[str, dict[str, int]]) -> str:
+    parts = []
+    for role in ROLES:
+        if role in tokens and (n := sum(tokens[role].values())):
+            parts.append(f"{role} {n:,}")
+    return ", ".join(parts) or "0"
+
+
+def clip(text: Any, n: int = 400) -> str:
+    s = str(text or "")
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+# --- tables --------------------------------------------------------------------------------------
+def arm_table(r: dict) -> tuple[list[str], list[list[str]]]:
+    """Arms: accuracy and interval beside energy, CO2, tokens and $ (plain text cells)."""
+    head = ["arm", "accuracy", "95% interval", "n test", "trained on", "energy (Wh)", "g CO2eq", "tokens"]
+    rows = []
+    for arm in r["arms"]:
+        res, tot = r["results"].get(arm), r["ledger"]["arms"].get(arm, {})
+        n_train = r["manifest"].get("stages", {}).get(f"train/{arm}", {}).get("n_train")
+        has = bool(tot.get("stages"))
+        rows.append(
+            [
+                arm,
+                pct(res["accuracy"]) if res else "n/a",
+                f"{res['ci95'][0]:.1%} - {res['ci95'][1]:.1%}" if res else "not evaluated",
+                str(res["n"]) if res else "",
+                "" if n_train is None else str(n_train),
+                wh(tot["energy_kwh"]) if has else "",
+                grams(tot["co2_kg"]) + (ESTIMATED if tot.get("is_estimated") else "") if has else "",
+                f"{tot['tokens_total']:,}" if has else "",
+            ]
+            + ([usd(tot.get("cost_usd"))] if r["ledger"]["priced"] else [])
+        )
+    return head + (["$"] if r["ledger"]["priced"] else []), rows
+
+
+def stage_table(r: dict) -> tuple[list[str], list[list[str]]]:
+    head = ["stage", "status", "time", "energy (Wh)", "g CO2eq", "tokens by role", "model calls"]
+    rows = [
+        [
+            s["stage"],
+            s["status"],
+            secs(s["duration_s"]),
+            wh(s["energy_kwh"]),
+            grams(s["co2_kg"]) + (ESTIMATED if s["is_estimated"] else ""),
+            role_tokens(s["tokens"]),
+            str(s["model_calls"]),
+        ]
+        + ([usd(s["cost_usd"])] if r["ledger"]["priced"] else [])
+        for s in r["ledger"]["stages"]
+    ]
+    return head + (["$"] if r["ledger"]["priced"] else []), rows
+
+
+def shown_note(r: dict, level: str) -> str:
+    """'shown in 12 of 96 psi prompts', or '' when no psi candidates were written yet."""
+    if not r.get("n_psi"):
+        return ""
+    return f"shown in {r['shown'].get(level, 0)} of {r['n_psi']} {PSI} prompts"
+
+
+def header_facts(r: dict) -> tuple[str, str, list[tuple[str, str]]]:
+    """The title, the line under it, and the cards: (value, what it is)."""
+    cfg, led = r["config"], r["ledger"]
+    task = cfg.get("task") or {}
+    title = f"psilm report: {cfg.get('name', r['path'].name)}"
+    models = "; ".join(
+        f"{role}: {(cfg.get('models') or {}).get(role, {}).get('model')} "
+        f"({(cfg.get('models') or {}).get(role, {}).get('backend')})"
+        for role in ROLES
+    )
+    sub = f"task {task.get('name')} ({task.get('kind')}): {task.get('description', '')} · {models}"
+    psi = r["results"].get(PSI)
+    share = led["teacher_share"][PSI]["share"]
+    cards = [
+        (f"{PSI} accuracy", pct(psi["accuracy"]) if psi else "n/a"),
+        ("run CO2eq" + (" (est.)" if led["run"]["is_estimated"] else ""), f"{grams(led['run']['co2_kg'])} g"),
+        ("run energy", f"{wh(led['run']['energy_kwh'])} Wh"),
+        (f"teacher share of {PSI} tokens", pct(share)),
+    ]
+    if led["run"]["cost_usd"] is not None:
+        cards.append(("run cost", usd(led["run"]["cost_usd"])))
+    return title, sub, cards
