@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+from psilm.data import without
 from psilm.errors import ConfigError, DataError
 from psilm.tasks import Example
 
@@ -133,8 +134,6 @@ def human_pool(pool: list[Example], seeds: list[Example], test: list[Example]) -
     Rows are matched as `data.without` and the seed/test overlap check match them (case and
     spacing ignored), so a test row never comes back in with different spacing.
     """
-    from psilm.data import without
-
     return without(pool, [*seeds, *test])
 
 
