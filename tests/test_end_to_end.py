@@ -61,7 +61,7 @@ def test_run_folder_has_every_artifact(run_dir):
         assert (run_dir / rel).exists(), rel
     # every arm's files under arms/<arm>/: nothing of an arm at the top of the folder
     top = {p.name for p in run_dir.iterdir()}
-    shared = {"config.yaml", "manifest.json", "seeds.jsonl", "principles.json", "raw", "arms"}
+    shared = {"config.yaml", "manifest.json", "seeds.jsonl", "principles.json", "raw", "arms", "psilm.log"}
     assert top == shared | {"metrics.json", "report.html", "report.md"}
 
 

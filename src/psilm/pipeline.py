@@ -61,7 +61,7 @@ class Context:
     @property
     def log_file(self) -> Path:
         """Library output and the trainer's loss records (the CLI routes them here)."""
-        return self.run.path("psilm.log")
+        return self.run.log
 
     # --- inputs shared by many stages
     @property

@@ -273,6 +273,7 @@ class Layout:
     """Where each file of a run folder lives: spelled here and nowhere else. Only paths, no I/O.
 
     config.yaml  seeds.jsonl  principles.json  manifest.json  metrics.json  report.html/.md
+    psilm.log                           the console's lines, library output, the trainer's records
     raw/<stage>-<role>.jsonl            every model response, the cache a resumed stage reads
     arms/<arm>/candidates.jsonl         generated arms: what the generator wrote
     arms/<arm>/train.jsonl              ... what the filters kept
@@ -295,6 +296,11 @@ class Layout:
     @property
     def seeds(self) -> Path:
         return self.root / "seeds.jsonl"
+
+    @property
+    def log(self) -> Path:
+        """The run's log: the console's lines with times, library output, the trainer's records."""
+        return self.root / "psilm.log"
 
     @property
     def principles(self) -> Path:
