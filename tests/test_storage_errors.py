@@ -196,7 +196,8 @@ def test_read_only_run_folder(tmp_path):
 # --- a disk that fills up during generation ----------------------------------------------------------
 @contextlib.contextmanager
 def long_answers(n_chars: int = 700) -> Iterator[tuple[str, list[int]]]:
-    """An OpenAI-compatible stub answering every request with a distinct text of n_chars."""
+    """An OpenAI-compatible stub answering every request (chat or raw completion) with a distinct text
+    of n_chars."""
     seen: list[int] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -205,19 +206,17 @@ def long_answers(n_chars: int = 700) -> Iterator[tuple[str, list[int]]]:
             seen.append(req.get("seed", -1))
             words = f"This film, review {req.get('seed')}, moved me with its warm and honest story. "
             text = (words * (n_chars // len(words) + 1))[:n_chars]
+            if self.path.endswith("/chat/completions"):
+                kind, choice = "chat.completion", {"message": {"role": "assistant", "content": text}}
+            else:  # /completions: list prompts are raw text completions
+                kind, choice = "text_completion", {"text": text}
             body = json.dumps(
                 {
                     "id": "x",
-                    "object": "chat.completion",
+                    "object": kind,
                     "created": 0,
                     "model": "stub",
-                    "choices": [
-                        {
-                            "index": 0,
-                            "finish_reason": "stop",
-                            "message": {"role": "assistant", "content": text},
-                        }
-                    ],
+                    "choices": [{"index": 0, "finish_reason": "stop", **choice}],
                     "usage": {"prompt_tokens": 10, "completion_tokens": 100, "total_tokens": 110},
                 }
             ).encode()
