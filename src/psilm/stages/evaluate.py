@@ -160,11 +160,8 @@ def evaluate_model(
         "load_s": round(p.load_s, 2),
         "tokens": p.tokens,
     }
-    if task.kind == "classification":
-        result["per_class"] = _per_class(task.labels, examples, correct)
-    elif task.kind == "free_text":
-        f1 = [token_f1(p or "", ex.answer) for p, ex in zip(preds, examples, strict=True)]
-        result["token_f1"] = round(sum(f1) / n, 4)
+    for name in task.extra_scores:  # the kind's own scores beside the accuracy
+        result[name] = EXTRA_SCORES[name](task, examples, preds, correct)
     result["predictions"] = [
         {"input": ex.input, "gold": ex.answer, "pred": pred, "correct": c}
         | ({"text": t} if t is not None else {})  # generate: the raw reply, beside the parsed answer
@@ -179,6 +176,18 @@ def _per_class(labels: list[str], examples: list[Example], correct: list[bool]) 
         hits = [c for ex, c in zip(examples, correct, strict=True) if ex.answer == label]
         out[label] = {"accuracy": sum(hits) / len(hits) if hits else None, "n": len(hits)}
     return out
+
+
+def _mean_token_f1(task: Task, examples: list[Example], preds: list, correct: list[bool]) -> float:
+    f1 = [token_f1(p or "", ex.answer) for p, ex in zip(preds, examples, strict=True)]
+    return round(sum(f1) / len(f1), 4)
+
+
+# name -> (task, examples, predictions, correct) -> value: the scores a kind lists in `extra_scores`
+EXTRA_SCORES: dict[str, Callable[..., object]] = {
+    "per_class": lambda task, examples, preds, correct: _per_class(task.labels, examples, correct),
+    "token_f1": _mean_token_f1,
+}
 
 
 # --- likelihood scoring -------------------------------------------------------------------------

@@ -177,10 +177,9 @@ def _trim(text: str, n: int = 400) -> str:
 def _about(task: Task) -> str:
     c = task.config
     lines = [f"Task: {c.description}", f"One input is a {c.input_name}."]
-    if task.kind == "classification":
-        labels = [
-            f"{lb} ({c.label_descriptions[lb]})" if lb in c.label_descriptions else lb for lb in task.labels
-        ]
+    fixed = task.fixed_categories()
+    if fixed is not None:
+        labels = [f"{lb} ({desc})" if desc else lb for lb, desc in fixed.items()]
         lines.append("Labels: " + "; ".join(labels) + ".")
     return "\n".join(lines)
 
@@ -213,7 +212,7 @@ def category_prompt(
     task: Task, name: str, desc: str, shown: list[Example], use: str, s: PrinciplesSettings
 ) -> Messages:
     noun = task.config.input_name
-    label = "label" if task.kind == "classification" else "sub-type"
+    label = task.category_word
     what = (
         f"for writing a good new {noun} whose {label} is '{name}'"
         if use == "create"
@@ -308,9 +307,10 @@ def write_principles(
     # --- categories: the labels, or sub-types the teacher finds in the seeds
     categories: dict[str, str] = {}
     members: dict[str, list[Example]] = {}
-    if task.kind == "classification":
-        categories = {lb: task.config.label_descriptions.get(lb, "") for lb in task.labels}
-        members = {lb: [x for x in seeds if x.answer == lb] for lb in task.labels}
+    fixed = task.fixed_categories()
+    if fixed is not None:
+        categories = fixed
+        members = {lb: [x for x in seeds if x.answer == lb] for lb in fixed}
     elif "category" in s.levels:
         rid = f"principles/{seed}/categories"
         text = ask("category", [(rid, grouping_prompt(task, seeds, s))])[rid].text
@@ -365,8 +365,7 @@ def _error_level(
     task: Task, seeds: list[Example], student: ModelCaller, s: PrinciplesSettings, seed: int, ask, items
 ) -> dict[str, Any]:
     """Mistakes of the student on the seeds -> one principle each -> condensed general ones."""
-    short = task.kind in ("classification", "multiple_choice")
-    n_tokens = s.student_max_tokens or (16 if short else 256)
+    n_tokens = s.student_max_tokens or (16 if task.short_answers else 256)
     greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=n_tokens, seed=seed)
     requests = [(f"principles/{seed}/student/{i}", task.prompt(x.input)) for i, x in enumerate(seeds)]
     answers = student(requests, greedy)
@@ -449,8 +448,9 @@ def load_principles_file(path: str | Path, task: Task, levels: list[str] | None 
         counts[prefix] += 1
         principles.append({"id": f"{prefix}{counts[prefix]}", **p, "source": f"person:{path.name}"})
 
-    if task.kind == "classification":
-        categories = {lb: task.config.label_descriptions.get(lb, "") for lb in task.labels}
+    fixed = task.fixed_categories()
+    if fixed is not None:
+        categories = fixed
     else:
         categories = {str(k): str(v or "") for k, v in declared.items()}
         for p in principles:
@@ -488,10 +488,9 @@ def _check_entry(entry: Any, i: int, where: str, task: Task) -> dict:
         if category is None or not str(category).strip():
             raise DataError(f"{at}: level 'category' needs a `category`")
         category = str(category).strip()
-        if task.kind == "classification" and category not in task.labels:
-            raise DataError(
-                f"{at}: category {category!r} is not a label of task {task.name!r} ({', '.join(task.labels)})"
-            )
+        problem = task.category_problem(category)
+        if problem:
+            raise DataError(f"{at}: category {category!r} {problem}")
     elif category is not None:
         raise DataError(
             f"{at}: level {level!r} takes no category; use level 'category' for "

@@ -61,6 +61,20 @@ class GeneratingTask(Task):
     one_text_inputs = False  # an input is one text: a blank or numbered line starts another candidate
     word_problem_inputs = False  # an input holds a quantity and a question (cut what follows the question)
 
+    # --- principles and scores
+    category_word = "sub-type"  # what prompts to the teacher call a category
+    short_answers = False  # an answer is a label or a letter (the student needs few tokens for it)
+    extra_scores: tuple[str, ...] = ()  # evaluate adds these to the accuracy (see stages/evaluate.py)
+
+    def fixed_categories(self) -> dict[str, str] | None:
+        """{category: description} when the task defines its categories; None: the teacher finds
+        sub-types in the seeds."""
+        return None
+
+    def category_problem(self, category: str) -> str | None:
+        """Why a principle's category cannot belong to this task, or None."""
+        return None
+
     def generation_categories(self, principles: list[dict]) -> list[str | None]:
         """Categories to draw per instance: the category-level principles' own, or [None]."""
         cats = [p["category"] for p in principles if p["level"] == "category" and p["category"]]
@@ -147,6 +161,17 @@ class GeneratingTask(Task):
 class ClassificationTask(GeneratingTask):
     same_category_demos = True  # a demo of another label invites copying that label
     one_text_inputs = True
+    category_word = "label"
+    short_answers = True
+    extra_scores = ("per_class",)
+
+    def fixed_categories(self) -> dict[str, str] | None:
+        return {lb: self.config.label_descriptions.get(lb, "") for lb in self.labels}
+
+    def category_problem(self, category: str) -> str | None:
+        if category in self.labels:
+            return None
+        return f"is not a label of task {self.name!r} ({', '.join(self.labels)})"
 
     def generation_categories(self, principles: list[dict]) -> list[str | None]:
         return list(self.labels)
@@ -227,6 +252,7 @@ class PairTask(GeneratingTask):
     """multiple_choice and free_text: 'Question: ...' then 'Answer: ...' in one response."""
 
     writes_answer = True
+    extra_scores = ("token_f1",)  # free text: exact match is harsh, token F1 gives partial credit
 
     def _chat_demo(self, x: Example) -> str:
         return f"Question: {x.input}\nAnswer: {x.output}"
@@ -273,6 +299,8 @@ class PairTask(GeneratingTask):
 
 
 class MultipleChoiceTask(PairTask):
+    short_answers = True
+    extra_scores = ()
     _format = "'Question:' with the question and its lettered choices"
 
     def _pair_answer(self, question: str, answer: str) -> tuple[str | None, str | None, str | None]:
