@@ -133,6 +133,7 @@ def overlapping_test(cfg: dict, e: Env) -> None:
 
 GOOD = jsonl(POS, NEG)
 HUGE = json.dumps({"text": "x" * 1_200_000, "label": "positive"})
+DEEP = "[" * 100_000 + "]" * 100_000  # today's RecursionError traceback, now one line
 LATIN1 = '{"text": "café", "label": "positive"}\n'.encode("latin-1")
 seeds = partial(with_data, "seeds")
 
@@ -174,6 +175,22 @@ CASES: list[tuple[str, Callable[[Env], list[str]], tuple[str, ...]]] = [
     ("non-utf8-utf16", seeds(GOOD.encode("utf-16")), ("in.jsonl:1", "not valid UTF-8")),
     ("huge-line", seeds(GOOD + HUGE + "\n"), ("in.jsonl:3", "over 1,000,000 bytes")),
     ("huge-line-no-newline", seeds(HUGE * 4), ("in.jsonl:1", "over 1,000,000 bytes")),
+    ("json-nested-100000-deep", seeds(GOOD + DEEP + "\n"), ("in.jsonl:3", "nested too deeply")),
+    # --- other formats: CSV, Parquet, a save_to_disk folder
+    ("csv-not-csv", seeds(b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "in.csv"), ("in.csv", "not valid UTF-8")),
+    ("csv-jsonl-inside", seeds(GOOD, "in.csv"), ("in.csv:1", "looks like JSON")),
+    ("csv-ragged-row", seeds("text,label\nfine,positive\na, b,negative\n", "in.csv"),
+     ("in.csv:3", "3 values but the header")),
+    ("csv-missing-field", seeds("text,sentiment\nfine,positive\n", "in.csv"),
+     ("in.csv:2", "missing field `label`")),
+    ("csv-label-outside-set", seeds("text,label\nfine,positive\nmeh,neutral\n", "in.csv"),
+     ("in.csv:3", "'neutral' is not in task.labels")),
+    ("csv-empty", seeds(b"", "in.csv"), ("in.csv", "no rows")),
+    ("parquet-not-parquet", seeds(GOOD, "in.parquet"), ("in.parquet", "not a Parquet file")),
+    ("parquet-empty-file", seeds(b"", "in.parquet"), ("in.parquet", "not a Parquet file")),
+    ("folder-not-a-dataset", setting_from_env("data.test", lambda e: str(e.tmp)),
+     ("is a folder, but not a dataset saved with `save_to_disk`",)),
+    ("hf-malformed", setting("data.test", "hf:only-a-name"), ("hf:only-a-name", "expected hf:NAME:SPLIT")),
     # --- empty seeds, a test split that overlaps the seeds
     ("seeds-empty-file", seeds(b""), ("in.jsonl", "no rows")),
     ("test-overlaps-seeds", edit(overlapping_test), ("test_bad.jsonl", "1 seed(s) also appear in the test")),
@@ -184,6 +201,7 @@ CASES: list[tuple[str, Callable[[Env], list[str]], tuple[str, ...]]] = [
     ("yaml-unclosed-list", yaml_text("task: sst2\narms: [psi, direct\n"), ("bad.yaml", "invalid YAML")),
     ("yaml-list-at-top", yaml_text("- task: sst2\n- data: {}\n"), ("bad.yaml", "mapping")),
     ("yaml-not-utf8", yaml_text(b"name: caf\xe9\ntask: sst2\n"), ("bad.yaml", "not valid UTF-8")),
+    ("yaml-nested-deep", yaml_text("task: " + DEEP + "\n"), ("bad.yaml", "nested too deeply")),
     ("yaml-empty-file", yaml_text(""), ("bad.yaml", "task: required setting is missing", "data:")),
     ("yaml-missing-data", edit(lambda c, e: c.pop("data")), ("bad.yaml", "data: required setting")),
     # --- unknown keys

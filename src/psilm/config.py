@@ -30,7 +30,11 @@ Arm = Annotated[str, AfterValidator(arms_table.check_name)]  # a name from the t
 
 class DataConfig(Settings):
     # --- seeds: a file of their own, or drawn from the training pool
-    seeds: Path | None = Field(None, description="JSONL of seed examples; else drawn from `train`.")
+    seeds: Path | None = Field(
+        None,
+        description="Seed examples; else drawn from `train`. Each data path is a JSONL, CSV or Parquet "
+        "file, a `save_to_disk` folder, or hf:NAME[:CONFIG]:SPLIT.",
+    )
     train: Path | None = Field(
         None, description="Training pool: seeds are drawn from it; the human arm uses it."
     )
@@ -133,7 +137,7 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {item!r}: empty key")
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # not YAML (or nested past Python's stack): the text itself
         value = raw
     return key.strip().split("."), value
 
@@ -154,8 +158,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 def _resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
     def fix(p: Path | None) -> Path | None:
-        if p is None:
-            return None
+        if p is None or str(p).startswith("hf:"):  # a Hugging Face dataset, not a path
+            return p
         p = p.expanduser()
         return p if p.is_absolute() else (base / p).resolve()
 

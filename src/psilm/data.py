@@ -7,15 +7,16 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from psilm.errors import DataError
-from psilm.io import iter_jsonl
+from psilm.io import iter_rows
 from psilm.tasks import Example, Task
 
 TEST_SLICE_SEED = 1234  # the test slice is the same for every run seed, so runs compare
 
 
 def load_examples(task: Task, path: str | Path) -> list[Example]:
-    """Every row of a JSONL file as an Example; any bad row raises DataError naming file:line."""
-    rows = [task.example(obj, f"{path}:{lineno}") for lineno, obj in iter_jsonl(path)]
+    """Every row of a data source (JSONL, CSV, Parquet, a save_to_disk folder, hf:...) as an Example;
+    any bad row raises DataError naming file:line (or row)."""
+    rows = [task.example(obj, where) for where, obj in iter_rows(path)]
     if not rows:
         raise DataError(f"{path}: no rows (the file is empty)")
     return rows
