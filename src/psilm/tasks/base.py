@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from collections import Counter
@@ -25,18 +26,61 @@ class TaskConfig(Settings):
     kind: Kind
     description: str = Field(description="What the task asks, in one or two sentences.")
     input_name: str = Field("input", description="What one input is called, e.g. 'movie review'.")
-    # --- how to read a JSONL row
-    input_field: str = "text"
+    # --- how to read a row: the input is one field (input_field) or several (input_fields)
+    input_field: str | None = Field(None, description="The field the model reads; default 'text'.")
+    input_fields: list[str] | None = Field(
+        None,
+        description="Several fields the model reads, each on its own line ('Premise: ...', "
+        "'Hypothesis: ...'); give this or input_field, not both.",
+    )
+    field_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="input_fields: the name each field's line starts with; default: from the field name.",
+    )
     target_field: str = "label"
-    choices_field: str | None = Field(None, description="multiple_choice: list of choices.")
+    choices_field: str | None = Field(
+        None,
+        description="multiple_choice: a list of strings, a list of {label, text} objects, or "
+        '{"label": [...], "text": [...]}.',
+    )
     # --- answers
     labels: list[str] | None = Field(None, description="classification: the label set.")
     label_descriptions: dict[str, str] = Field(
         default_factory=dict, description="classification: optional one-line meaning per label."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_input(cls, data: Any) -> Any:
+        """Exactly one of input_field / input_fields; neither means input_field 'text'."""
+        if not isinstance(data, dict):
+            return data
+        one, many = data.get("input_field"), data.get("input_fields")
+        if one is not None and many is not None:
+            raise ValueError("give `input_field` (one field) or `input_fields` (several), not both")
+        if isinstance(one, list):
+            raise ValueError("`input_field` names one field; for several write `input_fields: [a, b]`")
+        if one is None and many is None:
+            return {**data, "input_field": "text"}
+        return data
+
     @model_validator(mode="after")
     def _check_kind(self) -> TaskConfig:
+        if self.input_fields is not None:
+            if len(self.input_fields) < 2:
+                raise ValueError("`input_fields` lists two or more fields; for one, use `input_field`")
+            if len(set(self.input_fields)) != len(self.input_fields):
+                raise ValueError("`input_fields` lists a field twice")
+        fields = self.input_fields or [self.input_field]
+        for other in ("target_field", "choices_field"):
+            if getattr(self, other) in fields:
+                raise ValueError(f"`{other}` {getattr(self, other)!r} is also an input field")
+        unknown = sorted(set(self.field_names) - set(fields))
+        if unknown:
+            raise ValueError(f"`field_names` names fields that are not input fields: {unknown}")
+        names = [self.field_names.get(f) or _display(f) for f in fields]
+        if len({n.lower() for n in names}) != len(names):
+            raise ValueError(f"two input fields would show the same name {names}; set `field_names`")
         if self.kind == "classification":
             if not self.labels or len(self.labels) < 2:
                 raise ValueError("a classification task needs `labels` with at least two labels")
@@ -118,16 +162,22 @@ class Task:
         self.config = config
         self.kind = config.kind
         self.labels = list(config.labels or [])
+        self.fields: list[str] = list(config.input_fields or [config.input_field or "text"])
 
     @property
     def name(self) -> str:
         return self.config.name
 
+    @property
+    def multi_field(self) -> bool:
+        """Whether an input has several fields, each shown on its own 'Name: value' line."""
+        return len(self.fields) > 1
+
     # --- reading rows -------------------------------------------------------------------
     def example(self, row: dict, where: str = "row") -> Example:
-        """Turn one raw JSONL row into an Example; `where` (file:line) names it in errors."""
+        """Turn one raw row into an Example; `where` (file:line) names it in errors."""
         c = self.config
-        text, meta = self._input(row, where)
+        text, meta, choice_labels = self._input(row, where)
         if c.target_field not in row:
             raise DataError(
                 f"{where}: missing field `{c.target_field}` (fields present: {sorted(row)}); "
@@ -154,44 +204,104 @@ class Task:
             return Example(text, solution, answer)
         if self.kind == "multiple_choice":
             letters = LETTERS[: meta["n_choices"]]
-            gold = str(target).strip()
-            if gold.isdigit() and int(gold) < len(letters):
-                gold = letters[int(gold)]
-            gold = gold.upper()
-            if gold not in letters:
-                raise DataError(f"{where}: answer {target!r} is not one of {list(letters)}")
+            gold = _gold_letter(target, choice_labels, letters)
+            if gold is None:
+                shown = choice_labels or list(letters)
+                raise DataError(
+                    f"{where}: field `{c.target_field}`: answer {target!r} is not one of the choices' "
+                    f"labels {shown} (nor a 0-based index); fix the row"
+                )
             return Example(text, gold, gold, meta=meta)
         answer = str(target).strip()
         return Example(text, answer, answer)
 
     def unlabelled(self, row: dict, where: str = "row") -> Example:
         """A row to answer (`psilm predict`): its input read as `example` reads it, no answer needed."""
-        text, meta = self._input(row, where)
+        text, meta, _ = self._input(row, where)
         return Example(text, "", "", meta=meta)
 
-    def _input(self, row: dict, where: str) -> tuple[str, dict[str, Any]]:
-        """(the text the model reads, meta) of a row: the input, with its choices for multiple choice."""
+    def _input(self, row: dict, where: str) -> tuple[str, dict[str, Any], list[str] | None]:
+        """(the text the model reads, meta, the choices' own labels or None) of a row: the input
+        field(s), one 'Name: value' line each when there are several, then the lettered choices
+        for multiple choice."""
         c = self.config
-        for key, setting in [(c.input_field, "input_field"), (c.choices_field, "choices_field")]:
-            if key is not None and key not in row:
+        for key in self.fields + ([c.choices_field] if c.choices_field else []):
+            if key not in row:
+                which = "task.choices_field" if key == c.choices_field else "task.input_field"
+                which += "s" if self.multi_field and key != c.choices_field else ""
                 raise DataError(
                     f"{where}: missing field `{key}` (fields present: {sorted(row)}); "
-                    f"fix the row or set task.{setting}"
+                    f"fix the row or set {which}"
                 )
-        text = row[c.input_field]
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{where}: field `{c.input_field}` is empty or not text")
+        values = {}
+        for key in self.fields:
+            value = row[key]
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(f"{where}: field `{key}` is empty or not text")
+            values[key] = value.strip()
+        text = self.join_fields(values)
         if self.kind != "multiple_choice":
-            return text.strip(), {}
-        choices = row[c.choices_field]
-        if isinstance(choices, dict):
-            choices = [choices[k] for k in sorted(choices)]
-        if not isinstance(choices, list) or len(choices) < 2:
-            raise DataError(f"{where}: `{c.choices_field}` must be a list of at least 2 choices")
-        letters = LETTERS[: len(choices)]
-        lines = [f"{ltr}. {ch}" for ltr, ch in zip(letters, choices, strict=True)]
-        body = text.strip() + "\n" + "\n".join(lines)
-        return body, {"n_choices": len(choices)}
+            return text, {}, None
+        texts, labels = read_choices(row[c.choices_field], f"{where}: field `{c.choices_field}`")
+        letters = LETTERS[: len(texts)]
+        body = text + "\n" + "\n".join(f"{ltr}. {ch}" for ltr, ch in zip(letters, texts, strict=True))
+        return body, {"n_choices": len(texts)}, labels
+
+    # --- several input fields: 'Premise: ...' / 'Hypothesis: ...', one line each --------------
+    def field_label(self, field: str) -> str:
+        return self.config.field_names.get(field) or _display(field)
+
+    def join_fields(self, values: dict[str, str]) -> str:
+        """The text the model reads: the one field's value, or a 'Name: value' line per field."""
+        if not self.multi_field:
+            return values[self.fields[0]]
+        return "\n".join(f"{self.field_label(f)}: {values[f]}" for f in self.fields)
+
+    def split_fields(self, text: str | None) -> tuple[dict[str, str] | None, str | None]:
+        """({field: value}, None) from 'Name: value' lines, as join_fields writes them and a
+        generator copies them (markdown, any order, text before the first name ignored); or
+        (None, 'missing_field:NAME') when a field is absent or empty. A name seen twice starts a
+        second instance: parsing stops there."""
+        if not self.multi_field:
+            return {self.fields[0]: text or ""}, None
+        alias = {}
+        for f in self.fields:
+            for a in (self.field_label(f), f, f.replace("_", " ")):
+                alias.setdefault(a.lower(), f)
+        names = "|".join(re.escape(a) for a in sorted(alias, key=len, reverse=True))
+        line = re.compile(rf"^[ \t>*_#-]*({names})[ \t*_]*[:\uff1a][ \t*_]*", re.IGNORECASE | re.MULTILINE)
+        text = text or ""
+        marks, stop = [], len(text)
+        for m in line.finditer(text):
+            field = alias[m.group(1).lower()]
+            if any(field == f for f, _ in marks):
+                stop = m.start()
+                break
+            marks.append((field, m))
+        values = {}
+        for i, (field, m) in enumerate(marks):
+            end = marks[i + 1][1].start() if i + 1 < len(marks) else stop
+            values[field] = text[m.end() : end].strip()
+        for f in self.fields:
+            if not values.get(f):
+                return None, f"missing_field:{f}"
+        return {f: values[f] for f in self.fields}, None
+
+    def fields_request(self, what: str, with_answer: bool) -> str | None:
+        """Generation: the line asking for one new instance with every field; None for one field."""
+        if not self.multi_field:
+            return None
+        parts = ", then ".join(f"'{self.field_label(f)}: ...'" for f in self.fields)
+        if self.kind == "multiple_choice":
+            parts += ", then the lettered choices"
+        tail = ", then 'Answer:' with the answer." if with_answer else ". Reply with those lines only."
+        return f"Write one new {what} in the same format, one line each: {parts}{tail}"
+
+    def user_text(self, input_text: str) -> str:
+        """The user message for one input: 'Movie review: ...', or the field lines as they are."""
+        if self.multi_field:
+            return input_text
+        return f"{self.config.input_name.capitalize()}: {input_text}"
 
     # --- prompting ----------------------------------------------------------------------
     def instruction(self) -> str:
@@ -210,7 +320,7 @@ class Task:
         # prompt (21 tokens for SmolLM2), a quarter of an SST-2 example's tokens in training.
         return [
             {"role": "system", "content": self.instruction()},
-            {"role": "user", "content": f"{self.config.input_name.capitalize()}: {input_text}"},
+            {"role": "user", "content": self.user_text(input_text)},
         ]
 
     def answer_options(self, example: Example) -> list[str] | None:
@@ -265,6 +375,84 @@ class Task:
         return float(pred == gold)
 
 
+def _display(field: str) -> str:
+    """'premise' -> 'Premise', 'question_stem' -> 'Question stem'."""
+    text = field.replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+CHOICE_FORMS = 'a list of strings, a list of {"label", "text"} objects, or {"label": [...], "text": [...]}'
+MAX_CHOICES = 10  # answers are read back as letters A-J
+
+
+def read_choices(value: Any, where: str) -> tuple[list[str], list[str] | None]:
+    """(choice texts, their labels or None) from any accepted form; anything else raises DataError.
+
+    Accepted: ["bank", "river"]; [{"label": "A", "text": "bank"}, ...] (label optional);
+    Hugging Face's {"label": ["A", ...], "text": ["bank", ...]}; {"A": "bank", "B": "river"};
+    and any of those as a JSON string (a CSV cell).
+    """
+    if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+        try:
+            value = json.loads(value)
+        except (json.JSONDecodeError, RecursionError):
+            raise DataError(f"{where}: a JSON string that does not parse; expected {CHOICE_FORMS}") from None
+    texts: list = []
+    labels: list | None = None
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for i, item in enumerate(value, start=1):
+            if "text" not in item:
+                keys = sorted(item)
+                raise DataError(f"{where}: choice {i} has no `text` (keys: {keys}); expected {CHOICE_FORMS}")
+        texts = [item["text"] for item in value]
+        if any("label" in item for item in value):
+            labels = [item.get("label") for item in value]
+    elif isinstance(value, list):
+        texts = value
+    elif isinstance(value, dict) and "text" in value:
+        texts, labels = value["text"], value.get("label")
+        if not isinstance(texts, list) or (labels is not None and not isinstance(labels, list)):
+            raise DataError(f"{where}: `text` and `label` must be lists; expected {CHOICE_FORMS}")
+        if labels is not None and len(labels) != len(texts):
+            raise DataError(f"{where}: {len(labels)} labels but {len(texts)} texts; one label per choice")
+    elif isinstance(value, dict) and value and all(isinstance(v, str) for v in value.values()):
+        labels, texts = [str(k) for k in sorted(value)], [value[k] for k in sorted(value)]
+    else:
+        raise DataError(f"{where}: got {_shape(value)}; expected {CHOICE_FORMS}")
+    for i, t in enumerate(texts, start=1):
+        if isinstance(t, bool) or not isinstance(t, str | int | float) or not str(t).strip():
+            raise DataError(f"{where}: choice {i} is {_shape(t)}, not text; expected {CHOICE_FORMS}")
+    if not 2 <= len(texts) <= MAX_CHOICES:
+        raise DataError(f"{where}: {len(texts)} choice(s); a question needs 2 to {MAX_CHOICES}")
+    if labels is not None:
+        labels = [str(lbl).strip() if lbl is not None else "" for lbl in labels]
+        if any(not lbl for lbl in labels) or len(set(labels)) != len(labels):
+            raise DataError(f"{where}: choice labels {labels} must be distinct and non-empty")
+    return [str(t).strip() for t in texts], labels
+
+
+def _gold_letter(target: Any, labels: list[str] | None, letters: str) -> str | None:
+    """The letter of the gold choice: by its label, by its letter, or by a 0-based index."""
+    gold = str(target).strip()
+    if labels:
+        for i, lbl in enumerate(labels):
+            if gold == lbl or gold.upper() == lbl.upper():
+                return letters[i]
+    if gold.upper() in letters and len(gold) == 1:
+        return gold.upper()
+    if gold.isdigit() and int(gold) < len(letters):
+        return letters[int(gold)]
+    return None
+
+
+def _shape(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"an object with keys {sorted(value)[:5]}"
+    if isinstance(value, list):
+        return f"a list of {len(value)}" + (f" ({type(value[0]).__name__} first)" if value else "")
+    return f"{type(value).__name__} {str(value)[:40]!r}"
+
+
 def _is_bare_number(text: str) -> bool:
     return parse_number(text) is not None and _NUMBER.fullmatch(text.strip()) is not None
 
@@ -303,4 +491,4 @@ def load_task(spec: str | dict | TaskConfig) -> Task:
 def _first_error(prefix: str, e: ValidationError) -> str:
     err = e.errors()[0]
     loc = ".".join(str(p) for p in (prefix, *err["loc"]))
-    return f"{loc}: {err['msg']}"
+    return f"{loc}: {err['msg'].removeprefix('Value error, ')}"
