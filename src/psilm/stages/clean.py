@@ -7,6 +7,7 @@ it gave up when there is none. The generate stage cleans before solving; the fil
 
 from __future__ import annotations
 
+import copy
 import re
 
 NOUNS = [
@@ -248,6 +249,8 @@ def clean_with_notes(
     text: str | None, task, min_chars: int = 12, max_chars: int = 800
 ) -> tuple[str | None, str | None, list]:
     """(cleaned, None, notes) or (None, reason, notes); notes name what was cleaned."""
+    if task.multi_field:
+        return _clean_fields(text, task, min_chars, max_chars)
     notes: list[str] = []
     if text is None or not text.strip():
         return None, "empty", notes
@@ -309,6 +312,38 @@ def clean_with_notes(
     ):
         return None, "off_format", notes
     return text, None, sorted(set(notes))
+
+
+def _clean_fields(
+    text: str | None, task, min_chars: int, max_chars: int
+) -> tuple[str | None, str | None, list]:
+    """Several input fields ('Premise: ...' / 'Hypothesis: ...'): split the text into its fields
+    (task.split_fields), clean each on its own, join them again. A field that is absent or cleans
+    to nothing is the reason 'missing_field:NAME'; length is checked on the joined text."""
+    values, reason = task.split_fields(text)
+    if reason:
+        return None, reason, []
+    part = copy.copy(task)  # the same task reading one plain field; a word problem is checked whole
+    part.fields = task.fields[:1]
+    part.word_problem_inputs = False
+    notes: set[str] = set()
+    for name, value in values.items():
+        cleaned, reason, more = clean_with_notes(value, part, 1, max_chars)
+        notes.update(more)
+        if reason:
+            return None, f"missing_field:{name}" if reason == "empty" else reason, sorted(notes)
+        values[name] = cleaned
+    joined = task.join_fields(values)
+    if len(joined) < min_chars:
+        return None, "too_short", sorted(notes)
+    if len(joined) > max_chars:
+        return None, "too_long", sorted(notes)
+    if task.word_problem_inputs and not (
+        (re.search(r"\d", joined) or re.search(_NUMBER_WORDS, joined, re.IGNORECASE))
+        and re.search(_ASKS, joined, re.IGNORECASE)
+    ):
+        return None, "off_format", sorted(notes)
+    return joined, None, sorted(notes)
 
 
 # --- tasks whose inputs are one question (TREC): keep the question, drop what asks nothing

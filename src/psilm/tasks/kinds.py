@@ -97,12 +97,30 @@ class GeneratingTask(Task):
         lines: list[str] = []
         if demos:
             lines += [f"Examples of {noun}s:" if not self.writes_answer else "Examples:"]
-            lines += [self._chat_demo(x) for x in demos]
-        lines += ["", self._chat_request(what)]
+            if self.multi_field:  # a block per demo, a 'Name: value' line per field
+                lines += "\n\n".join(self._block(x) for x in demos).split("\n")
+            else:
+                lines += [self._chat_demo(x) for x in demos]
+        lines += ["", self.fields_request(what, self.writes_answer) or self._chat_request(what)]
         return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines).strip()}]
 
     def _chat_demo(self, x: Example) -> str:
         return f"- {one_line(x.input)}"
+
+    def _block(self, x: Example) -> str:
+        """Several fields: a demo as its 'Name: value' lines (and 'Answer:' where one is written)."""
+        return x.input + (f"\nAnswer: {x.output}" if self.writes_answer else "")
+
+    def _first_field(self) -> str:
+        return f"{self.field_label(self.fields[0])}:"
+
+    def _with_first_field(self, raw: str) -> str:
+        """A list completion continues after the first field's name: put it back, unless the
+        model wrote the name itself."""
+        raw = raw.strip()
+        if self.split_fields(raw)[1] == f"missing_field:{self.fields[0]}":
+            return f"{self._first_field()} {raw}"
+        return raw
 
     def _chat_request(self, what: str) -> str:
         noun = self.config.input_name
@@ -114,6 +132,10 @@ class GeneratingTask(Task):
     def list_input_prompt(self, demos: list[Example], category, tips: list[str], describe: bool) -> str:
         """A numbered list to continue: header (task, category, principles), demos, next number."""
         lines = self._list_header(category, tips, describe)
+        if self.multi_field:  # an instance is several lines: '###'-separated blocks, as pair kinds
+            for x in demos:
+                lines += [self._block(x), PAIR_DELIMITER]
+            return "\n".join(lines + [self._first_field()])
         lines += [f"{j}. {one_line(x.input)}" for j, x in enumerate(demos, start=1)]
         return "\n".join(lines + [f"{len(demos) + 1}."])
 
@@ -125,10 +147,12 @@ class GeneratingTask(Task):
 
     def list_stop(self) -> list[str]:
         """Where the first item ends in a list completion."""
-        return ["\n"]
+        return [PAIR_DELIMITER] if self.multi_field else ["\n"]
 
     def parse_generated(self, raw: str, style: str) -> tuple[str | None, str | None, str | None]:
         """(input, answer or None, None) or (None, None, reason) from the generator's response."""
+        if style == "list" and self.multi_field:  # the first block, its first field's name restored
+            return self._with_first_field((raw or "").split(PAIR_DELIMITER, 1)[0]), None, None
         if style == "list":  # the first item: the backend stops at its end, and a log may not have
             raw = _first_line(raw)
         return raw, None, None
@@ -198,7 +222,8 @@ class ClassificationTask(GeneratingTask):
     def target_prompt(self, text: str, demos: list[Example], tips: list[str], style: str):
         if style == "chat":
             return self.prompt(text)
-        return f"{self.instruction()}\n\n{self.config.input_name.capitalize()}: {one_line(text)}\nAnswer:"
+        shown = self.user_text(text if self.multi_field else one_line(text))
+        return f"{self.instruction()}\n\n{shown}\nAnswer:"
 
     def target_stop(self, style: str) -> list[str]:
         return ["\n"] if style == "list" else []
@@ -219,19 +244,19 @@ class NumericTask(GeneratingTask):
         return settings.solve_samples
 
     def target_prompt(self, text: str, demos: list[Example], tips: list[str], style: str):
-        name = self.config.input_name.capitalize()
         lines: list[str] = []
         for x in demos:
             worked = re.sub(r"<<[^>]*>>", "", x.output)  # GSM8K calculator notes
-            lines += [f"{name}: {x.input}", f"Solution: {worked}", ""]
-        lines += [f"{name}: {text}"]
+            lines += [self.user_text(x.input), f"Solution: {worked}", ""]
+        lines += [self.user_text(text)]
         system = "\n".join([self.instruction()] + [f"Tip: {t}" for t in tips])
         if style == "chat":
             return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
         return "\n".join([system, "", *lines, "Solution:"])
 
     def target_stop(self, style: str) -> list[str]:
-        return [f"\n{self.config.input_name.capitalize()}:"] if style == "list" else []
+        first = self._first_field() if self.multi_field else f"{self.config.input_name.capitalize()}:"
+        return [f"\n{first}"] if style == "list" else []
 
     def set_target(self, record: dict, texts: list[str]) -> None:
         record["votes"] = votes = [self.extract(t) for t in texts]
@@ -267,8 +292,8 @@ class PairTask(GeneratingTask):
         _, head = self._head(category, describe)
         lines = [head, *tips, ""]
         for x in demos:
-            lines += [self._chat_demo(x), PAIR_DELIMITER]
-        return "\n".join(lines + ["Question:"])
+            lines += [self._block(x) if self.multi_field else self._chat_demo(x), PAIR_DELIMITER]
+        return "\n".join(lines + [self._first_field() if self.multi_field else "Question:"])
 
     def list_stop(self) -> list[str]:
         return [PAIR_DELIMITER]
@@ -276,6 +301,8 @@ class PairTask(GeneratingTask):
     def parse_generated(self, raw: str, style: str) -> tuple[str | None, str | None, str | None]:
         if style == "list":
             raw = (raw or "").split(PAIR_DELIMITER, 1)[0]
+            if self.multi_field:  # the prompt ended in the first field's name
+                raw = self._with_first_field(raw)
         return self.parse_pair(raw)
 
     def parse_pair(self, raw: str) -> tuple[str | None, str | None, str | None]:
