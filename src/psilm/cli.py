@@ -342,6 +342,30 @@ def tasks() -> None:
         print(f"{name:8s} {spec['kind']:15s} {spec['description']}")
 
 
+@app.command()
+def init(
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="A data file: JSONL, CSV, Parquet, a save_to_disk folder, or hf:NAME[:CONFIG]:SPLIT."
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="The YAML to write; default NAME.yaml here.")
+    ] = None,
+    test: Annotated[str | None, typer.Option(help="A held-out split to evaluate on.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
+) -> None:
+    """Write a run config from a data file: fields, input and target, kind, labels; CHECK comments."""
+    from psilm.init_task import write_config
+
+    path, task = write_config(data, out, test, force)
+    inputs = task.get("input_fields") or [task["input_field"]]
+    print(f"{path}: {task['kind']} task reading {inputs} -> `{task['target_field']}`", end="")
+    print(f", labels {task['labels']}" if "labels" in task else "")
+    print(f"read the CHECK comments in {path}, then: psilm run {path} --out runs/{task['name']}")
+
+
 def _click_exceptions():
     """The click exception classes typer uses (a vendored copy in newer typer, else click itself)."""
     return sys.modules[typer.BadParameter.__module__]
