@@ -4,6 +4,7 @@ counted reason, and the filter cleans each field on its own."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,23 @@ def test_dedup_and_decontamination_use_the_joined_text(nli):
     kept, report = filter_instances(nli, [copy, new, dict(new)], seeds, None)
     assert [r["input"] for r in kept] == [new["input"]]
     assert report["dropped"] == {"contaminated_seed": 1, "exact_duplicate": 1}
+
+
+def test_mc5_in_hugging_face_form_reads_the_same_from_parquet_and_saved_folder(tmp_path):
+    """HF stores choices as {"label": [...], "text": [...]} (a struct in Parquet and Arrow)."""
+    import datasets
+
+    task = load_task(MC5)
+    native = load_examples(task, FIXTURES / "mc5" / "test.jsonl")
+    rows = [json.loads(x) for x in (FIXTURES / "mc5" / "test.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["choices"] = {
+            "label": [c["label"] for c in r["choices"]],
+            "text": [c["text"] for c in r["choices"]],
+        }
+    ds = datasets.Dataset.from_list(rows)
+    ds.to_parquet(str(tmp_path / "t.parquet"))
+    ds.save_to_disk(str(tmp_path / "saved"))
+    for src in (tmp_path / "t.parquet", tmp_path / "saved"):
+        got = load_examples(task, src)
+        assert [(e.input, e.answer) for e in got] == [(e.input, e.answer) for e in native], src
