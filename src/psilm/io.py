@@ -265,7 +265,8 @@ def _probe(endpoint: str, source: str, timeout_s: float = 5.0) -> None:
     except OSError as e:
         raise DataError(
             f"{source}: cannot reach the Hugging Face Hub at {endpoint} ({e.strerror or e}); check the "
-            f"network, or save the split to a local file and give its path ({FORMATS})"
+            "network, set HF_HUB_OFFLINE=1 to use a copy already in the local cache, or give a local "
+            f"file ({FORMATS})"
         ) from None
 
 
