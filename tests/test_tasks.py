@@ -209,7 +209,10 @@ def test_split_fields_reads_what_a_generator_writes():
         "premise": "A dog runs in the park.",
         "hypothesis": "An animal is outside.\nLabel: entailment",
     }
-    assert t.split_fields("hypothesis: first\npremise: then")[0] == {"premise": "then", "hypothesis": "first"}
+    # an instance starts at its first field: a stray hypothesis before it belongs to nothing
+    stray = 'Hypothesis: "A cat naps."\n\nExample:\nPremise: A man sings.\nHypothesis: There is a man.'
+    assert t.split_fields(stray)[0] == {"premise": "A man sings.", "hypothesis": "There is a man."}
+    assert t.split_fields("hypothesis: first\npremise: then") == (None, "missing_field:hypothesis")
     assert t.split_fields("Premise: A dog runs.") == (None, "missing_field:hypothesis")
     assert t.split_fields("Premise: A dog runs.\nHypothesis:") == (None, "missing_field:hypothesis")
     assert t.split_fields("just one blob of text") == (None, "missing_field:premise")

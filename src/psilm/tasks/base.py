@@ -259,9 +259,9 @@ class Task:
 
     def split_fields(self, text: str | None) -> tuple[dict[str, str] | None, str | None]:
         """({field: value}, None) from 'Name: value' lines, as join_fields writes them and a
-        generator copies them (markdown, any order, text before the first name ignored); or
-        (None, 'missing_field:NAME') when a field is absent or empty. A name seen twice starts a
-        second instance: parsing stops there."""
+        generator copies them (markdown, text before the first field ignored); or
+        (None, 'missing_field:NAME') when a field is absent or empty. An instance starts at the
+        first field's line; a name seen twice starts a second one, where parsing stops."""
         if not self.multi_field:
             return {self.fields[0]: text or ""}, None
         alias = {}
@@ -274,6 +274,8 @@ class Task:
         marks, stop = [], len(text)
         for m in line.finditer(text):
             field = alias[m.group(1).lower()]
+            if not marks and field != self.fields[0]:  # an instance starts with its first field
+                continue
             if any(field == f for f, _ in marks):
                 stop = m.start()
                 break
