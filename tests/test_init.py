@@ -13,6 +13,7 @@ import yaml
 from psilm.cli import main
 from psilm.config import load_config
 from psilm.data import load_examples
+from psilm.store import Layout
 from psilm.tasks import load_task
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -133,10 +134,10 @@ def test_init_config_runs_end_to_end(tmp_path, capsys, name):
     assert rc == 0, capsys.readouterr().err
     task = load_task(load_config(run / "config.yaml").task)
     seeds = [json.loads(x) for x in (run / "seeds.jsonl").read_text().splitlines()]
-    candidates = [json.loads(x) for x in (run / "candidates.jsonl").read_text().splitlines()]
-    kept = [json.loads(x) for x in (run / "train.jsonl").read_text().splitlines()]
+    candidates = [json.loads(x) for x in Layout(run).candidates("psi").read_text().splitlines()]
+    kept = [json.loads(x) for x in Layout(run).kept("psi").read_text().splitlines()]
     assert len(candidates) == 8
-    report = json.loads((run / "filter_report.json").read_text())
+    report = json.loads(Layout(run).filter_report("psi").read_text())
     assert report["n_in"] == 8 and report["n_kept"] == len(kept)
     for rec in seeds + [c for c in candidates if c["parse_error"] is None] + kept:
         if name == "nli":  # both fields, each on its own line
