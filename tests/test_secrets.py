@@ -29,7 +29,8 @@ ENV = "PSILM_TEST_SECRET_KEY"
 
 @contextlib.contextmanager
 def echo_server() -> Iterator[tuple[str, dict]]:
-    """An OpenAI-compatible stub that puts the caller's Authorization header in every answer."""
+    """An OpenAI-compatible stub that puts the caller's Authorization header in every answer (chat or
+    raw completion)."""
     state = {"mode": "echo", "auth": []}
 
     class Handler(BaseHTTPRequestHandler):
@@ -39,10 +40,13 @@ def echo_server() -> Iterator[tuple[str, dict]]:
             state["auth"].append(auth)
             if state["mode"] == "echo":
                 text = f"1. Judge the whole review, not one word (sent with {auth}).\n2. {auth} is your key."
+                if self.path.endswith("/chat/completions"):
+                    kind, choice = "chat.completion", {"message": {"role": "assistant", "content": text}}
+                else:  # /completions: list prompts are raw text completions
+                    kind, choice = "text_completion", {"text": text}
                 body = {
-                    "id": "x", "object": "chat.completion", "created": 0, "model": "stub",
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": text}}],
+                    "id": "x", "object": kind, "created": 0, "model": "stub",
+                    "choices": [{"index": 0, "finish_reason": "stop", **choice}],
                     "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
                 }  # fmt: skip
                 status = 200
