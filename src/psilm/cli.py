@@ -78,6 +78,13 @@ def _open(run: Path, overrides: list[str] | None, quiet: bool, verbose: bool):
     return prepare(load_config(cfg_path, overrides), run, log)
 
 
+def _run_stage(run: Path, overrides, quiet: bool, verbose: bool, stage, *args):
+    """A stage command's work: reopen the run folder, run one stage in a console session."""
+    ctx = _open(run, overrides, quiet, verbose)
+    with _session(ctx, quiet):
+        return ctx, stage(ctx, *args)
+
+
 def _print_table(metrics: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -199,9 +206,7 @@ def principles(
     """Write principles.json (teacher, or the configured principles file)."""
     from psilm.pipeline import stage_principles
 
-    ctx = _open(run, set_, quiet, verbose)
-    with _session(ctx, quiet):
-        ps = stage_principles(ctx)
+    ctx, ps = _run_stage(run, set_, quiet, verbose, stage_principles)
     print(f"{len(ps)} principles in {ctx.run.principles}")
 
 
@@ -217,9 +222,7 @@ def generate(
     from psilm.pipeline import stage_generate
 
     arms.require(arm, "generate")
-    ctx = _open(run, set_, quiet, verbose)
-    with _session(ctx, quiet):
-        stage_generate(ctx, arm)
+    ctx, _ = _run_stage(run, set_, quiet, verbose, stage_generate, arm)
     print(f"candidates: {ctx.run.candidates(arm)}")
 
 
@@ -235,9 +238,7 @@ def filter_(
     from psilm.pipeline import stage_filter
 
     arms.require(arm, "filter")
-    ctx = _open(run, set_, quiet, verbose)
-    with _session(ctx, quiet):
-        stage_filter(ctx, arm)
+    ctx, _ = _run_stage(run, set_, quiet, verbose, stage_filter, arm)
     st = ctx.run.stage(f"filter/{arm}")
     print(f"kept {st['n_kept']} of {st['n_in']}: {ctx.run.kept(arm)}")
 
@@ -254,9 +255,7 @@ def train(
     from psilm.pipeline import stage_train
 
     arms.require(arm, "train")
-    ctx = _open(run, set_, quiet, verbose)
-    with _session(ctx, quiet):
-        stage_train(ctx, arm)
+    ctx, _ = _run_stage(run, set_, quiet, verbose, stage_train, arm)
     print(f"model: {ctx.run.model(arm)}")
 
 
@@ -272,9 +271,7 @@ def evaluate(
     from psilm.pipeline import stage_evaluate
 
     arms.require(arm, "evaluate")
-    ctx = _open(run, set_, quiet, verbose)
-    with _session(ctx, quiet):
-        res = stage_evaluate(ctx, arm)
+    _, res = _run_stage(run, set_, quiet, verbose, stage_evaluate, arm)
     if res is None:
         raise PsilmError("data.test is not set in this run's config; nothing to evaluate on")
     lo, hi = res["ci95"]
