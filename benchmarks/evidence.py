@@ -124,6 +124,17 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
         {"direct": "direct_prior", "psi": "psi_prior"},
     ),
     "verifier_on": (["psi"], {"generate": {"verify_samples": 3}}, {"psi": "verifier_on"}),
+    # issue 16: the other prompt style, and the second embedded generator (a base model: list only)
+    "chat": (
+        ["direct", "psi"],
+        {"generate": {"prompt_style": "chat"}},
+        {"direct": "direct_chat", "psi": "psi_chat"},
+    ),
+    "gemma": (
+        ["direct", "psi"],
+        {"models": {"generator": {"backend": "llamacpp", "model": "gemma3-270m"}}},
+        {"direct": "direct_gemma", "psi": "psi_gemma"},
+    ),
     "per_instance_3": (["psi"], {"generate": {"principles_per_instance": 3}}, {"psi": "per_instance_3"}),
     "error_off": (
         ["psi"],
@@ -137,6 +148,7 @@ QUICK_ARMS = ["zero_shot", "direct", "psi"]
 # paired differences reported per task: (a, b) means a - b
 PAIRS = [
     ("psi_person", "direct"),
+    ("psi_person", "direct_bare"),  # principles against plain small-model data (the paper's baseline)
     ("psi_teacher", "direct"),
     ("psi_person", "human"),
     ("psi_person", "psi_teacher"),
@@ -153,6 +165,10 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "psi_bare": "direct_bare",
     "direct_prior": "direct",
     "psi_prior": "direct_prior",
+    "direct_chat": "direct",
+    "psi_chat": "direct_chat",
+    "direct_gemma": "direct",
+    "psi_gemma": "direct_gemma",
 }
 
 
