@@ -5,7 +5,8 @@
 The requests are built the way the generate stage builds them (plan_instances + input_prompt): the
 built-in sst2 task, the person-written principles in configs/principles/sst2.yaml, 16 seeds drawn
 from the repo's SST-2 training split. `--prompt-style list` (psilm's default) is a plain text to
-continue, stopped at the task's list stop (the end of the line); `chat` is the chat-template form. Same model (the embedded SmolLM2-135M GGUF), same count,
+continue, stopped at the task's list stop (the end of the line); `chat` is the chat-template form.
+Same model (the embedded SmolLM2-135M GGUF), same count,
 same max tokens, temperature 0.9, top_p 0.95, top_k 50, fixed seeds, one CPU thread per process.
 
 Paths, each in a fresh process:
@@ -90,7 +91,9 @@ def run_llamacpp_sequential(requests, max_tokens: int) -> dict:
     usage = []
     stop = stop_strings()
     for i, (_, prompt) in enumerate(requests):
-        kw = dict(temperature=TEMPERATURE, top_p=TOP_P, top_k=TOP_K, min_p=0.0, max_tokens=max_tokens, seed=SEED + i)
+        kw = dict(
+            temperature=TEMPERATURE, top_p=TOP_P, top_k=TOP_K, min_p=0.0, max_tokens=max_tokens, seed=SEED + i
+        )
         if STYLE == "list":
             r = llm.create_completion(prompt=prompt, stop=stop, **kw)
         else:
