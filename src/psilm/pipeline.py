@@ -87,6 +87,7 @@ class Context:
                 log,
                 chunk=model.batch_size,
                 remote=model.backend == "openai",
+                json_constrained=model.json_constrained,
             )
         self.callers.setdefault(stage, []).append(c)
         c.on_progress = self.bar(f"{stage} ({role})")

@@ -20,10 +20,17 @@ class SamplingParams:
     max_tokens: int = 256
     seed: int | None = None  # per-request seed where the backend honours it
     stop: list[str] = field(default_factory=list)
+    # a JSON schema every answer must follow, where the backend can constrain decoding (llama.cpp
+    # grammar, vLLM structured outputs, OpenAI response_format); others ignore it (parse-or-drop)
+    json_schema: dict[str, Any] | None = None
 
     def key(self) -> dict[str, Any]:
-        """Fields that change the output, for cache keys."""
-        return asdict(self)
+        """Fields that change the output, for cache keys. Without a schema the key is what it was
+        before schemas existed, so earlier raw logs still answer their requests."""
+        key = asdict(self)
+        if self.json_schema is None:
+            del key["json_schema"]
+        return key
 
 
 @dataclass

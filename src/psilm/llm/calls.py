@@ -28,8 +28,11 @@ class ModelCaller:
         log: JsonlLog,
         chunk: int = 16,
         remote: bool = False,
+        json_constrained: tuple[str, ...] = (),
     ):
         self.role = role
+        # prompt styles whose answers the backend holds to a JSON schema (ModelBase.json_constrained)
+        self.json_constrained = json_constrained
         self.remote = remote  # served by a machine we cannot measure: energy is estimated from tokens
         self.model_id = model_id
         self._make_backend = make_backend

@@ -19,10 +19,15 @@ wave (the `batch_size` prompts decoded with it; ModelCaller always sends the sam
 completion loop instead (it keeps the previous prompt's KV and re-reads only what differs).
 Raw completion (`complete`: plain text continued as is, no chat template) runs through the same
 two paths; a list of numbered items with a long shared header is what the prefix tree shares best.
+
+A request with a JSON schema (SamplingParams.json_schema) is decoded under the GBNF grammar
+llama-cpp-python writes for that schema: the grammar sampler comes first in each sequence's chain,
+so every answer is one JSON object of the schema's shape (unless it runs out of max_tokens).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -108,12 +113,18 @@ class LlamaCppBackend:
             # seed + i: per request, independent of the order we visit the call in
             seeds = [None if params.seed is None else params.seed + i for i in wave]
             limits = [min(params.max_tokens, n_ctx - len(tokens[i])) for i in wave]
-            results = self._decoder.run([tokens[i] for i in wave], seeds, limits, params)
+            results = self._decoder.run([tokens[i] for i in wave], seeds, limits, params, self._gbnf(params))
             for i, (ids, finish) in zip(wave, results, strict=True):
                 text = self.llm.detokenize(ids).decode("utf-8", errors="ignore")
                 text = _cut_at_stop(text, params.stop)
                 out[i] = Completion(text.strip(), len(tokens[i]), len(ids), finish)
         return out  # type: ignore[return-value]
+
+    def _gbnf(self, params: SamplingParams) -> str | None:
+        """The GBNF grammar for the request's JSON schema (made once per schema), or None."""
+        if params.json_schema is None:
+            return None
+        return json_grammar(json.dumps(params.json_schema))  # key order: the order fields are written
 
     def _tokenize(self, messages: Messages) -> list[int]:
         rendered = self._formatter(messages=messages)  # type: ignore[misc]
@@ -142,6 +153,10 @@ class LlamaCppBackend:
             stop=list(params.stop),
             seed=seed,
         )
+        if (gbnf := self._gbnf(params)) is not None:
+            from llama_cpp import LlamaGrammar
+
+            sampling["grammar"] = LlamaGrammar.from_string(gbnf, verbose=False)
         try:
             if isinstance(prompt, str):
                 resp: Any = self.llm.create_completion(prompt=prompt, **sampling)
@@ -174,6 +189,17 @@ class LlamaCppBackend:
     def __del__(self) -> None:
         if getattr(self, "_decoder", None) is not None:
             self.close()
+
+
+@functools.lru_cache(maxsize=16)
+def json_grammar(schema_json: str) -> str:
+    """GBNF text for one JSON schema (llama-cpp-python's converter); BackendError if it cannot."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        return json_schema_to_gbnf(schema_json)
+    except (ValueError, KeyError, TypeError, NotImplementedError) as e:
+        raise BackendError(f"llama.cpp cannot turn the JSON schema into a grammar: {e}") from None
 
 
 def default_threads() -> int:
@@ -243,13 +269,18 @@ class _Decoder:
         self.batch = C.llama_batch_init(max(N_BATCH, self.n_seq), 0, self.n_seq)
 
     def run(
-        self, prompts: list[list[int]], seeds: list[int | None], limits: list[int], params: SamplingParams
+        self,
+        prompts: list[list[int]],
+        seeds: list[int | None],
+        limits: list[int],
+        params: SamplingParams,
+        gbnf: str | None = None,
     ) -> list[tuple[list[int], str]]:
         """(generated token ids, finish reason) per prompt; prompts sorted, at most n_seq of them."""
         C, n = self.C, len(prompts)
         nodes = prefix_tree(prompts)
         self._reserve(len(nodes) + sum(limits), n)
-        samplers = [_sampler(C, params, seed) for seed in seeds]
+        samplers = [_sampler(C, params, seed, self.vocab, gbnf) for seed in seeds]
         gen: list[list[int]] = [[] for _ in range(n)]
         finish: list[str | None] = [None] * n
         try:
@@ -345,8 +376,14 @@ def prefix_tree(prompts: list[list[int]]) -> list[tuple[int, int, tuple[int, ...
     return nodes
 
 
-def _sampler(C, params: SamplingParams, seed: int | None):
+def _sampler(C, params: SamplingParams, seed: int | None, vocab=None, gbnf: str | None = None):
     chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
+    if gbnf is not None:  # first: only tokens the grammar allows reach top-k, top-p and the draw
+        grammar = C.llama_sampler_init_grammar(vocab, gbnf.encode("utf-8"), b"root")
+        if not grammar:
+            C.llama_sampler_free(chain)
+            raise BackendError("llama.cpp could not parse the grammar made from the JSON schema")
+        C.llama_sampler_chain_add(chain, grammar)
     if params.temperature <= 0:
         C.llama_sampler_chain_add(chain, C.llama_sampler_init_greedy())
         return chain

@@ -122,6 +122,8 @@ class OpenAIBackend:
             kwargs["seed"] = seed
         if params.stop:
             kwargs["stop"] = list(params.stop)
+        if params.json_schema is not None and not raw:  # /completions has no standard field for it
+            kwargs["response_format"] = response_format(params.json_schema, self.config.json_format)
 
         attempts = self.config.max_retries + 1
         what = "no attempt made"
@@ -142,7 +144,7 @@ class OpenAIBackend:
             except openai.APIStatusError as e:
                 status = e.status_code
                 if status not in RETRY_STATUSES and status < 500:
-                    raise BackendError(self._client_error(e)) from None
+                    raise BackendError(self._client_error(e, "response_format" in kwargs)) from None
                 failure = _Retryable(
                     f"HTTP {status}{self._server_says(e)}", parse_retry_after(e.response.headers)
                 )
@@ -175,7 +177,7 @@ class OpenAIBackend:
         text = " ".join(self._scrub(str(msg)).split())
         return f": {text[:200]}{'...' if len(text) > 200 else ''}"
 
-    def _client_error(self, e: Any) -> str:
+    def _client_error(self, e: Any, structured: bool = False) -> str:
         status = e.status_code
         says = self._server_says(e)
         where = f"{self.base_url} answered HTTP {status}{says}"
@@ -188,10 +190,23 @@ class OpenAIBackend:
                 f"{where}; check models.*.model ({self.config.model!r}) against "
                 f"GET {self.base_url}/models, and that base_url ends in /v1"
             )
+        if structured:
+            other = "json_object" if self.config.json_format == "json_schema" else "json_schema"
+            return (
+                f"{where}; the request asked for JSON by response_format ({self.config.json_format}): set "
+                f"json_format: {other} of this model under models.*, or generate.structured=off"
+            )
         return f"{where}; the request was refused, check this model's settings (model, n_ctx, sampling)"
 
     def close(self) -> None:
         self._client.close()
+
+
+def response_format(schema: dict, form: str) -> dict:
+    """The chat request's response_format for answers that follow `schema` (OpenAIModel.json_format)."""
+    if form == "json_object":  # llama-cpp-python's server (and Anyscale's JSON mode)
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema", "json_schema": {"name": "instance", "schema": schema, "strict": True}}
 
 
 def read_api_key(env: str | None) -> str:

@@ -20,7 +20,7 @@ price_per_million_tokens. `ModelConfig(**settings)` builds the class the setting
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -46,6 +46,9 @@ class ModelBase(Settings):
     what they cost."""
 
     backend: str
+    # prompt styles ("list": raw completion, "chat") whose answers this backend can hold to a JSON
+    # schema while decoding (generate.structured: auto turns JSON on where it can)
+    json_constrained: ClassVar[tuple[str, ...]] = ()
     # --- which model
     model: str = Field(
         "smollm2-135m",
@@ -118,6 +121,7 @@ class OpenAIModel(ModelBase):
     """Any OpenAI-compatible chat server: vLLM, SGLang, Ollama, llama.cpp server, OpenAI."""
 
     backend: Literal["openai"] = "openai"
+    json_constrained: ClassVar[tuple[str, ...]] = ("chat",)  # response_format; /completions has none
     base_url: str | None = Field(
         None, description="e.g. http://127.0.0.1:8000/v1; needed before the first request."
     )
@@ -138,6 +142,13 @@ class OpenAIModel(ModelBase):
         ge=1,
         description="Requests in flight at once (never more than batch_size); 8: enough for a server to "
         "batch, few enough for an API's rate limit.",
+    )
+    json_format: Literal["json_schema", "json_object"] = Field(
+        "json_schema",
+        description="How a chat request asks for JSON that follows a schema (generate.structured): "
+        'json_schema: response_format {"type": "json_schema", "json_schema": {"name", "schema", "strict"}}, '
+        "as OpenAI, vLLM, SGLang and llama.cpp's own server read it; json_object: "
+        '{"type": "json_object", "schema": ...}, what llama-cpp-python\'s server reads.',
     )
 
     @field_validator("api_key_env")
@@ -169,6 +180,7 @@ class LlamaCppModel(ModelBase):
     """GGUF files in process through llama-cpp-python: the fastest CPU path."""
 
     backend: Literal["llamacpp"] = "llamacpp"
+    json_constrained: ClassVar[tuple[str, ...]] = ("list", "chat")  # a GBNF grammar from the schema
     n_ctx: int = Field(
         2048,
         ge=256,
@@ -190,6 +202,7 @@ class VllmModel(ModelBase):
     """An in-process vLLM engine on one or more GPUs."""
 
     backend: Literal["vllm"] = "vllm"
+    json_constrained: ClassVar[tuple[str, ...]] = ("list", "chat")  # structured outputs
     n_ctx: int = Field(2048, ge=256, description="vLLM's max_model_len; 2048 as llamacpp.")
     dtype: Dtype = Field("auto", description="auto: bfloat16, what GPUs that run vLLM compute in.")
     options: dict[str, Any] = Field(

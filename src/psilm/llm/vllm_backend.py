@@ -3,7 +3,8 @@
 vLLM schedules every prompt of a call at once (continuous batching) and, with automatic prefix
 caching, computes the shared part of the prompts (task text, principles, demos) once and reuses
 its KV blocks. Each request gets its own seed (seed + its index in the call), which vLLM honours
-per request, so a request's sample does not depend on the others in the batch.
+per request, so a request's sample does not depend on the others in the batch. A JSON schema
+(SamplingParams.json_schema) goes to vLLM's structured outputs (xgrammar), one per request.
 
 Settings: `n_ctx` is vLLM's max_model_len; `dtype` auto means bfloat16; `options` go to `vllm.LLM`
 as is, e.g. `tensor_parallel_size: 4` (GPUs per engine), `gpu_memory_utilization: 0.85`,
@@ -66,17 +67,7 @@ class VLLMBackend:
     def _run(self, prompts: list, params: SamplingParams, chat: bool) -> list[Completion]:
         from vllm import SamplingParams as VSamplingParams
 
-        per_request = [
-            VSamplingParams(
-                temperature=params.temperature,  # 0 is greedy; top_p / top_k then change nothing
-                top_p=params.top_p,
-                top_k=TOP_K,
-                max_tokens=params.max_tokens,
-                stop=list(params.stop) or None,
-                seed=None if params.seed is None else params.seed + i,
-            )
-            for i in range(len(prompts))
-        ]
+        per_request = [VSamplingParams(**_structured(request_kwargs(params, i))) for i in range(len(prompts))]
         try:
             run = self.llm.chat if chat else self.llm.generate
             outs = run(prompts, sampling_params=per_request, use_tqdm=False)  # type: ignore[arg-type]
@@ -110,3 +101,35 @@ class VLLMBackend:
                 torch.cuda.empty_cache()
         except ImportError:
             pass
+
+
+def request_kwargs(params: SamplingParams, i: int) -> dict[str, Any]:
+    """vllm.SamplingParams keyword arguments for request i of a call; a JSON schema as
+    `structured_outputs: {"json": schema}` (made a StructuredOutputsParams by `_structured`)."""
+    kwargs: dict[str, Any] = dict(
+        temperature=params.temperature,  # 0 is greedy; top_p / top_k then change nothing
+        top_p=params.top_p,
+        top_k=TOP_K,
+        max_tokens=params.max_tokens,
+        stop=list(params.stop) or None,
+        seed=None if params.seed is None else params.seed + i,
+    )
+    if params.json_schema is not None:
+        kwargs["structured_outputs"] = {"json": params.json_schema}
+    return kwargs
+
+
+def _structured(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Structured outputs as the installed vLLM takes them: StructuredOutputsParams (0.11 on;
+    the guided_* names went in 0.12), else GuidedDecodingParams as `guided_decoding` (before)."""
+    spec = kwargs.pop("structured_outputs", None)
+    if spec is None:
+        return kwargs
+    try:
+        from vllm.sampling_params import StructuredOutputsParams
+
+        return {**kwargs, "structured_outputs": StructuredOutputsParams(**spec)}
+    except ImportError:
+        from vllm.sampling_params import GuidedDecodingParams
+
+        return {**kwargs, "guided_decoding": GuidedDecodingParams(**spec)}

@@ -10,6 +10,10 @@ psilm.tasks.kinds); step 2 makes the target:
 - numeric: the generator solves it k times; the majority number is the answer, a tie gives none;
 - multiple_choice / free_text: the generator writes question and answer in one response.
 
+With `structured` on, step 1 asks for one JSON object per instance in the data's own field names
+(psilm.tasks.structured): its schema comes from the task's kind, and a backend that can constrain
+decoding (ModelBase.json_constrained) is held to it; elsewhere the object is parsed or dropped.
+
 Measured with SmolLM2-135M as generator: a long block of principles in every prompt made it
 drift and mislabel, while one short category principle per instance helped (TREC 47% -> 60%).
 Hence short prompts, one sampled principle, few demos. Every record keeps its raw text, the
@@ -36,6 +40,7 @@ from psilm.tasks.kinds import majority, with_final_answer  # noqa: F401  (re-exp
 
 GOLDEN = 0.6180339887498949  # low-discrepancy step: weighted categories stay on their shares
 PromptStyle = Literal["list", "chat"]
+Structured = Literal["auto", "json", "off"]
 
 
 class GenerateSettings(Settings):
@@ -50,6 +55,15 @@ class GenerateSettings(Settings):
         "(psi, 192 rows), list rows asked for their label's type 71% of the time against 43% with chat, "
         "and were one question 94% against 44% "
         "(benchmarks/results/generation-quality.md).",
+    )
+    structured: Structured = Field(
+        "auto",
+        description="json: ask for one JSON object per instance, keys from the data's own fields "
+        "(input fields; choices and answer for multiple choice; the answer for free text), held to "
+        "its schema by backends that can (llamacpp, vllm; openai with chat prompts), parsed or dropped "
+        "elsewhere; off: the 'Name: value' / 'Answer:' lines; auto: json for instances with several "
+        "parts (several input fields, or an answer written with the input) where the backend can "
+        "constrain, else off. Measured in docs/structured.md.",
     )
     # --- what each prompt holds: short prompts keep a 135M generator on track
     label_descriptions: bool = Field(
@@ -214,10 +228,14 @@ def input_prompt(
     by_id: dict[str, dict],
     describe: bool = True,
     style: PromptStyle = "chat",
+    structured: bool = False,
 ) -> Prompt:
-    """Chat messages (style chat) or a plain text to continue (style list) for a new input."""
+    """Chat messages (style chat) or a plain text to continue (style list) for a new input;
+    structured: the demos as JSON objects, one new object asked for."""
     demos = [seeds[i] for i in plan["demo_ids"]]
     tips = [by_id[pid]["text"] for pid in plan["principle_ids"]]
+    if structured:
+        return task.json_input_prompt(demos, plan["category"], tips, describe, style)
     if style == "list":
         return task.list_input_prompt(demos, plan["category"], tips, describe)
     return task.chat_input_prompt(demos, plan["category"], tips, describe)
@@ -243,6 +261,13 @@ def solve_prompt(
 ) -> Messages:
     """numeric: the chat prompt for one worked solution."""
     return target_prompt(task, seeds, plan, by_id, text, n_demos, "chat")  # type: ignore[return-value]
+
+
+def structured_mode(task: Task, settings: GenerateSettings, json_constrained: tuple[str, ...]) -> dict | None:
+    """{"structured": "json", "constrained": bool} when instances are asked for as JSON, else None."""
+    constrained = settings.prompt_style in json_constrained
+    on = settings.structured == "json" or (settings.structured == "auto" and task.multi_part and constrained)
+    return {"structured": "json", "constrained": constrained} if on else None
 
 
 def parse_pair(raw: str, task: Task) -> tuple[str | None, str | None, str | None]:
@@ -283,19 +308,28 @@ def generate_instances(
     }
     if style == "list":  # chat records stay as they were
         gen["prompt_style"] = style
+    structured = structured_mode(task, s, generator.json_constrained)
+    if structured:  # records without it stay as they were
+        gen.update(structured)
 
     # --- step 1: a new input per plan, in one batch through the caller
+    stop = task.list_stop() if style == "list" else []
+    schema = None
+    if structured:  # one JSON object on one line; held to the schema where the backend can
+        schema = task.instance_schema(seeds)
+        stop = [] if structured["constrained"] or style == "chat" else ["\n"]
     params = SamplingParams(
         temperature=s.temperature,
         top_p=s.top_p,
         max_tokens=gen["max_tokens"],
         seed=seed,
-        stop=task.list_stop() if style == "list" else [],
+        stop=stop,
+        json_schema=schema if structured and structured["constrained"] else None,
     )
     requests = [
         (
             rid(mode=p["mode"], seed=seed, i=p["index"], step="input"),
-            input_prompt(task, seeds, p, by_id, s.label_descriptions, style),
+            input_prompt(task, seeds, p, by_id, s.label_descriptions, style, structured is not None),
         )
         for p in plans
     ]
@@ -303,7 +337,11 @@ def generate_instances(
     records = []
     for p, (r, _) in zip(plans, requests, strict=True):
         raw = outs[r].text
-        question, answer, reason = task.parse_generated(raw, style)
+        fields = None
+        if structured:
+            question, answer, fields, reason = task.parse_instance(raw)
+        else:
+            question, answer, reason = task.parse_generated(raw, style)
         text = None
         if reason is None:
             text, reason = filter_stage.clean_input(question, task)
@@ -322,6 +360,7 @@ def generate_instances(
                 "votes": [],
                 "parse_error": reason,
                 "generator": gen,
+                **({"fields": fields} if structured else {}),  # the object as the generator wrote it
             }
         )
 
@@ -365,6 +404,8 @@ def generate_instances(
         "samples_per_instance": k,
         "new_calls": generator.new_calls - calls_before,
     }
+    if structured:
+        stats.update(structured)
     if principles:
         stats["principles_shown"] = shown
     if warning:

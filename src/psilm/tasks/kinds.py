@@ -24,7 +24,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from psilm.tasks.base import Example, Task, parse_number
+from psilm.tasks.base import LETTERS, Example, Task, _gold_letter, parse_number
+from psilm.tasks.structured import JsonInstances, choice_count, read_generated_choices
 
 Messages = list[dict[str, str]]
 PAIR_DELIMITER = "###"  # between question-and-answer items in list prompts
@@ -50,8 +51,9 @@ def with_final_answer(solution: str, answer: str) -> str:
 _ANSWER_LINE = re.compile(r"^[ \t*#]*(?:correct |final )?answer\s*[:=-]\s*(?P<a>.*)$", re.I | re.M)
 
 
-class GeneratingTask(Task):
-    """A Task that knows how a small model writes new instances of it (one subclass per kind)."""
+class GeneratingTask(JsonInstances, Task):
+    """A Task that knows how a small model writes new instances of it (one subclass per kind);
+    structured generation (one JSON object per instance) comes from psilm.tasks.structured."""
 
     # --- planning
     same_category_demos = False  # only demos of the drawn category (else: fill up with others)
@@ -324,6 +326,23 @@ class PairTask(GeneratingTask):
     def set_target(self, record: dict, texts: list[str]) -> None:
         pass  # the answer came with the question
 
+    # --- structured: the answer is one more key, the data's own target field
+    def _answer_schema(self, seeds: list) -> dict:
+        return {self.config.target_field: {"type": "string"}}
+
+    def _answer_object(self, example: Example) -> dict:
+        return {self.config.target_field: example.output}
+
+    def _answer_value(self, text: str, get) -> tuple[str, str | None, dict, str | None]:
+        target = self.config.target_field
+        answer = get(target)
+        if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+            answer = str(answer)
+        if not isinstance(answer, str) or not answer.strip():
+            return text, None, {}, f"missing_field:{target}"
+        answer = one_line(answer)
+        return text, answer, {target: answer}, None
+
 
 class MultipleChoiceTask(PairTask):
     short_answers = True
@@ -344,6 +363,41 @@ class MultipleChoiceTask(PairTask):
 
     def vote_key(self, vote: str) -> str:
         return vote.upper()
+
+    # --- structured: the choices as a list of texts, the answer as one of their letters
+    def _answer_schema(self, seeds: list) -> dict:
+        n = choice_count(seeds)
+        c = self.config
+        return {
+            c.choices_field: {"type": "array", "items": {"type": "string"}, "minItems": n, "maxItems": n},
+            c.target_field: {"type": "string", "enum": list(LETTERS[:n])},
+        }
+
+    def _answer_object(self, example: Example) -> dict:
+        n = example.meta.get("n_choices", 0)
+        lines = example.input.split("\n")
+        choices = [ln.split(". ", 1)[1] for ln in lines[len(lines) - n :]]
+        c = self.config
+        return {"_question": "\n".join(lines[: len(lines) - n]), c.choices_field: choices, c.target_field: example.output}
+
+    def _answer_value(self, text: str, get) -> tuple[str, str | None, dict, str | None]:
+        c = self.config
+        read = read_generated_choices(get(c.choices_field))
+        if read is None:
+            return text, None, {}, "bad_choices" if get(c.choices_field) is not None else f"missing_field:{c.choices_field}"
+        choices, labels = read
+        target = get(c.target_field)
+        if target is None or not str(target).strip():
+            return text, None, {}, f"missing_field:{c.target_field}"
+        letters = LETTERS[: len(choices)]
+        answer = _gold_letter(target, labels, letters)
+        if answer is None:  # the answer written out as its choice's text
+            low = [ch.lower() for ch in choices]
+            answer = letters[low.index(str(target).strip().lower())] if str(target).strip().lower() in low else None
+        if answer is None:
+            return text, None, {}, "bad_answer"
+        body = text + "\n" + "\n".join(f"{ltr}. {ch}" for ltr, ch in zip(letters, choices, strict=True))
+        return body, answer, {c.choices_field: choices, c.target_field: answer}, None
 
 
 def _first_line(text: str) -> str:
