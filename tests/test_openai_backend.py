@@ -68,6 +68,34 @@ def test_seeded_greedy_is_reproducible(server: tuple[str, str]) -> None:
 
 
 @pytest.mark.slow
+def test_json_schema_on_llama_server(server: tuple[str, str]) -> None:
+    """A chat request with a schema (response_format, json_object form as llama-cpp-python's server
+    reads it) gets one JSON object of that shape from the embedded model, whatever it is asked."""
+    base_url, model = server
+    cfg = ModelConfig(backend="openai", base_url=base_url, model=model, json_format="json_object")
+    backend = load_backend(cfg)
+    schema = {
+        "type": "object",
+        "properties": {
+            "question": {"type": "string"},
+            "choices": {"type": "array", "items": {"type": "string"}, "minItems": 3, "maxItems": 3},
+            "answer": {"type": "string", "enum": ["A", "B", "C"]},
+        },
+        "required": ["question", "choices", "answer"],
+        "additionalProperties": False,
+    }
+    params = SamplingParams(temperature=0.7, max_tokens=96, seed=2, json_schema=schema)
+    try:
+        outs = backend.generate(PROMPTS[:2], params)
+    finally:
+        backend.close()
+    for c in outs:
+        obj = json.loads(c.text)
+        assert list(obj) == ["question", "choices", "answer"] and len(obj["choices"]) == 3
+        assert obj["answer"] in ("A", "B", "C")
+
+
+@pytest.mark.slow
 def test_raw_completion_on_llama_server(server: tuple[str, str]) -> None:
     """/v1/completions: the text is continued as is (no chat template), stopping at the newline."""
     base_url, model = server
