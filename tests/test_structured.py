@@ -73,6 +73,8 @@ def test_seeds_become_objects_that_parse_back_to_the_same_instance():
 MC_GOOD = {"question": "What do you wear on your feet?", "choices": ["hat", "shoes", "cup", "tree", "door"],
            "answerKey": "B"}  # fmt: skip
 
+LABELLED = list(zip("ABCDE", MC_GOOD["choices"], strict=True))
+
 
 @pytest.mark.parametrize(
     "raw",
@@ -80,7 +82,7 @@ MC_GOOD = {"question": "What do you wear on your feet?", "choices": ["hat", "sho
         json.dumps(MC_GOOD),
         "Sure! Here it is:\n```json\n" + json.dumps(MC_GOOD, indent=2) + "\n```\nHope it helps.",
         json.dumps({**MC_GOOD, "answerKey": "shoes"}),  # the answer written as its choice
-        json.dumps({**MC_GOOD, "choices": [{"label": c, "text": t} for c, t in zip("ABCDE", MC_GOOD["choices"])]}),
+        json.dumps({**MC_GOOD, "choices": [{"label": c, "text": t} for c, t in LABELLED]}),
         json.dumps({**MC_GOOD, "answerKey": 1}),  # a 0-based index, as some data sets have it
     ],
 )
@@ -121,7 +123,9 @@ def test_pair_and_free_text_objects():
     nli, _ = seeds_of("nli")
     good = nli.parse_instance('{"Premise": "A cat sleeps.", "hypothesis": "An animal rests."}')
     assert good[0] == "Premise: A cat sleeps.\nHypothesis: An animal rests." and good[3] is None
-    assert nli.parse_instance('{"premise": "A cat sleeps.", "hypothesis": ""}')[3] == "missing_field:hypothesis"
+    assert (
+        nli.parse_instance('{"premise": "A cat sleeps.", "hypothesis": ""}')[3] == "missing_field:hypothesis"
+    )
     assert nli.parse_instance('{"premise": "A cat sleeps."}')[3] == "missing_field:hypothesis"
     qa = load_task(QA)
     assert qa.parse_instance('{"question": "Capital of France?", "answer": "Paris\\n"}')[:2] == (
@@ -218,7 +222,7 @@ def test_unconstrained_json_generation_parses_or_drops_counted(tmp_path):
         json.dumps(MC_GOOD),
         "Question: What is red?\nA. sky\nB. apple\nAnswer: B",  # the old lines: not JSON
         json.dumps({**MC_GOOD, "question": "What grows in a garden?", "answerKey": "Q"}),
-        '{"question": "What do bees make?", "choices": ["honey", "milk", "wool", "silk", "glass"], "answerKey": "A"}',
+        json.dumps({**MC_GOOD, "question": "What do bees make?", "answerKey": "A"}),
     ]
     calls = iter(range(100))
     backend = Scripted(lambda text, seen, p: replies[next(calls) % 4])
@@ -235,8 +239,13 @@ def test_unconstrained_json_generation_parses_or_drops_counted(tmp_path):
     good = [r for r in records if r["parse_error"] is None]
     assert len(good) == 4 and all(r["generator"]["structured"] == "json" for r in records)
     for r in good:
-        assert set(r["fields"]) == {"question", "choices", "answerKey"} and r["answer"] == r["fields"]["answerKey"]
-        assert r["input"].splitlines()[1:] == [f"{ltr}. {c}" for ltr, c in zip("ABCDE", r["fields"]["choices"])]
+        assert (
+            set(r["fields"]) == {"question", "choices", "answerKey"}
+            and r["answer"] == r["fields"]["answerKey"]
+        )
+        assert r["input"].splitlines()[1:] == [
+            f"{ltr}. {c}" for ltr, c in zip("ABCDE", r["fields"]["choices"], strict=True)
+        ]
     kept, report = filter_instances(mc5, records, seeds, None)
     assert report["dropped"]["parse:unparseable_json"] == 2 and report["dropped"]["parse:bad_answer"] == 2
     assert {r["input"].split("\n")[0] for r in kept} == {MC_GOOD["question"], "What do bees make?"}
@@ -265,12 +274,81 @@ def test_llamacpp_grammar_gives_parseable_objects(tmp_path, llama, name, style):
     keys = list(task.instance_schema(seeds)["properties"])
     for r in records:
         assert isinstance(json.loads(r["raw_input"]), dict), r["raw_input"]  # the whole answer is JSON
-        assert r["parse_error"] is None or not r["parse_error"].startswith("missing"), r
+        # what a grammar cannot rule out: two choices alike (seen: ["spoon", "pillow", "spoon", ...])
+        assert r["parse_error"] in (None, "bad_choices"), r
     good = [r for r in records if r["parse_error"] is None]
-    assert len(good) >= 3
+    assert len(good) >= 2
     for r in good:
         assert list(r["fields"]) == keys
         if name == "mc5":
             assert r["answer"] in "ABCDE" and len(r["fields"]["choices"]) == 5
         else:
             assert task.split_fields(r["input"])[1] is None and r["answer"] == r["category"]
+
+
+# --- end to end: the shipped pair and 5-way multiple-choice configs, tiny settings -----------------
+TINY = [
+    "arms=[psi]", "data.n_test=10", "generate.n=8", "models.generator.backend=llamacpp",
+    "models.generator.n_threads=1", "train.epochs=1", "train.batch_size=4", "train.max_length=160",
+    "emissions.enabled=false",
+]  # fmt: skip
+
+
+def check_run_folder(run: Path, name: str) -> None:
+    """Every candidate asked for as JSON under the grammar; kept instances with every field, in the
+    data's own names; every drop counted by its reason."""
+    from psilm.config import load_config
+    from psilm.store import Layout
+
+    task = load_task(load_config(run / "config.yaml").task)
+    layout = Layout(run)
+    candidates = [json.loads(x) for x in layout.candidates("psi").read_text().splitlines()]
+    kept = [json.loads(x) for x in layout.kept("psi").read_text().splitlines()]
+    report = json.loads(layout.filter_report("psi").read_text())
+    assert len(candidates) == 8 and report["n_in"] == 8 and report["n_kept"] == len(kept) > 0
+    assert all(c["generator"]["structured"] == "json" and c["generator"]["constrained"] for c in candidates)
+    keys = {"nli": ["premise", "hypothesis"], "mc5": ["question", "choices", "answerKey"]}[name]
+    for rec in kept:
+        assert list(rec["fields"]) == keys, rec
+        if name == "nli":
+            fields, reason = task.split_fields(rec["input"])
+            assert (
+                reason is None
+                and set(fields) == {"premise", "hypothesis"}
+                and rec["answer"] == rec["category"]
+            )
+        else:
+            lines = rec["input"].splitlines()
+            assert lines[1:] == [
+                f"{ltr}. {c}" for ltr, c in zip("ABCDE", rec["fields"]["choices"], strict=True)
+            ]
+            assert rec["answer"] == rec["fields"]["answerKey"] in "ABCDE"
+    assert sum(report["dropped"].values()) + len(kept) == 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["nli", "mc5"])
+def test_config_generates_and_filters_json_instances(tmp_path, name):
+    """configs/{nli,mc5}.yaml through the pipeline's generate and filter stages (no training)."""
+    from psilm.config import load_config
+    from psilm.pipeline import prepare, stage_filter, stage_generate
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml", TINY)
+    ctx = prepare(cfg, tmp_path / "run", log=lambda m: None)
+    stage_generate(ctx, "psi")
+    stage_filter(ctx, "psi")
+    check_run_folder(tmp_path / "run", name)
+
+
+@pytest.mark.slow
+def test_mc5_runs_end_to_end(tmp_path, capsys):
+    """The multiple-choice config that kept no instance from 'Answer:' lines, the whole run."""
+    from psilm.cli import main
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "mc5.yaml"
+    run = tmp_path / "run"
+    rc = main(["run", str(config), "--out", str(run), "-q", *[x for t in TINY for x in ("--set", t)]])
+    assert rc == 0, capsys.readouterr().err
+    check_run_folder(run, "mc5")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["arms"]["psi"]["n"] == 10

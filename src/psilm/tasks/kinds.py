@@ -378,22 +378,27 @@ class MultipleChoiceTask(PairTask):
         lines = example.input.split("\n")
         choices = [ln.split(". ", 1)[1] for ln in lines[len(lines) - n :]]
         c = self.config
-        return {"_question": "\n".join(lines[: len(lines) - n]), c.choices_field: choices, c.target_field: example.output}
+        return {
+            "_question": "\n".join(lines[: len(lines) - n]),
+            c.choices_field: choices,
+            c.target_field: example.output,
+        }
 
     def _answer_value(self, text: str, get) -> tuple[str, str | None, dict, str | None]:
         c = self.config
-        read = read_generated_choices(get(c.choices_field))
-        if read is None:
-            return text, None, {}, "bad_choices" if get(c.choices_field) is not None else f"missing_field:{c.choices_field}"
+        value = get(c.choices_field)
+        if value is None:
+            return text, None, {}, f"missing_field:{c.choices_field}"
+        if (read := read_generated_choices(value)) is None:
+            return text, None, {}, "bad_choices"
         choices, labels = read
         target = get(c.target_field)
         if target is None or not str(target).strip():
             return text, None, {}, f"missing_field:{c.target_field}"
         letters = LETTERS[: len(choices)]
-        answer = _gold_letter(target, labels, letters)
-        if answer is None:  # the answer written out as its choice's text
-            low = [ch.lower() for ch in choices]
-            answer = letters[low.index(str(target).strip().lower())] if str(target).strip().lower() in low else None
+        # by its letter, label or index; or written out as its choice's text
+        by_text = dict(zip((ch.lower() for ch in choices), letters, strict=True))
+        answer = _gold_letter(target, labels, letters) or by_text.get(str(target).strip().lower())
         if answer is None:
             return text, None, {}, "bad_answer"
         body = text + "\n" + "\n".join(f"{ltr}. {ch}" for ltr, ch in zip(letters, choices, strict=True))
