@@ -288,7 +288,7 @@ def test_llamacpp_grammar_gives_parseable_objects(tmp_path, llama, name, style):
 
 # --- end to end: the shipped pair and 5-way multiple-choice configs, tiny settings -----------------
 TINY = [
-    "arms=[psi]", "data.n_test=10", "generate.n=8", "models.generator.backend=llamacpp",
+    "arms=[psi]", "data.n_test=10", "generate.n=8",
     "models.generator.n_threads=1", "train.epochs=1", "train.batch_size=4", "train.max_length=160",
     "emissions.enabled=false",
 ]  # fmt: skip
