@@ -135,6 +135,9 @@ def test_pair_and_free_text_objects():
     assert qa.parse_instance('{"question": "Year of the moon landing?", "answer": 1969}')[1] == "1969"
     assert qa.parse_instance('{"question": "Capital of France?"}')[3] == "missing_field:answer"
     assert first_object('{"a": {"b": 1}} {"c": 2}') == {"a": {"b": 1}} and first_object("{]") is None
+    # a list prompt without a grammar opens the object: the answer continues after its '{'
+    assert qa.parse_instance(' "question": "Capital of Peru?", "answer": "Lima"}', primed=True)[1] == "Lima"
+    assert qa.parse_instance('{"question": "Capital of Peru?", "answer": "Lima"}', primed=True)[1] == "Lima"
 
 
 # --- on or off: the setting, the kind and the backend ----------------------------------------------
@@ -234,6 +237,7 @@ def test_unconstrained_json_generation_parses_or_drops_counted(tmp_path):
         GenerateSettings(n=8, structured="json"), seed=0, mode="direct",
     )  # fmt: skip
     assert seen_params[0].json_schema is None and seen_params[0].stop == ["\n"]  # nothing to hold it to
+    assert all(text.endswith("}\n{") for text in backend.seen)  # demos, then the object opened
     assert stats["structured"] == "json" and stats["constrained"] is False
     assert stats["parse_errors"] == {"unparseable_json": 2, "bad_answer": 2}
     good = [r for r in records if r["parse_error"] is None]

@@ -229,13 +229,14 @@ def input_prompt(
     describe: bool = True,
     style: PromptStyle = "chat",
     structured: bool = False,
+    primed: bool = False,
 ) -> Prompt:
     """Chat messages (style chat) or a plain text to continue (style list) for a new input;
     structured: the demos as JSON objects, one new object asked for."""
     demos = [seeds[i] for i in plan["demo_ids"]]
     tips = [by_id[pid]["text"] for pid in plan["principle_ids"]]
     if structured:
-        return task.json_input_prompt(demos, plan["category"], tips, describe, style)
+        return task.json_input_prompt(demos, plan["category"], tips, describe, style, primed)
     if style == "list":
         return task.list_input_prompt(demos, plan["category"], tips, describe)
     return task.chat_input_prompt(demos, plan["category"], tips, describe)
@@ -314,10 +315,12 @@ def generate_instances(
 
     # --- step 1: a new input per plan, in one batch through the caller
     stop = task.list_stop() if style == "list" else []
-    schema = None
+    schema, primed = None, False
     if structured:  # one JSON object on one line; held to the schema where the backend can
         schema = task.instance_schema(seeds)
-        stop = [] if structured["constrained"] or style == "chat" else ["\n"]
+        # without a grammar a list prompt opens the object (else a small model starts a blank line)
+        primed = style == "list" and not structured["constrained"]
+        stop = ["\n"] if primed else []
     params = SamplingParams(
         temperature=s.temperature,
         top_p=s.top_p,
@@ -329,7 +332,7 @@ def generate_instances(
     requests = [
         (
             rid(mode=p["mode"], seed=seed, i=p["index"], step="input"),
-            input_prompt(task, seeds, p, by_id, s.label_descriptions, style, structured is not None),
+            input_prompt(task, seeds, p, by_id, s.label_descriptions, style, structured is not None, primed),
         )
         for p in plans
     ]
@@ -339,7 +342,7 @@ def generate_instances(
         raw = outs[r].text
         fields = None
         if structured:
-            question, answer, fields, reason = task.parse_instance(raw)
+            question, answer, fields, reason = task.parse_instance(raw, primed)
         else:
             question, answer, reason = task.parse_generated(raw, style)
         text = None

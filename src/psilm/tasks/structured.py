@@ -81,13 +81,17 @@ class JsonInstances:
         return {}
 
     # --- the prompt: demos as JSON objects, one per line --------------------------------------------
-    def json_input_prompt(self, demos: list, category, tips: list[str], describe: bool, style: str):
-        """list: the kind's list header, then one demo object per line, then a new line to write on;
+    def json_input_prompt(
+        self, demos: list, category, tips: list[str], describe: bool, style: str, primed: bool = False
+    ):
+        """list: the kind's list header, then one demo object per line, then a new line to write on
+        (primed: opened with '{', for a backend without a grammar; `parse_instance` puts it back);
         chat: a system message with the task and its tips, a user message with the demo objects and
         the request for one new object with every key."""
         shown = [json.dumps(self.instance_object(x), ensure_ascii=False) for x in demos]
         if style == "list":
-            return "\n".join(self._list_header(category, tips, describe) + shown) + "\n"  # type: ignore[attr-defined]
+            head = self._list_header(category, tips, describe)  # type: ignore[attr-defined]
+            return "\n".join(head + shown) + "\n" + ("{" if primed else "")
         what, head = self._head(category, describe)  # type: ignore[attr-defined]
         keys = ", ".join(f'"{k}"' for k in self.instance_schema(demos)["properties"])
         lines = (["Examples, one JSON object each:", *shown, ""] if shown else []) + [
@@ -97,8 +101,13 @@ class JsonInstances:
         return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
 
     # --- parsing a generated object -------------------------------------------------------------
-    def parse_instance(self, raw: str | None) -> tuple[str | None, str | None, dict | None, str | None]:
-        """(input text, answer or None, the object as read, None) or (None, None, None, reason)."""
+    def parse_instance(
+        self, raw: str | None, primed: bool = False
+    ) -> tuple[str | None, str | None, dict | None, str | None]:
+        """(input text, answer or None, the object as read, None) or (None, None, None, reason);
+        primed: the prompt opened the object, so the answer continues after its '{'."""
+        if primed and not (raw or "").lstrip().startswith("{"):
+            raw = "{" + (raw or "")
         obj = first_object(raw)
         if obj is None:
             return None, None, None, "unparseable_json"
