@@ -135,8 +135,8 @@ def test_pair_and_free_text_objects():
     assert qa.parse_instance('{"question": "Year of the moon landing?", "answer": 1969}')[1] == "1969"
     assert qa.parse_instance('{"question": "Capital of France?"}')[3] == "missing_field:answer"
     assert first_object('{"a": {"b": 1}} {"c": 2}') == {"a": {"b": 1}} and first_object("{]") is None
-    # a list prompt without a grammar opens the object: the answer continues after its '{'
-    assert qa.parse_instance(' "question": "Capital of Peru?", "answer": "Lima"}', primed=True)[1] == "Lima"
+    # a list prompt without a grammar opens the object: the answer continues after its first '"'
+    assert qa.parse_instance('Capital of Peru?", "answer": "Lima"}', primed=True)[1] == "Lima"
     assert qa.parse_instance('{"question": "Capital of Peru?", "answer": "Lima"}', primed=True)[1] == "Lima"
 
 
@@ -237,7 +237,7 @@ def test_unconstrained_json_generation_parses_or_drops_counted(tmp_path):
         GenerateSettings(n=8, structured="json"), seed=0, mode="direct",
     )  # fmt: skip
     assert seen_params[0].json_schema is None and seen_params[0].stop == ["\n"]  # nothing to hold it to
-    assert all(text.endswith("}\n{") for text in backend.seen)  # demos, then the object opened
+    assert all(text.endswith('}\n{"question": "') for text in backend.seen)  # the object opened
     assert stats["structured"] == "json" and stats["constrained"] is False
     assert stats["parse_errors"] == {"unparseable_json": 2, "bad_answer": 2}
     good = [r for r in records if r["parse_error"] is None]
@@ -250,6 +250,11 @@ def test_unconstrained_json_generation_parses_or_drops_counted(tmp_path):
         assert r["input"].splitlines()[1:] == [
             f"{ltr}. {c}" for ltr, c in zip("ABCDE", r["fields"]["choices"], strict=True)
         ]
+    again, _ = generate_instances(  # resumed from the raw log: no new call, the same records
+        mc5, seeds[:8], [], caller(tmp_path / "raw.jsonl", backend),
+        GenerateSettings(n=8, structured="json"), seed=0, mode="direct",
+    )  # fmt: skip
+    assert again == records and len(seen_params) == 1
     kept, report = filter_instances(mc5, records, seeds, None)
     assert report["dropped"]["parse:unparseable_json"] == 2 and report["dropped"]["parse:bad_answer"] == 2
     assert {r["input"].split("\n")[0] for r in kept} == {MC_GOOD["question"], "What do bees make?"}

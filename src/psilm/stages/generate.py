@@ -318,7 +318,8 @@ def generate_instances(
     schema, primed = None, False
     if structured:  # one JSON object on one line; held to the schema where the backend can
         schema = task.instance_schema(seeds)
-        # without a grammar a list prompt opens the object (else a small model starts a blank line)
+        # without a grammar a list prompt opens the object up to its first value (else a small
+        # model starts a blank line, or a template's "{% ... %}" after a bare "{")
         primed = style == "list" and not structured["constrained"]
         stop = ["\n"] if primed else []
     params = SamplingParams(

@@ -85,13 +85,14 @@ class JsonInstances:
         self, demos: list, category, tips: list[str], describe: bool, style: str, primed: bool = False
     ):
         """list: the kind's list header, then one demo object per line, then a new line to write on
-        (primed: opened with '{', for a backend without a grammar; `parse_instance` puts it back);
+        (primed: the object opened up to its first value, `{"premise": "`, for a backend without a
+        grammar; `parse_instance` puts it back);
         chat: a system message with the task and its tips, a user message with the demo objects and
         the request for one new object with every key."""
         shown = [json.dumps(self.instance_object(x), ensure_ascii=False) for x in demos]
         if style == "list":
             head = self._list_header(category, tips, describe)  # type: ignore[attr-defined]
-            return "\n".join(head + shown) + "\n" + ("{" if primed else "")
+            return "\n".join(head + shown) + "\n" + (self.json_opening() if primed else "")
         what, head = self._head(category, describe)  # type: ignore[attr-defined]
         keys = ", ".join(f'"{k}"' for k in self.instance_schema(demos)["properties"])
         lines = (["Examples, one JSON object each:", *shown, ""] if shown else []) + [
@@ -100,14 +101,18 @@ class JsonInstances:
         system = "\n".join([head] + [f"Tip: {t}" for t in tips])
         return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
 
+    def json_opening(self) -> str:
+        """The start of an object up to its first value: `{"premise": "`."""
+        return "{" + json.dumps(self.fields[0]) + ': "'
+
     # --- parsing a generated object -------------------------------------------------------------
     def parse_instance(
         self, raw: str | None, primed: bool = False
     ) -> tuple[str | None, str | None, dict | None, str | None]:
         """(input text, answer or None, the object as read, None) or (None, None, None, reason);
-        primed: the prompt opened the object, so the answer continues after its '{'."""
+        primed: the prompt opened the object, so the answer continues after `json_opening()`."""
         if primed and not (raw or "").lstrip().startswith("{"):
-            raw = "{" + (raw or "")
+            raw = self.json_opening() + (raw or "")
         obj = first_object(raw)
         if obj is None:
             return None, None, None, "unparseable_json"
