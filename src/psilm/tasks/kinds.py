@@ -330,8 +330,8 @@ class PairTask(GeneratingTask):
     def _answer_schema(self, seeds: list) -> dict:
         return {self.config.target_field: {"type": "string"}}
 
-    def _answer_object(self, example: Example) -> dict:
-        return {self.config.target_field: example.output}
+    def _answer_object(self, example: Example) -> tuple[str, dict]:
+        return example.input, {self.config.target_field: example.output}
 
     def _answer_value(self, text: str, get) -> tuple[str, str | None, dict, str | None]:
         target = self.config.target_field
@@ -373,15 +373,14 @@ class MultipleChoiceTask(PairTask):
             c.target_field: {"type": "string", "enum": list(LETTERS[:n])},
         }
 
-    def _answer_object(self, example: Example) -> dict:
+    def _answer_object(self, example: Example) -> tuple[str, dict]:
+        """The input without its last n_choices lines ('A. bank', ...), which become the choices."""
         n = example.meta.get("n_choices", 0)
         lines = example.input.split("\n")
-        choices = [ln.split(". ", 1)[1] for ln in lines[len(lines) - n :]]
-        c = self.config
-        return {
-            "_question": "\n".join(lines[: len(lines) - n]),
-            c.choices_field: choices,
-            c.target_field: example.output,
+        question, choices = lines[: len(lines) - n], [ln.split(". ", 1)[1] for ln in lines[len(lines) - n :]]
+        return "\n".join(question), {
+            self.config.choices_field: choices,
+            self.config.target_field: example.output,
         }
 
     def _answer_value(self, text: str, get) -> tuple[str, str | None, dict, str | None]:

@@ -70,15 +70,13 @@ class JsonInstances:
     # --- a seed as an object (the demos of a JSON prompt) --------------------------------------
     def instance_object(self, example) -> dict:
         """A seed in the schema's shape, keys in the schema's order."""
-        text = example.input
-        parts = self._answer_object(example)
-        if "_question" in parts:  # multiple choice: the input without its lettered choices
-            text = parts.pop("_question")
+        text, parts = self._answer_object(example)
         values, _ = self.split_fields(text)  # type: ignore[attr-defined]
         return {**(values or {self.fields[0]: text}), **parts}
 
-    def _answer_object(self, example) -> dict[str, Any]:
-        return {}
+    def _answer_object(self, example) -> tuple[str, dict[str, Any]]:
+        """(the seed's input fields as text, the answer parts of its object)."""
+        return example.input, {}
 
     # --- the prompt: demos as JSON objects, one per line --------------------------------------------
     def json_input_prompt(
