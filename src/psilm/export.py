@@ -275,7 +275,7 @@ def _quantize(f16: Path, target: Path, quant: str) -> str:
     kinds = sorted(set(re.findall(r"falling back to\s+(\w+)", log)))
     return (
         f"{fell[1]} of {fell[2]} tensors are stored as {'/'.join(kinds) or 'another type'} instead: "
-        "their rows are not a multiple of 256 long, which the k-quants need"
+        "their rows are not a multiple of 256 long, as the k-quant types llama.cpp picks for them need"
     )
 
 

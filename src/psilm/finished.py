@@ -24,7 +24,7 @@ class FinishedRun:
                 "give --run the folder `psilm run` wrote"
             )
         self.root = root
-        self.run = RunDir(root)
+        self.run = RunDir(root, read_only=True)  # nothing swept: the run may be in use
         self.cfg: RunConfig = load_config(root / "config.yaml")
         self.task: Task = load_task(self.cfg.task)
 
