@@ -47,6 +47,18 @@ def test_rows_keep_their_fields_and_get_label_probabilities(run, tmp_path):
         assert "correct" not in p  # no label in the row, nothing to score
 
 
+def test_predict_leaves_the_run_folder_as_it_was(run):
+    """The run is only read: even a dead process's leftover temporary file stays (a writing run sweeps it)."""
+    leftover = run / "arms" / "psi" / ".metrics.json.999999999.abcd.tmp"
+    leftover.write_text("{}")
+    try:
+        before = sorted((p, p.stat().st_mtime_ns) for p in run.rglob("*"))
+        predict(run, [{"text": "a warm , funny film ."}])
+        assert sorted((p, p.stat().st_mtime_ns) for p in run.rglob("*")) == before
+    finally:
+        leftover.unlink(missing_ok=True)
+
+
 def test_an_arm_that_was_not_trained_is_one_line_exit_2(run, tmp_path, capsys):
     out = tmp_path / "p.jsonl"
     code = main(["predict", str(held_out_rows(run)), "--run", str(run), "--arm", "direct", "--out", str(out)])
