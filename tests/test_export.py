@@ -219,6 +219,32 @@ def test_ollama_modelfile_renders_the_students_prompt(run, gguf):
     assert "ollama create tiny-psi -f Modelfile" in card
 
 
+def test_ollama_modelfile_of_a_two_field_task_takes_the_field_lines(run):
+    """input_fields: the user message is the 'Name: value' lines, typed whole as Ollama's prompt."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from psilm.export import ollama_modelfile
+    from psilm.tasks import load_task
+
+    spec = {"name": "nli", "kind": "classification", "description": "Decide whether the premise entails it.",
+            "input_fields": ["premise", "hypothesis"], "target_field": "label",
+            "labels": ["entailment", "not_entailment"]}  # fmt: skip
+    task = load_task(spec)
+    fin = SimpleNamespace(task=task, cfg=SimpleNamespace(name="nli", evaluate=SimpleNamespace(max_tokens=8)))
+    model = run / "arms/psi/model/merged"
+    text = ollama_modelfile(fin, model, "nli-psi-q8_0.gguf")
+    fields = dict(re.findall(r'^([A-Z]+) """(.*?)"""$', text, flags=re.S | re.M))
+    ex = task.example({"premise": "A man sleeps.", "hypothesis": "A person rests.", "label": "entailment"})
+    assert ex.input == "Premise: A man sleeps.\nHypothesis: A person rests."
+    filled = fields["TEMPLATE"].replace("{{ .System }}", fields["SYSTEM"]).replace("{{ .Prompt }}", ex.input)
+    tok = AutoTokenizer.from_pretrained(str(model))
+    chat = task.prompt(ex.input)
+    assert filled == tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    assert "PARAMETER num_predict 8\n" in text
+
+
 def test_go_literal_keeps_braces_out_of_actions():
     from psilm.export import _go_literal
 
