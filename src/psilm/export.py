@@ -274,8 +274,8 @@ def _quantize(f16: Path, target: Path, quant: str) -> str:
         return ""
     kinds = sorted(set(re.findall(r"falling back to\s+(\w+)", log)))
     return (
-        f"{fell[1]} of {fell[2]} tensors are stored as {'/'.join(kinds) or 'another type'} instead: "
-        "their rows are not a multiple of 256 long, as the k-quant types llama.cpp picks for them need"
+        f"llama.cpp stored {fell[1]} of {fell[2]} tensors as {'/'.join(kinds) or 'another type'}: their "
+        "rows are not a multiple of 256 long, as the k-quant types it picks for them need"
     )
 
 
@@ -306,7 +306,6 @@ def _write_gguf(fin: FinishedRun, arm: str, dest: Path, quants: tuple[str, ...] 
             notes[quant] = _quantize(f16, path[quant], quant)
     if "f16" not in quants:
         f16.unlink(missing_ok=True)
-    files = [path[q].name for q in quants]
     ollama_file = path["q8_0" if "q8_0" in quants else quants[0]].name
     atomic_write_text(dest / "Modelfile", ollama_modelfile(fin, model, ollama_file))
     listing = "\n".join(
@@ -320,7 +319,7 @@ def _write_gguf(fin: FinishedRun, arm: str, dest: Path, quants: tuple[str, ...] 
         "q4_0 and q4_k_m are quantized from the f16 file by llama.cpp's quantizer. The chat template "
         "travels in the GGUF metadata:\n\n```python\n"
         "from llama_cpp import Llama\n"
-        f'llm = Llama(model_path="{files[-1]}")\n'
+        f'llm = Llama(model_path="{ollama_file}")\n'
         'llm.create_chat_completion(messages=[{"role": "system", "content": SYSTEM}, '
         '{"role": "user", "content": USER}], temperature=0)\n```\n\n'
         f"Ollama: `Modelfile` runs `{ollama_file}` with the task's instruction as the system message, the "
@@ -413,9 +412,10 @@ def gguf_option_logprobs(llm, encoded) -> list[list[float]]:
 
 def gguf_agreement(model: str | Path, gguf: str | Path, task, examples, batch_size: int = 8) -> dict:
     """How often a GGUF file picks the same answer option as the HF model it came from, each option
-    scored as psilm's evaluate scores it. Returns n, agree (rows with the same pick), the largest
-    difference of the two models' option log-probabilities (relative to the first option), and
-    the token check (the GGUF's tokenizer gives the HF tokenizer's ids on the first prompt)."""
+    scored as psilm's evaluate scores it. Returns n, agree (rows with the same pick), each model's
+    correct picks, the largest difference of the two models' option log-probabilities (relative
+    to the first option), and the token check (the GGUF's tokenizer gives the HF tokenizer's ids
+    on the first prompt)."""
     import llama_cpp
     import numpy as np
 
@@ -442,6 +442,13 @@ def gguf_agreement(model: str | Path, gguf: str | Path, task, examples, batch_si
     finally:
         llm.close()
     agree = sum(int(np.argmax(a) == np.argmax(b)) for a, b in zip(ref, got, strict=True))
+
+    def correct(scores: list[list[float]]) -> int:
+        return sum(
+            task.answer_options(ex)[int(np.argmax(row))] == ex.answer
+            for ex, row in zip(examples, scores, strict=True)
+        )
+
     diff = max(
         abs((a[i] - a[0]) - (b[i] - b[0])) for a, b in zip(ref, got, strict=True) for i in range(len(a))
     )
@@ -449,6 +456,8 @@ def gguf_agreement(model: str | Path, gguf: str | Path, task, examples, batch_si
         "n": len(examples),
         "agree": agree,
         "agreement": agree / len(examples),
+        "hf_correct": correct(ref),
+        "gguf_correct": correct(got),
         "max_logprob_diff": diff,
         "same_tokens": same_tokens,
     }
