@@ -17,13 +17,21 @@ def ex(text: str, label: str = "positive") -> Example:
 
 def test_the_table_answers_what_the_pipeline_asks():
     a = arms.ARMS
-    assert [n for n in arms.NAMES if a[n].generated] == ["direct", "psi", "teacher"]
+    first = [n for n in arms.NAMES if a[n].round == 1]
+    assert [n for n in first if a[n].generated] == ["direct", "psi", "teacher"]
     assert [n for n in arms.NAMES if not a[n].trained] == ["zero_shot"]
-    assert [n for n in arms.NAMES if a[n].uses_principles] == ["psi", "teacher"]
+    assert [n for n in first if a[n].uses_principles] == ["psi", "teacher"]
     assert (a["psi"].mode, a["teacher"].mode, a["direct"].mode) == ("psi", "psi", "direct")
     assert a["teacher"].writer == "teacher" and a["psi"].writer == "generator"
-    assert [n for n in arms.NAMES if a[n].equal_count] == ["direct", "psi", "teacher", "human"]
+    assert [n for n in first if a[n].equal_count] == ["direct", "psi", "teacher", "human"]
     assert all(b is None or b in a for b in (x.compared_with for x in a.values()))
+    # round arms: after the round-1 arms, each compared with (and built on) the round before
+    assert arms.NAMES[len(first) : len(first) + 4] == ("direct_round2", "psi_round2", "direct_round3", "psi_round3")
+    r3 = a["psi_round3"]
+    assert (r3.round, r3.base, r3.previous, r3.compared_with, r3.mode) == (3, "psi", "psi_round2", "psi_round2", "psi")
+    assert a["psi_round2"].previous == "psi" and a["direct_round2"].mode == "direct"
+    assert arms.rounds_of(["zero_shot", "psi"], 3) == ["zero_shot", "psi", "psi_round2", "psi_round3"]
+    assert arms.rounds_of(["psi", "direct"], 1) == ["psi", "direct"]
 
 
 def test_config_reads_the_table(tiny_config):
@@ -41,6 +49,8 @@ def test_order_baselines_and_stage_checks():
         arms.require("human", "filter")
     with pytest.raises(ConfigError, match="--arm nope: evaluate runs for zero_shot, seed_only"):
         arms.require("nope", "evaluate")
+    with pytest.raises(ConfigError, match="--arm psi_round2: a round arm's stages run in order under `psilm run`"):
+        arms.require("psi_round2", "train")
 
 
 def test_every_arm_has_the_same_layout(tmp_path):

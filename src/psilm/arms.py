@@ -42,6 +42,8 @@ class Arm:
     compared_with: str | None = None  # the baseline of its paired difference (`psilm bench`)
     default: bool = False  # in `arms` when a config does not list them
     about: str = ""  # what its student is, in a few words (model cards)
+    round: int = 1  # self-evolution round (evolve.rounds): 2+ builds on the previous round's student
+    base: str | None = None  # round arms: the round-1 arm they evolve (psi for psi_round2)
 
     @property
     def trained(self) -> bool:
@@ -56,9 +58,38 @@ class Arm:
         return self.mode == "psi"
 
     @property
+    def previous(self) -> str | None:
+        """The arm of the round before (psi_round3 -> psi_round2 -> psi); None in round 1."""
+        return None if self.round == 1 else round_name(self.base or self.name, self.round - 1)
+
+    @property
     def equal_count(self) -> bool:
         """Cut to the run's common row count, so data arms compare fairly."""
         return self.data in ("generated", "pool")
+
+
+MAX_ROUNDS = 5  # evolve.rounds' upper bound: the table holds round arms up to it
+ROUND_BASES = ("direct", "psi")  # the arms self-evolution rounds exist for
+
+
+def round_name(base: str, rnd: int) -> str:
+    """psi, 2 -> psi_round2; round 1 is the arm itself."""
+    return base if rnd == 1 else f"{base}_round{rnd}"
+
+
+def _round_arms() -> list[Arm]:
+    """<base>_round<r> for r in 2..MAX_ROUNDS: the same data and mode, built from round r-1's student
+    (it checks the new rows, its errors steer the mix; see stages/evolve.py)."""
+    out = []
+    for r in range(2, MAX_ROUNDS + 1):
+        for base in ROUND_BASES:
+            out.append(
+                Arm(round_name(base, r), "generated", "direct" if base == "direct" else "psi", "generator",
+                    compared_with=round_name(base, r - 1), round=r, base=base,
+                    about=f"round {r} of {base}: its round-{r - 1} rows plus new ones its round-{r - 1} "
+                    "student checked, generated where that student erred")
+            )  # fmt: skip
+    return out
 
 
 # in display order: the report's tables, the ledger's rows and the stage commands list them so
@@ -77,6 +108,7 @@ ARMS: dict[str, Arm] = {
             about="trained on instances the teacher wrote from the principles"),
         # real rows: how far generated data is from them
         Arm(HUMAN, "pool", compared_with=PSI, about="trained on as many real labelled rows"),
+        *_round_arms(),
     )
 }  # fmt: skip
 NAMES: tuple[str, ...] = tuple(ARMS)
@@ -88,8 +120,18 @@ TRAINED: tuple[str, ...] = tuple(a.name for a in ARMS.values() if a.trained)
 def check_name(name: str) -> str:
     """A config's arm name, or an error listing the known ones (used as a pydantic validator)."""
     if name not in ARMS:
-        raise ValueError(f"unknown arm {name!r}; arms are {', '.join(NAMES)}")
+        first = [a.name for a in ARMS.values() if a.round == 1]
+        raise ValueError(
+            f"unknown arm {name!r}; arms are {', '.join(first)} and the rounds "
+            f"{'/'.join(ROUND_BASES)}_round2 .. _round{MAX_ROUNDS} (evolve.rounds)"
+        )
     return name
+
+
+def rounds_of(names: list[str] | tuple[str, ...], rounds: int) -> list[str]:
+    """`names` with every listed psi/direct arm's rounds 2..`rounds` added after them, in display order."""
+    extra = [round_name(b, r) for b in ROUND_BASES if b in names for r in range(2, rounds + 1)]
+    return [*names, *(a for a in extra if a not in names)]
 
 
 def order(names: list[str] | tuple[str, ...]) -> list[str]:
@@ -111,8 +153,10 @@ def require(name: str, stage: str) -> Arm:
         "evaluate": lambda a: True,
     }[stage]
     arm = ARMS.get(name)
+    if arm is not None and arm.round > 1:
+        raise ConfigError(f"--arm {name}: a round arm's stages run in order under `psilm run` (evolve.rounds)")
     if arm is None or not ok(arm):
-        names = [a.name for a in ARMS.values() if ok(a)]
+        names = [a.name for a in ARMS.values() if ok(a) and a.round == 1]
         raise ConfigError(f"--arm {name}: {stage} runs for {', '.join(names)}")
     return arm
 

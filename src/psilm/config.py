@@ -19,6 +19,7 @@ from psilm.io import read_yaml
 from psilm.llm.settings import ModelSettings, TransformersModel, backend_of, explain
 from psilm.settings import Settings
 from psilm.stages.evaluate import EvaluateSettings
+from psilm.stages.evolve import EvolveSettings
 from psilm.stages.filter import FilterSettings
 from psilm.stages.generate import GenerateSettings
 from psilm.stages.principles import PrinciplesSettings
@@ -81,6 +82,7 @@ class RunConfig(Settings):
     filter: FilterSettings = Field(default_factory=FilterSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
+    evolve: EvolveSettings = Field(default_factory=EvolveSettings)
     emissions: EmissionsSettings = Field(default_factory=EmissionsSettings)
 
     @field_validator("task", mode="before")
@@ -103,6 +105,37 @@ class RunConfig(Settings):
         if len(set(v)) != len(v):
             raise ValueError("arms are listed twice")
         return v
+
+    @model_validator(mode="after")
+    def _rounds(self) -> RunConfig:
+        """evolve.rounds K adds psi/direct rounds 2..K; a listed round arm needs its rounds before it."""
+        e = self.evolve
+        if e.rounds > 1 and not any(b in self.arms for b in arms_table.ROUND_BASES):
+            raise ValueError(
+                f"evolve.rounds: {e.rounds} evolves the psi and direct arms, and arms lists neither; "
+                "add psi (or direct) to arms, or set evolve.rounds=1"
+            )
+        expanded = arms_table.rounds_of(self.arms, e.rounds)
+        if expanded != self.arms:  # assignment validates the model again: only when it changes
+            self.arms = expanded
+        for name in self.arms:
+            spec = arms_table.ARMS[name]
+            if spec.round > e.rounds:
+                raise ValueError(
+                    f"arms: {name} is round {spec.round}, and evolve.rounds is {e.rounds}; "
+                    f"set evolve.rounds={spec.round} or drop {name}"
+                )
+            if spec.previous is not None and spec.previous not in self.arms:
+                raise ValueError(f"arms: {name} builds on {spec.previous}; add {spec.previous} to arms")
+        if e.rounds > 1:
+            if e.judge == "dev" and self.data.train is None:
+                raise ValueError(
+                    "evolve.judge: dev draws a dev slice from data.train, which is not set; set data.train "
+                    "or evolve.judge=seeds"
+                )
+            if e.error_principles == "file" and e.principles_file is None:
+                raise ValueError("evolve.error_principles: file needs evolve.principles_file (a principles file)")
+        return self
 
     @model_validator(mode="after")
     def _base_models_continue_text(self) -> RunConfig:
@@ -167,6 +200,8 @@ def _resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
     cfg.data = d.model_copy(update={"seeds": fix(d.seeds), "train": fix(d.train), "test": fix(d.test)})
     if cfg.principles.file is not None:
         cfg.principles = cfg.principles.model_copy(update={"file": fix(cfg.principles.file)})
+    if cfg.evolve.principles_file is not None:
+        cfg.evolve = cfg.evolve.model_copy(update={"principles_file": fix(cfg.evolve.principles_file)})
     return cfg
 
 

@@ -24,7 +24,7 @@ from psilm.arms import PSI, TEACHER
 from psilm.emissions import EmissionsSettings
 
 ROLES = ("teacher", "generator", "student")
-KINDS = ("principles", "generate", "filter", "train", "evaluate")
+KINDS = ("principles", "judge", "generate", "filter", "check", "train", "evaluate")
 J_PER_KWH = 3.6e6
 
 
@@ -48,6 +48,8 @@ def stage_tokens(name: str, st: dict, arm_metrics: dict[str, dict]) -> dict[str,
         tokens.setdefault("student", {"prompt": 0, "completion": 0}).setdefault(
             "trained", int(st["train_tokens"])
         )
+    elif st.get("student_tokens") and "student" not in tokens:  # evolve's judge and check
+        tokens["student"] = {k: int(v or 0) for k, v in st["student_tokens"].items()}
     elif kind == "evaluate" and "student" not in tokens:
         counts = (arm_metrics.get(arm) or {}).get("tokens") or {}
         if counts:

@@ -9,6 +9,7 @@ store.py touch the folder; RunDir spells its paths.
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -128,6 +129,14 @@ def prepare(cfg: RunConfig, out: str | Path, log: Callable[[str], None] = print)
         from psilm.stages.principles import load_principles_file
 
         load_principles_file(cfg.principles.file, task, cfg.principles.levels)
+    if cfg.evolve.rounds > 1:
+        from psilm.stages.evolve import check_task
+
+        check_task(task, cfg.evolve)
+        if cfg.evolve.error_principles == "file" and cfg.evolve.principles_file is not None:
+            from psilm.stages.principles import load_principles_file
+
+            load_principles_file(cfg.evolve.principles_file, task)
 
     run = RunDir(out)
     atomic_write_text(run.config, cfg.to_yaml())
@@ -264,36 +273,177 @@ def stage_principles(ctx: Context) -> list[dict]:
 
 def stage_generate(ctx: Context, arm: str) -> None:
     from psilm.stages import generate as G
+    from psilm.stages.evolve import round_seed
 
     cfg, spec = ctx.cfg, arms.ARMS[arm]
     settings = cfg.generate.model_copy(update={"category_weights": ctx.category_weights})
+    seed = round_seed(cfg.seed, spec.round)
     writer = cfg.models.teacher if spec.writer == "teacher" else cfg.models.generator
     principles: list[dict] = []
     parts: dict[str, Any] = {
-        "settings": {**settings.model_dump(mode="json"), "mode": spec.mode},
         "generator": _model_key(writer),
         "task": cfg.task.model_dump(mode="json"),
         "seeds": ctx.seeds_hash,
         "seed": cfg.seed,
     }
+    if spec.round > 1:  # the previous round's student chose the mix and the new principles
+        judge = stage_judge(ctx, arm)
+        parts["judge"] = file_hash(ctx.run.judge(arm))
+        update: dict[str, Any] = {"n": cfg.evolve.n or cfg.generate.n}
+        if judge.get("category_weights"):
+            update["category_weights"] = judge["category_weights"]
+        settings = settings.model_copy(update=update)
+    parts["settings"] = {**settings.model_dump(mode="json"), "mode": spec.mode}
     if spec.uses_principles:
-        principles = stage_principles(ctx)
-        parts["principles"] = file_hash(ctx.run.principles)
+        if spec.round > 1:
+            principles = stage_round_principles(ctx, arm)
+            parts["principles"] = file_hash(ctx.run.arm_principles(arm))
+        else:
+            principles = stage_principles(ctx)
+            parts["principles"] = file_hash(ctx.run.principles)
     name, out = f"generate/{arm}", ctx.run.candidates(arm)
 
     def work(run_mode: str) -> dict:
         caller = ctx.caller(spec.writer, name, writer)
-        records, stats = G.generate_instances(
-            ctx.task, ctx.seeds, principles, caller, settings, cfg.seed, spec.mode
-        )
+        records, stats = G.generate_instances(ctx.task, ctx.seeds, principles, caller, settings, seed, spec.mode)
         write_jsonl(out, records)
         if stats.get("warning"):
             ctx.log(f"WARNING ({arm}): {stats['warning']}")
-        if cfg.generate.category_weights == "train":  # the shares `train` stood for in this run
-            stats["category_weights"] = ctx.category_weights
+        if cfg.generate.category_weights == "train" or spec.round > 1:  # the shares used in this run
+            stats["category_weights"] = settings.category_weights
         return {"n_candidates": len(records), **{k: v for k, v in stats.items() if k != "tokens"}}
 
     run_stage(ctx, name, parts, [out], work)
+
+
+# --- self-evolution rounds (evolve.rounds; stages/evolve.py) ---------------------------------------
+def _previous_model(ctx: Context, arm: str) -> tuple[str, str]:
+    """(merged model folder, train key) of the round before `arm`'s, which must be trained."""
+    prev = arms.ARMS[arm].previous
+    st = ctx.run.manifest["stages"].get(f"train/{prev}", {})
+    if st.get("status") != "done":
+        raise DataError(f"{arm} builds on {prev}, which is not trained yet; run `psilm run` (it trains {prev} first)")
+    return str(ctx.run.merged_model(prev)), st["key"]
+
+
+def judge_slice(ctx: Context) -> tuple[str, list[Example]]:
+    """('dev', n_dev rows of data.train less seeds and test rows) or ('seeds', the seeds)."""
+    e = ctx.cfg.evolve
+    on = e.judge if e.judge != "auto" else ("dev" if ctx.cfg.data.train is not None else "seeds")
+    if on == "seeds":
+        return on, list(ctx.seeds)
+    pool = arms.human_pool(data_mod.load_examples(ctx.task, ctx.cfg.data.train), ctx.seeds, ctx.test or [])
+    if not pool:
+        raise DataError(f"{ctx.cfg.data.train}: no rows left for evolve's dev slice after the seeds and test rows")
+    rows = random.Random(f"{ctx.cfg.seed}:dev").sample(pool, min(e.n_dev, len(pool)))
+    return on, rows
+
+
+def stage_judge(ctx: Context, arm: str) -> dict:
+    """The previous round's student answers the judge slice: its errors per category and mistakes."""
+    from psilm.stages import evaluate as E
+    from psilm.stages.evolve import judge_errors
+
+    cfg, e = ctx.cfg, ctx.cfg.evolve
+    model, model_key = _previous_model(ctx, arm)
+    on, rows = judge_slice(ctx)
+    out = ctx.run.judge(arm)
+    parts = {
+        "settings": e.model_dump(mode="json", include={"judge", "n_dev", "error_mix", "mix_floor"}),
+        "model": model_key,
+        "rows": fingerprint([x.to_dict() for x in rows]),
+        "evaluate": cfg.evaluate.model_dump(mode="json"),
+    }
+
+    def work(mode: str) -> dict:
+        st = cfg.models.student
+        p = E.predict_examples(ctx.task, model, rows, cfg.evaluate, st.device, ctx.bar(f"judge/{arm}"), st.dtype)
+        res = judge_errors(ctx.task, rows, p.preds, e, on)
+        atomic_write_json(out, {"model": model, **res})
+        ctx.log(f"[judge/{arm}] {arms.ARMS[arm].previous} on {res['n']} {on} rows: accuracy {res['accuracy']:.1%}")
+        return {"on": on, "n": res["n"], "accuracy": res["accuracy"], "category_weights": res["category_weights"],
+                "student_tokens": p.tokens}  # fmt: skip
+
+    run_stage(ctx, f"judge/{arm}", parts, [out], work)
+    return read_json(out)
+
+
+def stage_round_principles(ctx: Context, arm: str) -> list[dict]:
+    """psi rounds: the previous round's principles plus one per mistake (teacher) or a person's file."""
+    from psilm.stages import evolve as V
+    from psilm.stages.principles import load_principles_file
+
+    cfg, e, spec = ctx.cfg, ctx.cfg.evolve, arms.ARMS[arm]
+    prev_path = ctx.run.principles if spec.round == 2 else ctx.run.arm_principles(spec.previous)
+    if spec.round == 2:
+        stage_principles(ctx)
+    out = ctx.run.arm_principles(arm)
+    parts: dict[str, Any] = {"previous": file_hash(prev_path), "how": e.error_principles, "seed": cfg.seed}
+    if e.error_principles == "teacher":
+        parts.update(judge=file_hash(ctx.run.judge(arm)), teacher=_model_key(cfg.models.teacher),
+                     principles=cfg.principles.model_dump(mode="json", include={"max_mistakes", "max_tokens", "min_chars", "max_chars"}))  # fmt: skip
+    elif e.error_principles == "file":
+        parts["file"] = file_hash(e.principles_file)
+
+    def work(mode: str) -> dict:
+        before = read_json(prev_path)["principles"]
+        added: list[dict] = []
+        info: dict[str, Any] = {}
+        if e.error_principles == "teacher":
+            mistakes = read_json(ctx.run.judge(arm))["mistakes"]
+            teacher = ctx.caller("teacher", f"principles/{arm}", cfg.models.teacher)
+            p = cfg.principles
+            added, info = V.mistake_principles(ctx.task, mistakes, teacher, p.max_mistakes, p.max_tokens,
+                                               p.min_chars, p.max_chars, cfg.seed, spec.round)  # fmt: skip
+        elif e.error_principles == "file":
+            added = V.file_principles(load_principles_file(e.principles_file, ctx.task), spec.round)
+        atomic_write_json(out, {"principles": before + added, "added": [p["id"] for p in added], **info})
+        return {"n_principles": len(before) + len(added), "n_added": len(added), "source": e.error_principles}
+
+    run_stage(ctx, f"principles/{arm}", parts, [out], work)
+    return read_json(out)["principles"]
+
+
+def stage_check(ctx: Context, arm: str) -> None:
+    """The previous round's student checks this round's new rows; train.jsonl = old rows + kept new."""
+    from psilm.stages import evaluate as E
+    from psilm.stages import evolve as V
+
+    cfg, e, spec = ctx.cfg, ctx.cfg.evolve, arms.ARMS[arm]
+    model, model_key = _previous_model(ctx, arm)
+    new_path = ctx.run.new_rows(arm)
+    if not new_path.exists():
+        raise DataError(f"{new_path}: missing; run `psilm run` (generate and filter {arm} first)")
+    previous = _read_records(ctx.run.kept(spec.previous))[: equal_count(ctx, spec.round - 1)]
+    parts = {
+        "settings": e.model_dump(mode="json", include={"check", "relabel_min_prob"}),
+        "model": model_key,
+        "new": file_hash(new_path),
+        "previous": fingerprint(previous),
+        "filter": cfg.filter.model_dump(mode="json"),
+        "evaluate": cfg.evaluate.model_dump(mode="json"),
+        "seed": cfg.seed,
+    }
+    outputs = [ctx.run.kept(arm), ctx.run.check_report(arm)]
+
+    def work(mode: str) -> dict:
+        rows = _read_records(new_path)
+        preds: list = [None] * len(rows)
+        scores, tokens = None, {"prompt": 0, "completion": 0}
+        if e.check != "none" and rows:
+            st = cfg.models.student
+            examples = [Example(r["input"], str(r["output"]), str(r["answer"]), r.get("category")) for r in rows]
+            p = E.predict_examples(ctx.task, model, examples, cfg.evaluate, st.device, ctx.bar(f"check/{arm}"), st.dtype)
+            preds, scores, tokens = p.preds, p.scores, p.tokens
+        kept, report = V.check_rows(ctx.task, rows, preds, scores, e, cfg.seed)
+        merged, dup = V.merge_rows(previous, kept, cfg.filter)
+        report.update(n_previous=len(previous), duplicate_of_previous=dup, n_train=len(merged))
+        write_jsonl(outputs[0], merged)
+        atomic_write_json(outputs[1], report)
+        keys = ("policy", "n_in", "n_kept", "agree", "n_previous", "duplicate_of_previous", "n_train")
+        return {**{k: report[k] for k in keys}, "student_tokens": tokens}
+
+    run_stage(ctx, f"check/{arm}", parts, outputs, work)
 
 
 def stage_filter(ctx: Context, arm: str) -> None:
@@ -308,7 +458,8 @@ def stage_filter(ctx: Context, arm: str) -> None:
         "seeds": ctx.seeds_hash,
         "test": ctx.test_hash,
     }
-    outputs = [ctx.run.kept(arm), ctx.run.filter_report(arm)]
+    rows_out = ctx.run.new_rows(arm) if arms.ARMS[arm].round > 1 else ctx.run.kept(arm)
+    outputs = [rows_out, ctx.run.filter_report(arm)]
 
     def work(mode: str) -> dict:
         candidates = _read_records(cand)
@@ -334,13 +485,13 @@ def training_examples(ctx: Context, arm: str) -> list[Example]:
     pool = None
     if spec.data == "pool" and cfg.data.train is not None:
         pool = arms.human_pool(data_mod.load_examples(ctx.task, cfg.data.train), ctx.seeds, ctx.test or [])
-    n = equal_count(ctx) if spec.equal_count else 0
+    n = equal_count(ctx, spec.round) if spec.equal_count else 0
     return arms.training_examples(spec, n, ctx.seeds, cfg.train.include_seeds, cfg.seed, kept, pool)
 
 
-def equal_count(ctx: Context) -> int:
-    """The smallest kept count over the data arms of this run (or generate.n without any)."""
-    generated = [a for a in ctx.cfg.arms if arms.ARMS[a].generated]
+def equal_count(ctx: Context, rnd: int = 1) -> int:
+    """The smallest kept count over the data arms of round `rnd` of this run (or generate.n without any)."""
+    generated = [a for a in ctx.cfg.arms if arms.ARMS[a].generated and arms.ARMS[a].round == rnd]
     kept = {a: len(_read_records(ctx.run.kept(a))) for a in generated}
     return arms.equal_count(kept, ctx.cfg.generate.n)
 
@@ -422,15 +573,22 @@ def stage_evaluate(ctx: Context, arm: str) -> dict | None:
 
 # --- the whole run ------------------------------------------------------------------------------
 def run_all(ctx: Context) -> dict:
-    """Every arm's data first (so equal counts are known), then training, then evaluation."""
+    """Per round: every arm's data first (so equal counts are known), then training; then evaluation.
+
+    Round 1 is every arm as it always was; round r (evolve.rounds) builds on round r-1's students.
+    """
     specs = [arms.ARMS[a] for a in ctx.cfg.arms]
-    for spec in specs:
-        if spec.generated:
-            stage_generate(ctx, spec.name)
-            stage_filter(ctx, spec.name)
-    for spec in specs:
-        if spec.trained:
-            stage_train(ctx, spec.name)
+    rounds = sorted({s.round for s in specs})
+    for rnd in rounds:
+        for spec in specs:
+            if spec.generated and spec.round == rnd:
+                stage_generate(ctx, spec.name)
+                stage_filter(ctx, spec.name)
+                if rnd > 1:
+                    stage_check(ctx, spec.name)
+        for spec in specs:
+            if spec.trained and spec.round == rnd:
+                stage_train(ctx, spec.name)
     results = {}
     for spec in specs:
         res = stage_evaluate(ctx, spec.name)
@@ -442,6 +600,8 @@ def run_all(ctx: Context) -> dict:
         "n_test": len(ctx.test or []),
         "train_count": equal_count(ctx) if any(s.equal_count for s in specs) else None,
     }
+    if len(rounds) > 1:
+        metrics["train_count_per_round"] = {str(r): equal_count(ctx, r) for r in rounds}
     if results:
         atomic_write_json(ctx.run.metrics, metrics)
     store_arm_ledger(ctx, results)

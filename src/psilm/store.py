@@ -280,6 +280,11 @@ class Layout:
     arms/<arm>/filter_report.json       ... and why the rest went
     arms/<arm>/model/                   trained arms: adapter/ and merged/
     arms/<arm>/metrics.json             every arm: its scores on the test rows
+    round arms (psi_round2, ...; evolve.rounds), besides the files above:
+    arms/<arm>/judge.json               the previous round's student on the judge slice: errors, weights
+    arms/<arm>/principles.json          psi rounds: the principles generation reads, with this round's
+    arms/<arm>/new.jsonl                this round's candidates that passed the filters
+    arms/<arm>/check_report.json        what the student's check kept; train.jsonl = old rows + kept new
     """
 
     def __init__(self, root: str | Path):
@@ -344,6 +349,20 @@ class Layout:
 
     def arm_metrics(self, arm: str) -> Path:
         return self.arm(arm) / "metrics.json"
+
+    # --- round arms (evolve.rounds)
+    def judge(self, arm: str) -> Path:
+        return self.arm(arm) / "judge.json"
+
+    def arm_principles(self, arm: str) -> Path:
+        return self.arm(arm) / "principles.json"
+
+    def new_rows(self, arm: str) -> Path:
+        """A round arm's new candidates that passed the filters, before the student's check."""
+        return self.arm(arm) / "new.jsonl"
+
+    def check_report(self, arm: str) -> Path:
+        return self.arm(arm) / "check_report.json"
 
 
 class RunDir(Layout):

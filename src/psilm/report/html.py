@@ -11,8 +11,18 @@ from typing import Any
 from psilm.arms import PSI
 from psilm.ledger import savings_sentence
 from psilm.report.load import sample_instances
-from psilm.report.plots import plot_accuracy, plot_accuracy_vs_co2, plot_stages
-from psilm.report.text import ESTIMATED, arm_table, clip, header_facts, pct, shown_note, stage_table
+from psilm.report.plots import plot_accuracy, plot_accuracy_vs_co2, plot_rounds, plot_stages
+from psilm.report.text import (
+    ESTIMATED,
+    ROUNDS_NOTE,
+    arm_table,
+    clip,
+    header_facts,
+    pct,
+    round_table,
+    shown_note,
+    stage_table,
+)
 from psilm.stages.principles import LEVELS
 
 # --- page ----------------------------------------------------------------------------------------
@@ -135,6 +145,18 @@ def _samples_html(r: dict) -> str:
     return "".join(parts) or "<p>No generated instances in this run.</p>"
 
 
+def _rounds_html(r: dict) -> str:
+    head, rows = round_table(r)
+    if not rows:
+        return ""
+    return (
+        "<h2>Rounds</h2>"
+        + _img(plot_rounds(r, rows), "accuracy and CO2 per round")
+        + _table([esc(h) for h in head], _html_cells(rows))
+        + f"<p class=meta>{esc(ROUNDS_NOTE)}</p>"
+    )
+
+
 def render_html(r: dict) -> str:
     led = r["ledger"]
     title, sub, cards = header_facts(r)
@@ -156,6 +178,7 @@ def render_html(r: dict) -> str:
         + _img(plot_accuracy(r), "accuracy per arm")
         + _img(plot_accuracy_vs_co2(r), "accuracy against CO2 per arm")
         + "</div>",
+        _rounds_html(r),
         "<h2>Ledger per stage</h2>",
         _img(plot_stages(r), "CO2 and tokens per stage"),
         _table(stage_head, _html_cells(stage_rows), left=2),

@@ -8,7 +8,16 @@ from typing import Any
 from psilm.arms import PSI
 from psilm.ledger import savings_sentence
 from psilm.report.load import sample_instances
-from psilm.report.text import arm_table, clip, header_facts, pct, shown_note, stage_table
+from psilm.report.text import (
+    ROUNDS_NOTE,
+    arm_table,
+    clip,
+    header_facts,
+    pct,
+    round_table,
+    shown_note,
+    stage_table,
+)
 
 
 # --- cells ------------------------------------------------------------------------------------
@@ -42,6 +51,11 @@ def render_md(r: dict) -> str:
         "",
         _md_table(arm_head, arm_rows),
         "",
+    ]
+    round_head, round_rows = round_table(r)
+    if round_rows:
+        out += ["## Rounds", "", _md_table(round_head, round_rows), "", ROUNDS_NOTE, ""]
+    out += [
         "## Ledger per stage",
         "",
         _md_table(stage_head, stage_rows),

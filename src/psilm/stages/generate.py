@@ -199,18 +199,15 @@ def _demos(task: Task, seeds: list[Example], cat: str | None, k: int, rng: rando
 
 
 def _pool(principles: list[dict], cat: str | None, use: str) -> list[dict]:
-    """Task-level, this category's and error-level principles meant for `use` (or both)."""
-    return [
-        p
-        for p in principles
-        if p["use"] in (use, "both") and (p["level"] != "category" or p["category"] == cat)
-    ]
+    """Principles meant for `use` (or both) that name no category (task level, error level) or this
+    one (category level; error level from a self-evolution round's mistakes in this category)."""
+    return [p for p in principles if p["use"] in (use, "both") and p.get("category") in (None, cat)]
 
 
 def _sample(pool: list[dict], k: int | None, s: GenerateSettings, rng: random.Random) -> list[str]:
     if k is None or k >= len(pool):
         return [p["id"] for p in pool]
-    own = [p for p in pool if p["level"] == "category"] if s.prefer_category else []
+    own = [p for p in pool if p.get("category") is not None] if s.prefer_category else []
     picked = rng.sample(own, min(k, len(own)))
     rest = [p for p in pool if p not in picked]
     picked += rng.sample(rest, k - len(picked))

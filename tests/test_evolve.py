@@ -1,0 +1,245 @@
+"""Self-evolution rounds (evolve.rounds): the policies as plain functions, bad settings, a tiny
+two-round run through the pipeline, and a run killed in round 2 that resumes without redoing round 1."""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources
+
+import pytest
+import yaml
+from tiny import tiny_model, write_tiny_run_config
+
+from psilm.cli import main
+from psilm.config import load_config
+from psilm.errors import ConfigError
+from psilm.stages.evolve import (
+    EvolveSettings,
+    check_rows,
+    judge_errors,
+    merge_rows,
+    probabilities,
+    round_seed,
+)
+from psilm.stages.filter import FilterSettings
+from psilm.tasks import Example, load_task
+
+SST2 = load_task("sst2")
+POS, NEG = "positive", "negative"
+
+
+def row(i: int, label: str, text: str | None = None) -> dict:
+    return {"id": f"r{i}", "input": text or f"film number {i} was something else", "output": label,
+            "answer": label, "category": label}  # fmt: skip
+
+
+def logp(p_pos: float) -> list[float]:
+    """Option log-likelihoods in task.labels order whose softmax gives p(positive) = p_pos."""
+    probs = {POS: p_pos, NEG: 1 - p_pos}
+    return [math.log(probs[lbl]) for lbl in SST2.labels]
+
+
+# --- the policies ---------------------------------------------------------------------------
+ROWS = [row(0, POS), row(1, POS), row(2, NEG), row(3, NEG)]
+PREDS = [POS, NEG, NEG, POS]  # the student agrees with rows 0 and 2
+SCORES = [logp(0.8), logp(0.05), logp(0.4), logp(0.6)]  # row 1: 95% sure it is negative
+
+
+def test_probabilities_are_a_softmax():
+    assert probabilities([math.log(0.25), math.log(0.75)]) == pytest.approx([0.25, 0.75])
+
+
+def test_check_none_keeps_every_row_and_records_the_students_view():
+    kept, rep = check_rows(SST2, ROWS, PREDS, SCORES, EvolveSettings(check="none"), 0)
+    assert [r["id"] for r in kept] == ["r0", "r1", "r2", "r3"]
+    assert rep["agree"] == 0.5 and rep["decisions"] == {"keep": 4}
+    assert kept[1]["check"] == {"student": NEG, "agree": False, "p_label": 0.05, "p_student": 0.95}
+
+
+def test_check_agree_keeps_only_rows_the_student_agrees_with():
+    kept, rep = check_rows(SST2, ROWS, PREDS, SCORES, EvolveSettings(check="agree"), 0)
+    assert [r["id"] for r in kept] == ["r0", "r2"]
+    assert (rep["n_in"], rep["n_kept"], rep["decisions"]) == (4, 2, {"keep": 2, "drop": 2})
+    assert rep["agree_per_category"] == {POS: 0.5, NEG: 0.5}
+
+
+def test_check_relabel_changes_a_label_only_above_the_threshold():
+    kept, rep = check_rows(SST2, ROWS, PREDS, SCORES, EvolveSettings(check="relabel", relabel_min_prob=0.9), 0)
+    assert [(r["id"], r["answer"], r["output"]) for r in kept] == [
+        ("r0", POS, POS), ("r1", NEG, NEG), ("r2", NEG, NEG), ("r3", NEG, NEG)
+    ]  # fmt: skip
+    assert kept[1]["relabelled_from"] == POS and "relabelled_from" not in kept[3]  # row 3: only 60% sure
+    assert rep["decisions"] == {"keep": 3, "relabel": 1}
+
+
+def test_check_weight_keeps_rows_in_proportion_to_the_students_confidence():
+    rows = [row(i, POS) for i in range(400)]
+    half = [logp(0.5)] * 200 + [logp(0.99)] * 200
+    kept, _ = check_rows(SST2, rows, [POS] * 400, half, EvolveSettings(check="weight"), 0)
+    low = sum(int(r["id"][1:]) < 200 for r in kept)
+    assert 70 < low < 130 and len(kept) - low > 190  # ~50% of the unsure half, ~99% of the sure one
+    again, _ = check_rows(SST2, rows, [POS] * 400, half, EvolveSettings(check="weight"), 0)
+    assert again == kept  # drawn per row id: a rerun keeps the same rows
+
+
+def test_judge_errors_weights_categories_by_error_and_lists_mistakes():
+    dev = [Example(f"text {i}", lbl, lbl, lbl) for i, lbl in enumerate([POS, POS, POS, POS, NEG, NEG])]
+    preds = [POS, POS, POS, NEG, NEG, POS]  # 1 of 4 positives wrong, 1 of 2 negatives wrong
+    res = judge_errors(SST2, dev, preds, EvolveSettings(mix_floor=0.1), "dev")
+    assert res["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
+    assert res["per_category"][NEG] == {"n": 2, "errors": 1, "error_rate": 0.5}
+    assert res["category_weights"] == {NEG: 0.6, POS: 0.35}
+    assert [(m["row"], m["gold"], m["predicted"], m["category"]) for m in res["mistakes"]] == [
+        (3, POS, NEG, POS), (5, NEG, POS, NEG)
+    ]  # fmt: skip
+    assert judge_errors(SST2, dev, preds, EvolveSettings(error_mix=False), "seeds")["category_weights"] is None
+    assert "which the student trained on" in judge_errors(SST2, dev, preds, EvolveSettings(), "seeds")["note"]
+
+
+def test_merge_rows_drops_new_rows_that_copy_old_ones():
+    old = [row(0, POS, "A warm and funny film about two brothers.")]
+    new = [row(1, POS, "a warm and FUNNY film about two brothers"), row(2, NEG, "Dull, slow and far too long.")]
+    merged, dropped = merge_rows(old, new, FilterSettings())
+    assert [r["id"] for r in merged] == ["r0", "r2"] and dropped == 1
+
+
+def test_round_seeds_differ_and_round_one_keeps_the_runs():
+    assert round_seed(3, 1) == 3 and len({round_seed(3, r) for r in (1, 2, 3)}) == 3
+
+
+# --- bad settings: one line, exit 2 -----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"evolve": {"rounds": 0}}, "evolve.rounds: Input should be greater than or equal to 1"),
+        ({"evolve": {"rounds": 9}}, "evolve.rounds: Input should be less than or equal to 5"),
+        ({"evolve": {"rounds": 2, "check": "vote"}}, "evolve.check: Input should be 'none', 'agree'"),
+        ({"evolve": {"rounds": 2, "judge": "dev"}}, "evolve.judge: dev draws a dev slice from data.train"),
+        ({"evolve": {"rounds": 2, "error_principles": "file"}}, "needs evolve.principles_file"),
+        ({"evolve": {"rounds": 2}, "arms": ["zero_shot"]}, "arms lists neither; add psi"),
+        ({"arms": ["psi", "psi_round2"]}, "psi_round2 is round 2, and evolve.rounds is 1"),
+        ({"evolve": {"rounds": 3}, "arms": ["direct", "psi_round3"]}, "psi_round3 builds on psi_round2"),
+        ({"evolve": {"rounds": 2, "relabel": 0.9}}, "evolve.relabel: unknown setting"),
+    ],
+)
+def test_bad_evolve_settings_are_one_line(tiny_config, over, message):
+    cfg = {**tiny_config, **over}
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        load_config(data=cfg)
+
+
+def test_rounds_add_their_arms(tiny_config):
+    cfg = load_config(data={**tiny_config, "arms": ["zero_shot", "direct", "psi"], "evolve": {"rounds": 3}})
+    assert cfg.arms == ["zero_shot", "direct", "psi", "direct_round2", "direct_round3", "psi_round2", "psi_round3"]
+    assert load_config(data={**tiny_config, "arms": cfg.arms, "evolve": {"rounds": 3}}).arms == cfg.arms
+
+
+def test_cli_bad_evolve_input_exits_2_with_one_line(tmp_path, tiny_config, capsys):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**tiny_config, "evolve": {"rounds": 2, "judge": "dev"}}))
+    assert main(["run", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "evolve.judge" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_relabel_needs_a_label_set(tmp_path, tiny_config, write_jsonl, capsys):
+    rows = [{"question": f"What is {i} plus {i}?", "answer": f"#### {2 * i}"} for i in range(1, 5)]
+    cfg = {**tiny_config, "task": "gsm8k", "data": {"seeds": str(write_jsonl("g.jsonl", rows))},
+           "arms": ["psi"], "evolve": {"rounds": 2, "check": "relabel"}}  # fmt: skip
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(tmp_path / "g.yaml"), "--out", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "evolve.check: relabel needs label probabilities" in err and len(err.splitlines()) == 1
+
+
+# --- two rounds through the pipeline on a tiny model --------------------------------------------
+def _two_round_config(tmp_path, model, **evolve):
+    demo = resources.files("psilm").joinpath("demo")
+    local = {"model": str(model), "device": "cpu", "batch_size": 4}
+    return write_tiny_run_config(
+        tmp_path / "cfg",
+        model,
+        data={"train": str(demo.joinpath("sst2_train.jsonl"))},
+        models={"generator": local, "student": local, "teacher": local},
+        generate={"n": 12, "max_tokens": 24},
+        arms=["direct", "psi"],
+        evolve={"rounds": 2, "n_dev": 12, "check": "none", **evolve},
+    )
+
+
+@pytest.fixture(scope="module")
+def two_rounds(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("evolve")
+    model = tiny_model(tmp_path_factory)
+    config = _two_round_config(tmp, model)
+    out = tmp / "run"
+    assert main(["run", str(config), "--out", str(out), "-q"]) == 0
+    return out
+
+
+def test_two_rounds_write_each_rounds_files_and_metrics(two_rounds):
+    out = two_rounds
+    for arm in ("psi_round2", "direct_round2"):
+        for f in ("judge.json", "candidates.jsonl", "new.jsonl", "filter_report.json", "check_report.json",
+                  "train.jsonl", "model/merged/config.json", "metrics.json"):  # fmt: skip
+            assert (out / "arms" / arm / f).exists(), f"{arm}/{f}"
+    assert (out / "arms/psi_round2/principles.json").exists()
+    assert not (out / "arms/direct_round2/principles.json").exists()  # direct uses no principles
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["arms"]) == {"direct", "psi", "direct_round2", "psi_round2"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    st = manifest["stages"]
+    for arm in ("psi_round2", "direct_round2"):
+        for kind in ("judge", "generate", "filter", "check", "train", "evaluate"):
+            assert st[f"{kind}/{arm}"]["status"] == "done", f"{kind}/{arm}"
+    # round 2 = what round 1 trained on + the new rows, cut to the same count for both round-2 arms
+    psi1 = [json.loads(x) for x in (out / "arms/psi/train.jsonl").read_text().splitlines()]
+    psi2 = [json.loads(x) for x in (out / "arms/psi_round2/train.jsonl").read_text().splitlines()]
+    n1 = m["train_count_per_round"]["1"]
+    assert [r["id"] for r in psi2[:n1]] == [r["id"] for r in psi1[:n1]]
+    assert all(r["id"].startswith("psi-7919-") for r in psi2[n1:])  # round 2's own seed: new data
+    check = json.loads((out / "arms/psi_round2/check_report.json").read_text())
+    assert check["n_train"] == len(psi2) == check["n_previous"] + check["n_kept"] - check["duplicate_of_previous"]
+    n2 = m["train_count_per_round"]["2"]
+    assert st["train/psi_round2"]["n_train"] == st["train/direct_round2"]["n_train"] == n2 + 6  # + 6 seeds
+    judge = json.loads((out / "arms/psi_round2/judge.json").read_text())
+    assert judge["on"] == "dev" and judge["n"] == 12 and set(judge["category_weights"]) == {"positive", "negative"}
+    gen = st["generate/psi_round2"]
+    assert gen["category_weights"] == judge["category_weights"] and gen["planned"] == 12
+    assert manifest["arms"]["psi_round2"]["tokens"]  # the ledger carries the round arms
+
+
+def test_report_shows_the_round_curve(two_rounds):
+    md = (two_rounds / "report.md").read_text()
+    assert "## Rounds" in md
+    assert "| psi | 2 |" in md and "| direct | 1 |" in md
+    assert "Rounds" in (two_rounds / "report.html").read_text()
+
+
+def test_a_run_killed_in_round_two_resumes_without_redoing_round_one(tmp_path, tmp_path_factory, monkeypatch):
+    from psilm import pipeline
+
+    model = tiny_model(tmp_path_factory)
+    config = _two_round_config(tmp_path, model, check="agree")
+    out = tmp_path / "run"
+    real = pipeline.stage_check
+
+    def killed(ctx, arm):
+        if arm == "psi_round2":
+            raise KeyboardInterrupt
+        return real(ctx, arm)
+
+    monkeypatch.setattr(pipeline, "stage_check", killed)
+    with pytest.raises(KeyboardInterrupt):
+        main(["run", str(config), "--out", str(out), "-q"])
+    before = json.loads((out / "manifest.json").read_text())["stages"]
+    assert before["check/direct_round2"]["status"] == "done" and "check/psi_round2" not in before
+    round1 = {k: v["finished"] for k, v in before.items() if v.get("status") == "done"}
+    monkeypatch.setattr(pipeline, "stage_check", real)
+    assert main(["run", str(config), "--out", str(out), "-q"]) == 0
+    after = json.loads((out / "manifest.json").read_text())["stages"]
+    # nothing finished before the kill ran again (same finish times); the rest is done
+    assert {k: after[k]["finished"] for k in round1} == round1
+    assert all(st["status"] == "done" for st in after.values())
+    assert after["check/psi_round2"]["policy"] == "agree"
