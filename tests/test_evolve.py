@@ -178,6 +178,7 @@ def two_rounds(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_two_rounds_write_each_rounds_files_and_metrics(two_rounds):
     out = two_rounds
     for arm in ("psi_round2", "direct_round2"):
@@ -210,6 +211,7 @@ def test_two_rounds_write_each_rounds_files_and_metrics(two_rounds):
     assert manifest["arms"]["psi_round2"]["tokens"]  # the ledger carries the round arms
 
 
+@pytest.mark.slow
 def test_report_shows_the_round_curve(two_rounds):
     md = (two_rounds / "report.md").read_text()
     assert "## Rounds" in md
@@ -217,29 +219,33 @@ def test_report_shows_the_round_curve(two_rounds):
     assert "Rounds" in (two_rounds / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_a_run_killed_in_round_two_resumes_without_redoing_round_one(tmp_path, tmp_path_factory, monkeypatch):
-    from psilm import pipeline
+    from psilm.stages import evolve
 
     model = tiny_model(tmp_path_factory)
     config = _two_round_config(tmp_path, model, check="agree")
     out = tmp_path / "run"
-    real = pipeline.stage_check
+    real = evolve.check_rows
 
-    def killed(ctx, arm):
-        if arm == "psi_round2":
+    def interrupted(task, rows, *args):  # Ctrl-C while the student checks psi_round2's rows
+        if any(r["id"].startswith("psi-") for r in rows):
             raise KeyboardInterrupt
-        return real(ctx, arm)
+        return real(task, rows, *args)
 
-    monkeypatch.setattr(pipeline, "stage_check", killed)
-    with pytest.raises(KeyboardInterrupt):
-        main(["run", str(config), "--out", str(out), "-q"])
+    monkeypatch.setattr(evolve, "check_rows", interrupted)
+    assert main(["run", str(config), "--out", str(out), "-q"]) == 130
     before = json.loads((out / "manifest.json").read_text())["stages"]
-    assert before["check/direct_round2"]["status"] == "done" and "check/psi_round2" not in before
-    round1 = {k: v["finished"] for k, v in before.items() if v.get("status") == "done"}
-    monkeypatch.setattr(pipeline, "stage_check", real)
+    assert before["check/direct_round2"]["status"] == "done"
+    assert before["check/psi_round2"]["status"] == "failed" and "rerun" in before["check/psi_round2"]["error"]
+    assert not (out / "arms/psi_round2/train.jsonl").exists()
+    finished = {k: v["finished"] for k, v in before.items() if v.get("status") == "done"}
+    assert "train/psi" in finished and "judge/psi_round2" in finished and "generate/psi_round2" in finished
+    monkeypatch.setattr(evolve, "check_rows", real)
     assert main(["run", str(config), "--out", str(out), "-q"]) == 0
     after = json.loads((out / "manifest.json").read_text())["stages"]
-    # nothing finished before the kill ran again (same finish times); the rest is done
-    assert {k: after[k]["finished"] for k in round1} == round1
+    # nothing finished before the interruption ran again (same finish times); the rest is done
+    assert {k: after[k]["finished"] for k in finished} == finished
     assert all(st["status"] == "done" for st in after.values())
     assert after["check/psi_round2"]["policy"] == "agree"
+    assert (out / "arms/psi_round2/metrics.json").exists()
