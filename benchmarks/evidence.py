@@ -21,6 +21,11 @@ Ablations on psi (tasks in --ablation-tasks):
   per_instance_3, per_instance_all  principles sampled per instance (psi_person: 1)
   verifier_on                       the generator re-labels each input 3 times; the filter keeps agreement
   error_off                         psi_teacher without the error level (no student mistakes)
+Self-evolution (evolve.rounds 2, docs/evolve.md), in --ablation-tasks or with --variants evolve:
+  evolve                            direct and psi again as round 1 (psi_round1, direct_round1), and
+                                    round 2 of each (psi_round2, direct_round2)
+  evolve_check_none, _relabel, _weight, _mix_off, _principles_off
+                                    psi_round2 with one round-2 policy changed
 
 Intervals: `ci95` is a t interval over seeds (each seed redraws the seeds, the sampled data and
 the training order); with one seed it is the Wilson interval of that run. Paired differences
@@ -141,6 +146,25 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
         {"principles": {"file": None, "levels": ["task", "category"]}},
         {"psi": "error_off"},
     ),
+    # --- self-evolution (evolve.rounds: 2): round 1 is the base variant's direct and psi_person
+    # again (same settings and seed), round 2 builds on their students; paired within the folder
+    "evolve": (
+        ["direct", "psi"],
+        {"evolve": {"rounds": 2}},
+        {"direct": "direct_round1", "psi": "psi_round1", "direct_round2": "direct_round2",
+         "psi_round2": "psi_round2"},
+    ),  # fmt: skip
+    # each of round 2's policies changed alone (default: check agree, error mix on, teacher principles)
+    **{
+        f"evolve_{name}": (["psi"], {"evolve": {"rounds": 2, **over}}, {"psi_round2": f"psi_round2_{name}"})
+        for name, over in {
+            "check_none": {"check": "none"},
+            "relabel": {"check": "relabel"},
+            "weight": {"check": "weight"},
+            "mix_off": {"error_mix": False},
+            "principles_off": {"error_principles": "off"},
+        }.items()
+    },
 }
 MAIN = ["base", "teacher"]
 ABLATIONS = [v for v in VARIANTS if v not in MAIN]
@@ -153,6 +177,8 @@ PAIRS = [
     ("psi_person", "human"),
     ("psi_person", "psi_teacher"),
     ("direct", "seed_only"),
+    ("psi_round2", "psi_round1"),  # what a second round adds (issue: psi_round2 - psi)
+    ("psi_round2", "direct_round2"),  # principles after a round each
 ]
 ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing of
     "levels_task": "psi_person",
@@ -169,6 +195,12 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "psi_chat": "direct_chat",
     "direct_gemma": "direct",
     "psi_gemma": "direct_gemma",
+    # evolve: round 1 again (a rerun of psi_person / direct: ~0 when runs are deterministic), round 2
+    "psi_round1": "psi_person",
+    "direct_round1": "direct",
+    "psi_round2": "psi_round1",
+    "direct_round2": "direct_round1",
+    **{f"psi_round2_{n}": "psi_round2" for n in ("check_none", "relabel", "weight", "mix_off", "principles_off")},
 }
 
 
