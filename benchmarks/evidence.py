@@ -151,8 +151,12 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
     "evolve": (
         ["direct", "psi"],
         {"evolve": {"rounds": 2}},
-        {"direct": "direct_round1", "psi": "psi_round1", "direct_round2": "direct_round2",
-         "psi_round2": "psi_round2"},
+        {
+            "direct": "direct_round1",
+            "psi": "psi_round1",
+            "direct_round2": "direct_round2",
+            "psi_round2": "psi_round2",
+        },
     ),  # fmt: skip
     # each of round 2's policies changed alone (default: check agree, error mix on, teacher principles)
     **{
@@ -200,7 +204,10 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "direct_round1": "direct",
     "psi_round2": "psi_round1",
     "direct_round2": "direct_round1",
-    **{f"psi_round2_{n}": "psi_round2" for n in ("check_none", "relabel", "weight", "mix_off", "principles_off")},
+    **{
+        f"psi_round2_{n}": "psi_round2"
+        for n in ("check_none", "relabel", "weight", "mix_off", "principles_off")
+    },
 }
 
 

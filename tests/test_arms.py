@@ -26,9 +26,20 @@ def test_the_table_answers_what_the_pipeline_asks():
     assert [n for n in first if a[n].equal_count] == ["direct", "psi", "teacher", "human"]
     assert all(b is None or b in a for b in (x.compared_with for x in a.values()))
     # round arms: after the round-1 arms, each compared with (and built on) the round before
-    assert arms.NAMES[len(first) : len(first) + 4] == ("direct_round2", "psi_round2", "direct_round3", "psi_round3")
+    assert arms.NAMES[len(first) : len(first) + 4] == (
+        "direct_round2",
+        "psi_round2",
+        "direct_round3",
+        "psi_round3",
+    )
     r3 = a["psi_round3"]
-    assert (r3.round, r3.base, r3.previous, r3.compared_with, r3.mode) == (3, "psi", "psi_round2", "psi_round2", "psi")
+    assert (r3.round, r3.base, r3.previous, r3.compared_with, r3.mode) == (
+        3,
+        "psi",
+        "psi_round2",
+        "psi_round2",
+        "psi",
+    )
     assert a["psi_round2"].previous == "psi" and a["direct_round2"].mode == "direct"
     assert arms.rounds_of(["zero_shot", "psi"], 3) == ["zero_shot", "psi", "psi_round2", "psi_round3"]
     assert arms.rounds_of(["psi", "direct"], 1) == ["psi", "direct"]
@@ -49,7 +60,9 @@ def test_order_baselines_and_stage_checks():
         arms.require("human", "filter")
     with pytest.raises(ConfigError, match="--arm nope: evaluate runs for zero_shot, seed_only"):
         arms.require("nope", "evaluate")
-    with pytest.raises(ConfigError, match="--arm psi_round2: a round arm's stages run in order under `psilm run`"):
+    with pytest.raises(
+        ConfigError, match="--arm psi_round2: a round arm's stages run in order under `psilm run`"
+    ):
         arms.require("psi_round2", "train")
 
 

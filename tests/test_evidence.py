@@ -62,7 +62,10 @@ def test_every_variant_config_is_valid_and_changes_what_it_names(ev):
     assert trec("prior_weights").generate.category_weights == "train"  # the form a user writes
     assert trec("evolve").arms == ["direct", "psi", "direct_round2", "psi_round2"]
     assert trec("evolve").evolve.rounds == 2 and trec("evolve").principles.file.name == "trec.yaml"
-    assert trec("evolve_relabel").evolve.check == "relabel" and trec("evolve_relabel").arms == ["psi", "psi_round2"]
+    assert trec("evolve_relabel").evolve.check == "relabel" and trec("evolve_relabel").arms == [
+        "psi",
+        "psi_round2",
+    ]
     assert trec("evolve_mix_off").evolve.error_mix is False
     assert trec("evolve_principles_off").evolve.error_principles == "off"
     # every reported ablation name has the arm it is compared with; the round pairs are reported

@@ -65,7 +65,9 @@ def test_check_agree_keeps_only_rows_the_student_agrees_with():
 
 
 def test_check_relabel_changes_a_label_only_above_the_threshold():
-    kept, rep = check_rows(SST2, ROWS, PREDS, SCORES, EvolveSettings(check="relabel", relabel_min_prob=0.9), 0)
+    kept, rep = check_rows(
+        SST2, ROWS, PREDS, SCORES, EvolveSettings(check="relabel", relabel_min_prob=0.9), 0
+    )
     assert [(r["id"], r["answer"], r["output"]) for r in kept] == [
         ("r0", POS, POS), ("r1", NEG, NEG), ("r2", NEG, NEG), ("r3", NEG, NEG)
     ]  # fmt: skip
@@ -93,13 +95,18 @@ def test_judge_errors_weights_categories_by_error_and_lists_mistakes():
     assert [(m["row"], m["gold"], m["predicted"], m["category"]) for m in res["mistakes"]] == [
         (3, POS, NEG, POS), (5, NEG, POS, NEG)
     ]  # fmt: skip
-    assert judge_errors(SST2, dev, preds, EvolveSettings(error_mix=False), "seeds")["category_weights"] is None
+    assert (
+        judge_errors(SST2, dev, preds, EvolveSettings(error_mix=False), "seeds")["category_weights"] is None
+    )
     assert "which the student trained on" in judge_errors(SST2, dev, preds, EvolveSettings(), "seeds")["note"]
 
 
 def test_merge_rows_drops_new_rows_that_copy_old_ones():
     old = [row(0, POS, "A warm and funny film about two brothers.")]
-    new = [row(1, POS, "a warm and FUNNY film about two brothers"), row(2, NEG, "Dull, slow and far too long.")]
+    new = [
+        row(1, POS, "a warm and FUNNY film about two brothers"),
+        row(2, NEG, "Dull, slow and far too long."),
+    ]
     merged, dropped = merge_rows(old, new, FilterSettings())
     assert [r["id"] for r in merged] == ["r0", "r2"] and dropped == 1
 
@@ -131,7 +138,15 @@ def test_bad_evolve_settings_are_one_line(tiny_config, over, message):
 
 def test_rounds_add_their_arms(tiny_config):
     cfg = load_config(data={**tiny_config, "arms": ["zero_shot", "direct", "psi"], "evolve": {"rounds": 3}})
-    assert cfg.arms == ["zero_shot", "direct", "psi", "direct_round2", "direct_round3", "psi_round2", "psi_round3"]
+    assert cfg.arms == [
+        "zero_shot",
+        "direct",
+        "psi",
+        "direct_round2",
+        "direct_round3",
+        "psi_round2",
+        "psi_round3",
+    ]
     assert load_config(data={**tiny_config, "arms": cfg.arms, "evolve": {"rounds": 3}}).arms == cfg.arms
 
 
@@ -201,11 +216,19 @@ def test_two_rounds_write_each_rounds_files_and_metrics(two_rounds):
     assert [r["id"] for r in psi2[:n1]] == [r["id"] for r in psi1[:n1]]
     assert all(r["id"].startswith("psi-7919-") for r in psi2[n1:])  # round 2's own seed: new data
     check = json.loads((out / "arms/psi_round2/check_report.json").read_text())
-    assert check["n_train"] == len(psi2) == check["n_previous"] + check["n_kept"] - check["duplicate_of_previous"]
+    assert (
+        check["n_train"]
+        == len(psi2)
+        == check["n_previous"] + check["n_kept"] - check["duplicate_of_previous"]
+    )
     n2 = m["train_count_per_round"]["2"]
     assert st["train/psi_round2"]["n_train"] == st["train/direct_round2"]["n_train"] == n2 + 6  # + 6 seeds
     judge = json.loads((out / "arms/psi_round2/judge.json").read_text())
-    assert judge["on"] == "dev" and judge["n"] == 12 and set(judge["category_weights"]) == {"positive", "negative"}
+    assert (
+        judge["on"] == "dev"
+        and judge["n"] == 12
+        and set(judge["category_weights"]) == {"positive", "negative"}
+    )
     gen = st["generate/psi_round2"]
     assert gen["category_weights"] == judge["category_weights"] and gen["planned"] == 12
     assert manifest["arms"]["psi_round2"]["tokens"]  # the ledger carries the round arms

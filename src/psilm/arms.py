@@ -154,7 +154,9 @@ def require(name: str, stage: str) -> Arm:
     }[stage]
     arm = ARMS.get(name)
     if arm is not None and arm.round > 1:
-        raise ConfigError(f"--arm {name}: a round arm's stages run in order under `psilm run` (evolve.rounds)")
+        raise ConfigError(
+            f"--arm {name}: a round arm's stages run in order under `psilm run` (evolve.rounds)"
+        )
     if arm is None or not ok(arm):
         names = [a.name for a in ARMS.values() if ok(a) and a.round == 1]
         raise ConfigError(f"--arm {name}: {stage} runs for {', '.join(names)}")

@@ -134,7 +134,9 @@ class RunConfig(Settings):
                     "or evolve.judge=seeds"
                 )
             if e.error_principles == "file" and e.principles_file is None:
-                raise ValueError("evolve.error_principles: file needs evolve.principles_file (a principles file)")
+                raise ValueError(
+                    "evolve.error_principles: file needs evolve.principles_file (a principles file)"
+                )
         return self
 
     @model_validator(mode="after")

@@ -305,7 +305,9 @@ def stage_generate(ctx: Context, arm: str) -> None:
 
     def work(run_mode: str) -> dict:
         caller = ctx.caller(spec.writer, name, writer)
-        records, stats = G.generate_instances(ctx.task, ctx.seeds, principles, caller, settings, seed, spec.mode)
+        records, stats = G.generate_instances(
+            ctx.task, ctx.seeds, principles, caller, settings, seed, spec.mode
+        )
         write_jsonl(out, records)
         if stats.get("warning"):
             ctx.log(f"WARNING ({arm}): {stats['warning']}")
@@ -322,7 +324,9 @@ def _previous_model(ctx: Context, arm: str) -> tuple[str, str]:
     prev = arms.ARMS[arm].previous
     st = ctx.run.manifest["stages"].get(f"train/{prev}", {})
     if st.get("status") != "done":
-        raise DataError(f"{arm} builds on {prev}, which is not trained yet; run `psilm run` (it trains {prev} first)")
+        raise DataError(
+            f"{arm} builds on {prev}, which is not trained yet; run `psilm run` (it trains {prev} first)"
+        )
     return str(ctx.run.merged_model(prev)), st["key"]
 
 
@@ -334,7 +338,9 @@ def judge_slice(ctx: Context) -> tuple[str, list[Example]]:
         return on, list(ctx.seeds)
     pool = arms.human_pool(data_mod.load_examples(ctx.task, ctx.cfg.data.train), ctx.seeds, ctx.test or [])
     if not pool:
-        raise DataError(f"{ctx.cfg.data.train}: no rows left for evolve's dev slice after the seeds and test rows")
+        raise DataError(
+            f"{ctx.cfg.data.train}: no rows left for evolve's dev slice after the seeds and test rows"
+        )
     rows = random.Random(f"{ctx.cfg.seed}:dev").sample(pool, min(e.n_dev, len(pool)))
     return on, rows
 
@@ -357,12 +363,16 @@ def stage_judge(ctx: Context, arm: str) -> dict:
 
     def work(mode: str) -> dict:
         st = cfg.models.student
-        p = E.predict_examples(ctx.task, model, rows, cfg.evaluate, st.device, ctx.bar(f"judge/{arm}"), st.dtype)
+        p = E.predict_examples(
+            ctx.task, model, rows, cfg.evaluate, st.device, ctx.bar(f"judge/{arm}"), st.dtype
+        )
         res = judge_errors(ctx.task, rows, p.preds, e, on)
         atomic_write_json(out, {"model": model, **res})
-        ctx.log(f"[judge/{arm}] {arms.ARMS[arm].previous} on {res['n']} {on} rows: accuracy {res['accuracy']:.1%}")
-        return {"on": on, "n": res["n"], "accuracy": res["accuracy"], "category_weights": res["category_weights"],
-                "student_tokens": p.tokens}  # fmt: skip
+        ctx.log(
+            f"[judge/{arm}] {arms.ARMS[arm].previous} on {res['n']} {on} rows: accuracy {res['accuracy']:.1%}"
+        )
+        keys = ("on", "n", "accuracy", "category_weights")
+        return {**{k: res[k] for k in keys}, "student_tokens": p.tokens}
 
     run_stage(ctx, f"judge/{arm}", parts, [out], work)
     return read_json(out)
@@ -380,8 +390,12 @@ def stage_round_principles(ctx: Context, arm: str) -> list[dict]:
     out = ctx.run.arm_principles(arm)
     parts: dict[str, Any] = {"previous": file_hash(prev_path), "how": e.error_principles, "seed": cfg.seed}
     if e.error_principles == "teacher":
-        parts.update(judge=file_hash(ctx.run.judge(arm)), teacher=_model_key(cfg.models.teacher),
-                     principles=cfg.principles.model_dump(mode="json", include={"max_mistakes", "max_tokens", "min_chars", "max_chars"}))  # fmt: skip
+        used = {"max_mistakes", "max_tokens", "min_chars", "max_chars"}
+        parts.update(
+            judge=file_hash(ctx.run.judge(arm)),
+            teacher=_model_key(cfg.models.teacher),
+            principles=cfg.principles.model_dump(mode="json", include=used),
+        )
     elif e.error_principles == "file":
         parts["file"] = file_hash(e.principles_file)
 
@@ -430,10 +444,14 @@ def stage_check(ctx: Context, arm: str) -> None:
         rows = _read_records(new_path)
         preds: list = [None] * len(rows)
         scores, tokens = None, {"prompt": 0, "completion": 0}
-        if e.check != "none" and rows:
+        if rows:  # scored under every policy, `none` included, so each one's agreement is measured
             st = cfg.models.student
-            examples = [Example(r["input"], str(r["output"]), str(r["answer"]), r.get("category")) for r in rows]
-            p = E.predict_examples(ctx.task, model, examples, cfg.evaluate, st.device, ctx.bar(f"check/{arm}"), st.dtype)
+            examples = [
+                Example(r["input"], str(r["output"]), str(r["answer"]), r.get("category")) for r in rows
+            ]
+            p = E.predict_examples(
+                ctx.task, model, examples, cfg.evaluate, st.device, ctx.bar(f"check/{arm}"), st.dtype
+            )
             preds, scores, tokens = p.preds, p.scores, p.tokens
         kept, report = V.check_rows(ctx.task, rows, preds, scores, e, cfg.seed)
         merged, dup = V.merge_rows(previous, kept, cfg.filter)
