@@ -111,6 +111,40 @@ def test_merge_rows_drops_new_rows_that_copy_old_ones():
     assert [r["id"] for r in merged] == ["r0", "r2"] and dropped == 1
 
 
+def test_round_curve_sums_each_rounds_own_stages():
+    from psilm.ledger import build_ledger, round_curve
+
+    def st(co2, **kw):
+        return {"status": "done", "energy_kwh": co2 * 2, "co2_kg": co2, **kw}
+
+    stages = {
+        "principles": st(0.5),
+        "generate/psi": st(1.0, tokens={"generator": {"prompt": 10, "completion": 5}}),
+        "train/psi": st(2.0, n_train=40),
+        "judge/psi_round2": st(0.25, on="dev", n=20, accuracy=0.6),
+        "principles/psi_round2": st(0.25, tokens={"teacher": {"prompt": 7, "completion": 3}}),
+        "generate/psi_round2": st(1.0, tokens={"generator": {"prompt": 20, "completion": 10}}),
+        "check/psi_round2": st(0.5, policy="agree", n_in=30, n_kept=21, agree=0.7),
+        "train/psi_round2": st(3.0, n_train=61),
+    }
+    config = {"arms": ["psi", "psi_round2"]}
+    results = {"psi": {"accuracy": 0.5}, "psi_round2": {"accuracy": 0.55}}
+    curve = round_curve(build_ledger({"stages": stages}, config, results), stages, results, config["arms"])
+    r1, r2 = curve
+    assert (r1["arm"], r1["round"], r1["accuracy"], r1["n_train"], r1["check"]) == ("psi", 1, 0.5, 40, None)
+    assert r1["co2_kg"] == 3.5 and r1["generator_tokens"] == 15 and r1["teacher_tokens"] == 0  # + principles
+    assert (r2["arm"], r2["round"], r2["n_train"], r2["co2_kg"], r2["co2_kg_so_far"]) == (
+        "psi_round2",
+        2,
+        61,
+        5.0,
+        8.5,
+    )
+    assert (r2["teacher_tokens"], r2["generator_tokens"]) == (10, 30)
+    assert r2["check"] == {"policy": "agree", "n_in": 30, "n_kept": 21, "agree": 0.7}
+    assert r2["judge"] == {"on": "dev", "n": 20, "accuracy": 0.6}
+
+
 def test_round_seeds_differ_and_round_one_keeps_the_runs():
     assert round_seed(3, 1) == 3 and len({round_seed(3, r) for r in (1, 2, 3)}) == 3
 
@@ -232,6 +266,9 @@ def test_two_rounds_write_each_rounds_files_and_metrics(two_rounds):
     gen = st["generate/psi_round2"]
     assert gen["category_weights"] == judge["category_weights"] and gen["planned"] == 12
     assert manifest["arms"]["psi_round2"]["tokens"]  # the ledger carries the round arms
+    curve = [(c["arm"], c["round"], c["accuracy"]) for c in manifest["rounds"]]
+    assert curve == [(a, r, m["arms"][a]["accuracy"]) for a, r in
+                     [("direct", 1), ("direct_round2", 2), ("psi", 1), ("psi_round2", 2)]]  # fmt: skip
 
 
 @pytest.mark.slow

@@ -272,6 +272,47 @@ def savings_sentence(cmp: dict[str, Any]) -> str:
     )
 
 
+# --- self-evolution rounds -----------------------------------------------------------------------
+def round_curve(ledger: dict, stages: dict, results: dict[str, dict], arms: list[str]) -> list[dict]:
+    """Per evolved arm and round (evolve.rounds): accuracy, rows, the check, tokens and CO2.
+
+    A round's cost is its own stages (judge, principles, generate, filter, check, train, evaluate);
+    round 1's is the arm's total, shared principles included; `co2_kg_so_far` sums the rounds up to it.
+    """
+    out = []
+    for base in arms_table.ROUND_BASES:
+        chain = [a for a in arms_table.order(arms) if (arms_table.ARMS[a].base or a) == base]
+        if len(chain) < 2:
+            continue
+        so_far = 0.0
+        for arm in chain:
+            spec = arms_table.ARMS[arm]
+            if spec.round == 1:
+                tot = ledger["arms"].get(arm) or _sum([])
+            else:
+                tot = _sum([r for r in ledger["stages"] if r["arms"] == [arm]])
+            so_far += tot["co2_kg"] or 0.0
+            check, judge = stages.get(f"check/{arm}") or {}, stages.get(f"judge/{arm}") or {}
+            out.append(
+                {
+                    "arm": arm,
+                    "base": base,
+                    "round": spec.round,
+                    "accuracy": (results.get(arm) or {}).get("accuracy"),
+                    "n_train": (stages.get(f"train/{arm}") or {}).get("n_train"),
+                    "check": {k: check.get(k) for k in ("policy", "n_in", "n_kept", "agree")}
+                    if check
+                    else None,
+                    "judge": {k: judge.get(k) for k in ("on", "n", "accuracy")} if judge else None,
+                    "teacher_tokens": sum((tot["tokens"].get("teacher") or {}).values()),
+                    "generator_tokens": sum((tot["tokens"].get("generator") or {}).values()),
+                    "co2_kg": tot["co2_kg"],
+                    "co2_kg_so_far": so_far,
+                }
+            )
+    return out
+
+
 # --- the whole ledger ----------------------------------------------------------------------------
 def _order(name: str) -> tuple[int, int, str]:
     kind, _, arm = name.partition("/")

@@ -642,4 +642,8 @@ def store_arm_ledger(ctx: Context, results: dict[str, dict]) -> None:
         "cost_usd",
     )
     ctx.run.manifest["arms"] = {arm: {k: totals[k] for k in keep} for arm, totals in ledger["arms"].items()}
+    if any(arms.ARMS[a].round > 1 for a in ctx.cfg.arms):  # evolve.rounds: the curve, per round
+        from psilm.ledger import round_curve
+
+        ctx.run.manifest["rounds"] = round_curve(ledger, ctx.run.manifest["stages"], results, ctx.cfg.arms)
     ctx.run.save_manifest()

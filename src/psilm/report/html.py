@@ -151,7 +151,7 @@ def _rounds_html(r: dict) -> str:
         return ""
     return (
         "<h2>Rounds</h2>"
-        + _img(plot_rounds(r, rows), "accuracy and CO2 per round")
+        + _img(plot_rounds(r), "accuracy and CO2 per round")
         + _table([esc(h) for h in head], _html_cells(rows))
         + f"<p class=meta>{esc(ROUNDS_NOTE)}</p>"
     )

@@ -46,11 +46,6 @@ def load_run(folder: str | Path) -> dict[str, Any]:
         for arm in arms
         if arms_table.ARMS[arm].generated
     }
-    rounds = {
-        arm: {"judge": _read(run.judge(arm)), "check": _read(run.check_report(arm))}
-        for arm in arms
-        if arms_table.ARMS[arm].round > 1
-    }
     psi = data.get(PSI, {}).get("candidates", [])
     return {
         "path": run.root,
@@ -65,7 +60,6 @@ def load_run(folder: str | Path) -> dict[str, Any]:
         "shown": principles_shown(principles, psi)[0] if PSI in data else {},
         "n_psi": len(psi),
         "data": data,
-        "rounds": rounds,
         "ledger": build_ledger(run.manifest, config, results),
     }
 

@@ -110,24 +110,27 @@ def plot_stages(r: dict) -> str | None:
     return _png(fig)
 
 
-def plot_rounds(r: dict, rows: list[list[str]]) -> str | None:
-    """Accuracy per round for each evolved arm, beside the CO2 spent so far (the round table's rows)."""
+def plot_rounds(r: dict) -> str | None:
+    """Accuracy per round for each evolved arm, beside the CO2 spent so far (ledger.round_curve)."""
     from matplotlib.figure import Figure
 
-    curves: dict[str, list[tuple[int, float, float]]] = {}
-    for base, rnd, acc, *_, so_far in rows:
-        if acc.endswith("%"):
-            curves.setdefault(base, []).append((int(rnd), float(acc[:-1]), float(so_far.replace(",", ""))))
+    from psilm.ledger import round_curve
+
+    curves: dict[str, list[dict]] = {}
+    for c in round_curve(r["ledger"], r["manifest"].get("stages", {}), r["results"], r["arms"]):
+        if c["accuracy"] is not None:
+            curves.setdefault(c["base"], []).append(c)
     if not curves:
         return None
     fig = Figure(figsize=(9, 3))
     ax1, ax2 = fig.subplots(1, 2)
     for base, pts in curves.items():
         color = FOCUS if base == PSI else "#566573"
-        ax1.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=color, label=base)
-        ax2.plot([p[2] for p in pts], [p[1] for p in pts], "o-", color=color, label=base)
+        acc = [c["accuracy"] * 100 for c in pts]
+        ax1.plot([c["round"] for c in pts], acc, "o-", color=color, label=base)
+        ax2.plot([c["co2_kg_so_far"] * 1e3 for c in pts], acc, "o-", color=color, label=base)
     ax1.set_xlabel("round")
-    ax1.set_xticks(sorted({p[0] for pts in curves.values() for p in pts}))
+    ax1.set_xticks(sorted({c["round"] for pts in curves.values() for c in pts}))
     ax1.set_ylabel("accuracy (%)")
     ax1.set_title("Accuracy per round")
     ax2.set_xlabel("g CO2eq so far")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from psilm import arms as arms_table
 from psilm.arms import PSI
-from psilm.ledger import ROLES
+from psilm.ledger import ROLES, round_curve
 
 ESTIMATED = " (estimated)"  # plain-text mark; the HTML shows it as a badge
 
@@ -141,44 +140,16 @@ ROUNDS_NOTE = (
 
 
 def round_table(r: dict) -> tuple[list[str], list[list[str]]]:
-    """Self-evolution rounds (evolve.rounds), one row per (arm, round): the curve as numbers.
-
-    A round's cost is its own stages (judge, principles, generate, filter, check, train, evaluate);
-    round 1's is the arm's total, shared principles included; `so far` sums the rounds up to it.
-    """
+    """Self-evolution rounds (evolve.rounds), one row per (arm, round): ledger.round_curve as text."""
     head = ["arm", "round", "accuracy", "trained on", "new rows kept", "student on judge slice",
             "teacher tokens", "generator tokens", "g CO2eq", "g CO2eq so far"]  # fmt: skip
-    led, stages = r["ledger"], r["manifest"].get("stages", {})
     rows = []
-    for base in arms_table.ROUND_BASES:
-        chain = [a for a in r["arms"] if (arms_table.ARMS[a].base or a) == base]
-        if len(chain) < 2:
-            continue
-        so_far = 0.0
-        for arm in chain:
-            spec, res = arms_table.ARMS[arm], r["results"].get(arm)
-            own = [s for s in led["stages"] if s["arms"] == [arm]] if spec.round > 1 else None
-            tot = led["arms"].get(arm, {}) if own is None else None
-            tokens = tot["tokens"] if tot is not None else _tokens(own)
-            co2 = tot["co2_kg"] if tot is not None else sum(s["co2_kg"] or 0.0 for s in own)
-            so_far += co2 or 0.0
-            rnd = (r.get("rounds") or {}).get(arm) or {}
-            check, judge = rnd.get("check") or {}, rnd.get("judge") or {}
-            kept = f"{check['n_kept']} of {check['n_in']} ({check['policy']})" if check else ""
-            on = f"{pct(judge['accuracy'])} on {judge['n']} {judge['on']} rows" if judge else ""
-            rows.append([base, str(spec.round), pct(res["accuracy"]) if res else "n/a",
-                         str(stages.get(f"train/{arm}", {}).get("n_train", "")), kept, on,
-                         f"{sum((tokens.get('teacher') or {}).values()):,}",
-                         f"{sum((tokens.get('generator') or {}).values()):,}",
-                         grams(co2), grams(so_far)])  # fmt: skip
+    for c in round_curve(r["ledger"], r["manifest"].get("stages", {}), r["results"], r["arms"]):
+        check, judge = c["check"], c["judge"]
+        kept = f"{check['n_kept']} of {check['n_in']} ({check['policy']})" if check else ""
+        on = f"{pct(judge['accuracy'])} on {judge['n']} {judge['on']} rows" if judge else ""
+        rows.append([c["base"], str(c["round"]), pct(c["accuracy"]),
+                     "" if c["n_train"] is None else str(c["n_train"]), kept, on,
+                     f"{c['teacher_tokens']:,}", f"{c['generator_tokens']:,}",
+                     grams(c["co2_kg"]), grams(c["co2_kg_so_far"])])  # fmt: skip
     return head, rows
-
-
-def _tokens(rows: list[dict]) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for s in rows:
-        for role, counts in s["tokens"].items():
-            acc = out.setdefault(role, {})
-            for k, v in counts.items():
-                acc[k] = acc.get(k, 0) + int(v)
-    return out
