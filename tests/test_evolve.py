@@ -62,6 +62,9 @@ def test_check_agree_keeps_only_rows_the_student_agrees_with():
     assert [r["id"] for r in kept] == ["r0", "r2"]
     assert (rep["n_in"], rep["n_kept"], rep["decisions"]) == (4, 2, {"keep": 2, "drop": 2})
     assert rep["agree_per_category"] == {POS: 0.5, NEG: 0.5}
+    assert [(r["id"], r["decision"], r["p_label"]) for r in rep["rows"]] == [
+        ("r0", "keep", 0.8), ("r1", "drop", 0.05), ("r2", "keep", 0.6), ("r3", "drop", 0.4)
+    ]  # fmt: skip
 
 
 def test_check_relabel_changes_a_label_only_above_the_threshold():

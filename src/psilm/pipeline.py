@@ -591,27 +591,29 @@ def stage_evaluate(ctx: Context, arm: str) -> dict | None:
 
 # --- the whole run ------------------------------------------------------------------------------
 def run_all(ctx: Context) -> dict:
-    """Per round: every arm's data first (so equal counts are known), then training; then evaluation.
+    """Per round: every arm's data first (so equal counts are known), then training, then evaluation.
 
-    Round 1 is every arm as it always was; round r (evolve.rounds) builds on round r-1's students.
+    Round 1 is every arm as it always was; round r (evolve.rounds) builds on round r-1's students,
+    so a run stopped in round r keeps the scores of the rounds before.
     """
     specs = [arms.ARMS[a] for a in ctx.cfg.arms]
     rounds = sorted({s.round for s in specs})
+    results = {}
     for rnd in rounds:
-        for spec in specs:
-            if spec.generated and spec.round == rnd:
+        this = [s for s in specs if s.round == rnd]
+        for spec in this:
+            if spec.generated:
                 stage_generate(ctx, spec.name)
                 stage_filter(ctx, spec.name)
                 if rnd > 1:
                     stage_check(ctx, spec.name)
-        for spec in specs:
-            if spec.trained and spec.round == rnd:
+        for spec in this:
+            if spec.trained:
                 stage_train(ctx, spec.name)
-    results = {}
-    for spec in specs:
-        res = stage_evaluate(ctx, spec.name)
-        if res is not None:
-            results[spec.name] = {k: v for k, v in res.items() if k != "predictions"}
+        for spec in this:
+            res = stage_evaluate(ctx, spec.name)
+            if res is not None:
+                results[spec.name] = {k: v for k, v in res.items() if k != "predictions"}
     metrics = {
         "task": ctx.task.name,
         "arms": results,

@@ -161,7 +161,7 @@ def check_rows(
 ) -> tuple[list[dict], dict[str, Any]]:
     """(rows the policy keeps, each with a `check` note; report). `preds`: the student's answer per
     row; `scores`: its option log-likelihoods (task.labels order) where the task has options."""
-    kept = []
+    kept, seen = [], []
     decisions: Counter = Counter()
     agree_per_cat: dict[str, list[int]] = {}
     for i, (rec, pred) in enumerate(zip(rows, preds, strict=True)):
@@ -188,6 +188,8 @@ def check_rows(
             u = random.Random(f"{seed}:weight:{rec.get('id')}").random()
             decision = "keep" if p_row is not None and u < p_row else "drop"
         decisions[decision] += 1
+        seen.append({"id": rec.get("id"), "category": rec.get("category"), "answer": answer, **note,
+                     "decision": decision})  # fmt: skip
         if decision != "drop":
             kept.append({**out, "check": note})
     n = len(rows)
@@ -201,6 +203,7 @@ def check_rows(
     }
     if s.check == "relabel":
         report["relabel_min_prob"] = s.relabel_min_prob
+    report["rows"] = seen  # every new row with the student's view: what another policy would have kept
     return kept, report
 
 
