@@ -312,3 +312,15 @@ def test_a_run_killed_in_round_two_resumes_without_redoing_round_one(tmp_path, t
     assert all(st["status"] == "done" for st in after.values())
     assert after["check/psi_round2"]["policy"] == "agree"
     assert (out / "arms/psi_round2/metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_a_round_arms_cards_show_its_own_principles(two_rounds):
+    from psilm.export import card_facts
+    from psilm.finished import FinishedRun
+
+    own = json.loads((two_rounds / "arms/psi_round2/principles.json").read_text())["principles"]
+    first = json.loads((two_rounds / "principles.json").read_text())["principles"]
+    assert [p["id"] for p in own[: len(first)]] == [p["id"] for p in first]  # round 1's, then its own
+    assert card_facts(FinishedRun(two_rounds), "psi_round2").principles == own
+    assert card_facts(FinishedRun(two_rounds), "psi").principles == first

@@ -115,7 +115,9 @@ def card_facts(fin: FinishedRun, arm: str) -> CardFacts:
         if path.is_file():
             metrics[a] = {k: v for k, v in read_json(path).items() if k != "predictions"}
     run_metrics = read_json(fin.run.path("metrics.json")) if fin.run.path("metrics.json").is_file() else {}
-    principles_path = fin.run.path("principles.json")
+    principles_path = fin.run.principles
+    if fin.run.arm_principles(arm).is_file():  # a psi round arm: round 1's principles plus its own
+        principles_path = fin.run.arm_principles(arm)
     report = fin.arm_path(arm) / "filter_report.json"
     return CardFacts(
         run_name=fin.cfg.name,
