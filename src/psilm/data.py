@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from psilm.errors import DataError
 from psilm.io import iter_rows
@@ -96,3 +98,17 @@ def check_overlap(seeds: list[Example], test: list[Example], test_path: str | Pa
 
 def _norm(text: str) -> str:
     return " ".join(text.lower().split())
+
+
+def round_robin(rows: list[Any], k: int, category: Callable[[Any], str]) -> list[Any]:
+    """Up to k rows, one category after another (each category's rows in order), so a common
+    category does not take them all."""
+    by_cat: dict[str, list[Any]] = {}
+    for row in rows:
+        by_cat.setdefault(category(row), []).append(row)
+    out: list[Any] = []
+    while len(out) < k and any(by_cat.values()):
+        for items in by_cat.values():
+            if items and len(out) < k:
+                out.append(items.pop(0))
+    return out

@@ -12,7 +12,6 @@ so predicting the run's test rows gives the accuracy in that arm's metrics.json.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from psilm.arms import ARMS, PSI
 from psilm.errors import DataError, PsilmError
 from psilm.finished import FinishedRun
 from psilm.io import iter_jsonl
+from psilm.stages.evaluate import probabilities
 from psilm.store import write_jsonl
 
 ProgressStart = Callable[[int], Callable[[int], None]]  # start(total) -> advance(n)
@@ -110,7 +110,4 @@ def _model(fin: FinishedRun, arm: str) -> str:
 
 
 def _softmax(options: list[str], logps: list[float]) -> dict[str, float]:
-    top = max(logps)
-    weights = [math.exp(lp - top) for lp in logps]
-    total = sum(weights)
-    return {opt: round(w / total, 6) for opt, w in zip(options, weights, strict=True)}
+    return {opt: round(p, 6) for opt, p in zip(options, probabilities(logps), strict=True)}

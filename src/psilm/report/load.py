@@ -9,6 +9,7 @@ import yaml
 
 from psilm import arms as arms_table
 from psilm.arms import PSI
+from psilm.data import round_robin
 from psilm.io import iter_jsonl
 from psilm.ledger import build_ledger
 from psilm.stages.generate import principles_shown
@@ -66,12 +67,5 @@ def load_run(folder: str | Path) -> dict[str, Any]:
 
 def sample_instances(cands: list[dict], kept: set, n: int = N_SAMPLES) -> list[dict]:
     """Up to n candidates, one category after another, kept ones first."""
-    by_cat: dict[str, list[dict]] = {}
-    for rec in sorted(cands, key=lambda r: r.get("id") not in kept):
-        by_cat.setdefault(str(rec.get("category")), []).append(rec)
-    out: list[dict] = []
-    while len(out) < n and any(by_cat.values()):
-        for recs in by_cat.values():
-            if recs and len(out) < n:
-                out.append(recs.pop(0))
-    return out
+    ordered = sorted(cands, key=lambda r: r.get("id") not in kept)
+    return round_robin(ordered, n, lambda r: str(r.get("category")))

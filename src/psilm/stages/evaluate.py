@@ -191,6 +191,14 @@ EXTRA_SCORES: dict[str, Callable[..., object]] = {
 
 
 # --- likelihood scoring -------------------------------------------------------------------------
+def probabilities(scores: list[float]) -> list[float]:
+    """Option log-likelihoods (option_logprobs) -> probabilities over the options (a softmax)."""
+    top = max(scores)
+    exp = [math.exp(s - top) for s in scores]
+    total = sum(exp)
+    return [e / total for e in exp]
+
+
 def option_logprobs(
     model,
     tokenizer,

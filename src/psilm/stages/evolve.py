@@ -22,7 +22,6 @@ precision for 30% of the rows. Hence `agree` by default and `relabel` only above
 
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter
 from pathlib import Path
@@ -30,10 +29,12 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from psilm.data import round_robin
 from psilm.errors import ConfigError
 from psilm.llm.base import SamplingParams
 from psilm.llm.calls import ModelCaller
 from psilm.settings import Settings
+from psilm.stages.evaluate import probabilities
 from psilm.tasks import Example, Task
 
 MAX_ROUNDS = 5  # the arms table holds round arms up to this round
@@ -98,14 +99,6 @@ def check_task(task: Task, s: EvolveSettings) -> None:
 
 
 # --- judging --------------------------------------------------------------------------------
-def probabilities(scores: list[float]) -> list[float]:
-    """Option log-likelihoods -> probabilities over the options (a softmax)."""
-    top = max(scores)
-    exp = [math.exp(s - top) for s in scores]
-    total = sum(exp)
-    return [e / total for e in exp]
-
-
 def judge_errors(
     task: Task, examples: list[Example], preds: list[str | None], s: EvolveSettings, on: str
 ) -> dict[str, Any]:
@@ -227,7 +220,7 @@ def mistake_principles(
     mistake's category (None for tasks without fixed categories). Returns (principles, notes)."""
     from psilm.stages.principles import mistake_prompt, parse_list
 
-    used = _spread(mistakes, max_mistakes)
+    used = round_robin(mistakes, max_mistakes, lambda m: str(m["category"]))
     params = SamplingParams(temperature=0.7, top_p=1.0, max_tokens=max_tokens, seed=seed)
     reqs = [
         (
@@ -255,19 +248,6 @@ def mistake_principles(
                 }
             )
     return principles, {"mistakes_sent": len(used), "dropped": dict(dropped)}
-
-
-def _spread(mistakes: list[dict], k: int) -> list[dict]:
-    """Up to k mistakes, one category after another, so a common category does not take them all."""
-    by_cat: dict[str, list[dict]] = {}
-    for m in mistakes:
-        by_cat.setdefault(str(m["category"]), []).append(m)
-    out: list[dict] = []
-    while len(out) < k and any(by_cat.values()):
-        for ms in by_cat.values():
-            if ms and len(out) < k:
-                out.append(ms.pop(0))
-    return out
 
 
 def file_principles(loaded: dict, rnd: int) -> list[dict]:
