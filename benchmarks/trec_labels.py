@@ -7,6 +7,12 @@ rule is scored first on TREC's real training split (its own accuracy, so its err
 on the rows each arm of the evidence runs trained on: the share whose rule label matches the label
 the generator was asked to write for, and the share that is one question at all.
 
+For round-2 arms (evolve.rounds 2) it also reads check_report.json, which scores every new row under
+the student's eyes, and says what each check policy would have trained on: how many of the new rows
+it keeps and how often the rule agrees with the label it keeps them under (none: the asked label;
+agree: rows where the student agrees; relabel: the student's label where it is >= 0.9 sure; weight:
+rows weighted by the student's probability of the asked label; student: the student's label on all).
+
     python benchmarks/trec_labels.py [--runs runs/evidence/trec] [--out benchmarks/results/trec-labels.json]
 """
 
@@ -93,6 +99,35 @@ def arm_rows(folder: Path, arm: str) -> list[tuple[str, str]]:
     return [(r["input"], r["output"]) for r in recs if r.get("mode") in ("psi", "direct")]
 
 
+def check_policies(folder: Path, arm: str, relabel_min_prob: float = 0.9) -> dict | None:
+    """What each check policy would keep of a round arm's new rows, scored by the rule."""
+    layout = Layout(folder)
+    report_path, new_path = layout.check_report(arm), layout.new_rows(arm)
+    if not report_path.exists() or not new_path.exists():
+        return None
+    text = {r["id"]: r["input"] for r in map(json.loads, new_path.read_text().splitlines()) if r}
+    rows = [r for r in json.loads(report_path.read_text())["rows"] if r["id"] in text]
+
+    def agreement(pairs: list[tuple[str, str | None, float]]) -> dict:
+        w = sum(p for _, _, p in pairs)
+        hit = sum(p for q, lb, p in pairs if rule_label(q) == lb)
+        return {"rows": round(w, 1), "agree": round(hit / w, 4) if w else None}
+
+    def relabelled(r: dict) -> str:
+        sure = r["p_student"] is not None and r["p_student"] >= relabel_min_prob
+        return r["student"] if not r["agree"] and sure and r["student"] else r["answer"]
+
+    return {
+        "n_new": len(rows),
+        "none": agreement([(text[r["id"]], r["answer"], 1.0) for r in rows]),
+        "agree": agreement([(text[r["id"]], r["answer"], 1.0) for r in rows if r["agree"]]),
+        "relabel": agreement([(text[r["id"]], relabelled(r), 1.0) for r in rows]),
+        "weight": agreement([(text[r["id"]], r["answer"], r["p_label"] or 0.0) for r in rows]),
+        "student": agreement([(text[r["id"]], r["student"], 1.0) for r in rows]),
+        "disagreed": agreement([(text[r["id"]], r["answer"], 1.0) for r in rows if not r["agree"]]),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "evidence" / "trec")
@@ -108,12 +143,23 @@ def main() -> None:
             for arm, name in names.items():
                 pooled[name] += arm_rows(seed_dir / variant, arm)
     result["arms"] = {name: score(rows) for name, rows in pooled.items() if rows}
+    checks: dict[str, dict] = {}
+    for seed_dir in sorted(args.runs.glob("seed*")):
+        for variant, (_, _, names) in VARIANTS.items():
+            for arm, name in names.items():
+                if (c := check_policies(seed_dir / variant, arm)) is not None:
+                    checks[f"{seed_dir.name}/{name}"] = c
+    if checks:
+        result["check_policies"] = checks
     result["seeds"] = sorted(p.name for p in args.runs.glob("seed*"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     rows = {"real train split": result["rule_on_real_train_split"], **result["arms"]}
     for name, v in rows.items():
         print(f"{name:18s} rule agrees {v['agree']:.1%}, one question {v['one_question']:.1%}, n {v['n']}")
+    for name, c in checks.items():
+        pol = ", ".join(f"{k} {v['agree']:.1%} of {v['rows']}" for k, v in c.items() if isinstance(v, dict))
+        print(f"check {name}: {c['n_new']} new rows; rule agrees: {pol}")
 
 
 if __name__ == "__main__":

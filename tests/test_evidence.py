@@ -151,3 +151,38 @@ def test_trec_label_rule_and_score():
     assert (
         r["agree"] == 0.5 and r["one_question"] == 0.5 and r["per_label"] == {"human": 0.5}
     )  # chatter: no credit
+
+
+def test_trec_check_policies_score_what_each_policy_keeps(tmp_path):
+    """A round arm's check report -> per policy, the rows it keeps and the rule's agreement."""
+    import json
+
+    from psilm.store import Layout
+
+    spec = importlib.util.spec_from_file_location("trec_labels", BENCH / "trec_labels.py")
+    tl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tl)
+    layout = Layout(tmp_path)
+    assert tl.check_policies(tmp_path, "psi_round2") is None  # not a round arm (or not run yet)
+    layout.arm("psi_round2").mkdir(parents=True)
+    rows = [  # (id, question, asked label, student's label, p(asked), p(student))
+        ("a", "Who wrote Hamlet ?", "human", "human", 0.8, 0.8),
+        ("b", "How many legs does a spider have ?", "human", "numeric", 0.05, 0.95),
+        ("c", "Where is Peru ?", "numeric", "human", 0.4, 0.5),
+        ("d", "What is a dog ?", "entity", "entity", 0.6, 0.6),
+    ]
+    layout.new_rows("psi_round2").write_text(
+        "".join(json.dumps({"id": i, "input": q, "answer": lb}) + "\n" for i, q, lb, *_ in rows)
+    )
+    report = {"rows": [
+        {"id": i, "answer": lb, "student": st, "agree": lb == st, "p_label": pl, "p_student": ps}
+        for i, _, lb, st, pl, ps in rows
+    ]}  # fmt: skip
+    layout.check_report("psi_round2").write_text(json.dumps(report))
+    c = tl.check_policies(tmp_path, "psi_round2")
+    assert c["n_new"] == 4
+    assert c["none"] == {"rows": 4.0, "agree": 0.25}  # only "Who wrote Hamlet" asks for its label
+    assert c["agree"] == {"rows": 2.0, "agree": 0.5}  # a and d; "What is a dog" is description
+    assert c["relabel"] == {"rows": 4.0, "agree": 0.5}  # b becomes numeric (0.95 sure); c stays
+    assert c["weight"]["rows"] == 1.9 and c["weight"]["agree"] == round(0.8 / 1.85, 4)
+    assert c["student"] == {"rows": 4.0, "agree": 0.5} and c["disagreed"] == {"rows": 2.0, "agree": 0.0}
