@@ -2,14 +2,14 @@
 
 Each arm is a short list of stages (what an arm is and trains on: arms.py). A stage's key hashes
 its settings and its inputs' hashes (not batch sizes or verbosity); the same key means the stage's
-outputs are reused, a changed key moves the old outputs aside and runs again. Only this module and
-store.py touch the folder; RunDir spells its paths.
+outputs are reused, a changed key moves the old outputs aside and runs again. The stages only a
+self-evolution round runs (judge, round principles, check) are in rounds.py. Only this module,
+rounds.py and store.py touch the folder; RunDir spells its paths.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -272,6 +272,7 @@ def stage_principles(ctx: Context) -> list[dict]:
 
 
 def stage_generate(ctx: Context, arm: str) -> None:
+    from psilm.rounds import stage_judge, stage_round_principles
     from psilm.stages import generate as G
     from psilm.stages.evolve import round_seed
 
@@ -316,152 +317,6 @@ def stage_generate(ctx: Context, arm: str) -> None:
         return {"n_candidates": len(records), **{k: v for k, v in stats.items() if k != "tokens"}}
 
     run_stage(ctx, name, parts, [out], work)
-
-
-# --- self-evolution rounds (evolve.rounds; stages/evolve.py) ---------------------------------------
-def _previous_model(ctx: Context, arm: str) -> tuple[str, str]:
-    """(merged model folder, train key) of the round before `arm`'s, which must be trained."""
-    prev = arms.ARMS[arm].previous
-    st = ctx.run.manifest["stages"].get(f"train/{prev}", {})
-    if st.get("status") != "done":
-        raise DataError(
-            f"{arm} builds on {prev}, which is not trained yet; run `psilm run` (it trains {prev} first)"
-        )
-    return str(ctx.run.merged_model(prev)), st["key"]
-
-
-def judge_slice(ctx: Context) -> tuple[str, list[Example]]:
-    """('dev', n_dev rows of data.train less seeds and test rows) or ('seeds', the seeds)."""
-    e = ctx.cfg.evolve
-    on = e.judge if e.judge != "auto" else ("dev" if ctx.cfg.data.train is not None else "seeds")
-    if on == "seeds":
-        return on, list(ctx.seeds)
-    pool = arms.human_pool(data_mod.load_examples(ctx.task, ctx.cfg.data.train), ctx.seeds, ctx.test or [])
-    if not pool:
-        raise DataError(
-            f"{ctx.cfg.data.train}: no rows left for evolve's dev slice after the seeds and test rows"
-        )
-    rows = random.Random(f"{ctx.cfg.seed}:dev").sample(pool, min(e.n_dev, len(pool)))
-    return on, rows
-
-
-def stage_judge(ctx: Context, arm: str) -> dict:
-    """The previous round's student answers the judge slice: its errors per category and mistakes."""
-    from psilm.stages import evaluate as E
-    from psilm.stages.evolve import judge_errors
-
-    cfg, e = ctx.cfg, ctx.cfg.evolve
-    model, model_key = _previous_model(ctx, arm)
-    on, rows = judge_slice(ctx)
-    out = ctx.run.judge(arm)
-    parts = {
-        "settings": e.model_dump(mode="json", include={"judge", "n_dev", "error_mix", "mix_floor"}),
-        "model": model_key,
-        "rows": fingerprint([x.to_dict() for x in rows]),
-        "evaluate": cfg.evaluate.model_dump(mode="json"),
-    }
-
-    def work(mode: str) -> dict:
-        st = cfg.models.student
-        p = E.predict_examples(
-            ctx.task, model, rows, cfg.evaluate, st.device, ctx.bar(f"judge/{arm}"), st.dtype
-        )
-        res = judge_errors(ctx.task, rows, p.preds, e, on)
-        atomic_write_json(out, {"model": model, **res})
-        ctx.log(
-            f"[judge/{arm}] {arms.ARMS[arm].previous} on {res['n']} {on} rows: accuracy {res['accuracy']:.1%}"
-        )
-        keys = ("on", "n", "accuracy", "category_weights")
-        return {**{k: res[k] for k in keys}, "student_tokens": p.tokens}
-
-    run_stage(ctx, f"judge/{arm}", parts, [out], work)
-    return read_json(out)
-
-
-def stage_round_principles(ctx: Context, arm: str) -> list[dict]:
-    """psi rounds: the previous round's principles plus one per mistake (teacher) or a person's file."""
-    from psilm.stages import evolve as V
-    from psilm.stages.principles import load_principles_file
-
-    cfg, e, spec = ctx.cfg, ctx.cfg.evolve, arms.ARMS[arm]
-    prev_path = ctx.run.principles if spec.round == 2 else ctx.run.arm_principles(spec.previous)
-    if spec.round == 2:
-        stage_principles(ctx)
-    out = ctx.run.arm_principles(arm)
-    parts: dict[str, Any] = {"previous": file_hash(prev_path), "how": e.error_principles, "seed": cfg.seed}
-    if e.error_principles == "teacher":
-        used = {"max_mistakes", "max_tokens", "min_chars", "max_chars"}
-        parts.update(
-            judge=file_hash(ctx.run.judge(arm)),
-            teacher=_model_key(cfg.models.teacher),
-            principles=cfg.principles.model_dump(mode="json", include=used),
-        )
-    elif e.error_principles == "file":
-        parts["file"] = file_hash(e.principles_file)
-
-    def work(mode: str) -> dict:
-        before = read_json(prev_path)["principles"]
-        added: list[dict] = []
-        info: dict[str, Any] = {}
-        if e.error_principles == "teacher":
-            mistakes = read_json(ctx.run.judge(arm))["mistakes"]
-            teacher = ctx.caller("teacher", f"principles/{arm}", cfg.models.teacher)
-            p = cfg.principles
-            added, info = V.mistake_principles(ctx.task, mistakes, teacher, p.max_mistakes, p.max_tokens,
-                                               p.min_chars, p.max_chars, cfg.seed, spec.round)  # fmt: skip
-        elif e.error_principles == "file":
-            added = V.file_principles(load_principles_file(e.principles_file, ctx.task), spec.round)
-        atomic_write_json(out, {"principles": before + added, "added": [p["id"] for p in added], **info})
-        return {"n_principles": len(before) + len(added), "n_added": len(added), "source": e.error_principles}
-
-    run_stage(ctx, f"principles/{arm}", parts, [out], work)
-    return read_json(out)["principles"]
-
-
-def stage_check(ctx: Context, arm: str) -> None:
-    """The previous round's student checks this round's new rows; train.jsonl = old rows + kept new."""
-    from psilm.stages import evaluate as E
-    from psilm.stages import evolve as V
-
-    cfg, e, spec = ctx.cfg, ctx.cfg.evolve, arms.ARMS[arm]
-    model, model_key = _previous_model(ctx, arm)
-    new_path = ctx.run.new_rows(arm)
-    if not new_path.exists():
-        raise DataError(f"{new_path}: missing; run `psilm run` (generate and filter {arm} first)")
-    previous = _read_records(ctx.run.kept(spec.previous))[: equal_count(ctx, spec.round - 1)]
-    parts = {
-        "settings": e.model_dump(mode="json", include={"check", "relabel_min_prob"}),
-        "model": model_key,
-        "new": file_hash(new_path),
-        "previous": fingerprint(previous),
-        "filter": cfg.filter.model_dump(mode="json"),
-        "evaluate": cfg.evaluate.model_dump(mode="json"),
-        "seed": cfg.seed,
-    }
-    outputs = [ctx.run.kept(arm), ctx.run.check_report(arm)]
-
-    def work(mode: str) -> dict:
-        rows = _read_records(new_path)
-        preds: list = [None] * len(rows)
-        scores, tokens = None, {"prompt": 0, "completion": 0}
-        if rows:  # scored under every policy, `none` included, so each one's agreement is measured
-            st = cfg.models.student
-            examples = [
-                Example(r["input"], str(r["output"]), str(r["answer"]), r.get("category")) for r in rows
-            ]
-            p = E.predict_examples(
-                ctx.task, model, examples, cfg.evaluate, st.device, ctx.bar(f"check/{arm}"), st.dtype
-            )
-            preds, scores, tokens = p.preds, p.scores, p.tokens
-        kept, report = V.check_rows(ctx.task, rows, preds, scores, e, cfg.seed)
-        merged, dup = V.merge_rows(previous, kept, cfg.filter)
-        report.update(n_previous=len(previous), duplicate_of_previous=dup, n_train=len(merged))
-        write_jsonl(outputs[0], merged)
-        atomic_write_json(outputs[1], report)
-        keys = ("policy", "n_in", "n_kept", "agree", "n_previous", "duplicate_of_previous", "n_train")
-        return {**{k: report[k] for k in keys}, "student_tokens": tokens}
-
-    run_stage(ctx, f"check/{arm}", parts, outputs, work)
 
 
 def stage_filter(ctx: Context, arm: str) -> None:
@@ -596,6 +451,8 @@ def run_all(ctx: Context) -> dict:
     Round 1 is every arm as it always was; round r (evolve.rounds) builds on round r-1's students,
     so a run stopped in round r keeps the scores of the rounds before.
     """
+    from psilm.rounds import stage_check  # rounds.py builds on this module's stages
+
     specs = [arms.ARMS[a] for a in ctx.cfg.arms]
     rounds = sorted({s.round for s in specs})
     results = {}

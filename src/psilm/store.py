@@ -1,7 +1,7 @@
 """The run folder: manifest, atomic writes, append-only JSONL, fingerprints.
 
-Only this module and pipeline.py touch the run folder. Two write disciplines keep a killed run
-resumable without losing or doubling a record:
+Only this module and pipeline.py (with rounds.py) touch the run folder. Two write disciplines keep
+a killed run resumable without losing or doubling a record:
 
 - JSON files are written to a temporary file, fsynced, then renamed over the old one. The
   temporary file's name carries the writer's pid, so one left behind by a killed process is

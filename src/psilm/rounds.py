@@ -1,0 +1,167 @@
+"""Self-evolution rounds (evolve.rounds; docs/evolve.md): the stages only a round arm runs.
+
+A round arm (psi_round2, direct_round2, ...) builds on the round before's trained student: the
+student answers a judge slice (its errors per category and its mistakes), psi rounds add a
+principle per mistake, the generate stage draws new rows by those errors, the filters run as for any
+arm, and the student checks the new rows before they join what the round before trained on. Then it
+is trained and evaluated like any other arm. pipeline.py calls these (stage_generate the judge and
+the round principles, run_all the check); their policies are plain functions in stages/evolve.py.
+Like pipeline.py, this module touches the run folder only through RunDir and run_stage.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from psilm import arms
+from psilm import data as data_mod
+from psilm.errors import DataError
+from psilm.pipeline import Context, _model_key, _read_records, equal_count, run_stage, stage_principles
+from psilm.store import atomic_write_json, file_hash, fingerprint, read_json, write_jsonl
+from psilm.tasks import Example
+
+
+def _previous_model(ctx: Context, arm: str) -> tuple[str, str]:
+    """(merged model folder, train key) of the round before `arm`'s, which must be trained."""
+    prev = arms.ARMS[arm].previous
+    st = ctx.run.manifest["stages"].get(f"train/{prev}", {})
+    if st.get("status") != "done":
+        raise DataError(
+            f"{arm} builds on {prev}, which is not trained yet; run `psilm run` (it trains {prev} first)"
+        )
+    return str(ctx.run.merged_model(prev)), st["key"]
+
+
+def judge_slice(ctx: Context) -> tuple[str, list[Example]]:
+    """('dev', n_dev rows of data.train less seeds and test rows) or ('seeds', the seeds)."""
+    e = ctx.cfg.evolve
+    on = e.judge if e.judge != "auto" else ("dev" if ctx.cfg.data.train is not None else "seeds")
+    if on == "seeds":
+        return on, list(ctx.seeds)
+    pool = arms.human_pool(data_mod.load_examples(ctx.task, ctx.cfg.data.train), ctx.seeds, ctx.test or [])
+    if not pool:
+        raise DataError(
+            f"{ctx.cfg.data.train}: no rows left for evolve's dev slice after the seeds and test rows"
+        )
+    rows = random.Random(f"{ctx.cfg.seed}:dev").sample(pool, min(e.n_dev, len(pool)))
+    return on, rows
+
+
+def stage_judge(ctx: Context, arm: str) -> dict:
+    """The previous round's student answers the judge slice: its errors per category and mistakes."""
+    from psilm.stages import evaluate as E
+    from psilm.stages.evolve import judge_errors
+
+    cfg, e = ctx.cfg, ctx.cfg.evolve
+    model, model_key = _previous_model(ctx, arm)
+    on, rows = judge_slice(ctx)
+    out = ctx.run.judge(arm)
+    parts = {
+        "settings": e.model_dump(mode="json", include={"judge", "n_dev", "error_mix", "mix_floor"}),
+        "model": model_key,
+        "rows": fingerprint([x.to_dict() for x in rows]),
+        "evaluate": cfg.evaluate.model_dump(mode="json"),
+    }
+
+    def work(mode: str) -> dict:
+        st = cfg.models.student
+        p = E.predict_examples(
+            ctx.task, model, rows, cfg.evaluate, st.device, ctx.bar(f"judge/{arm}"), st.dtype
+        )
+        res = judge_errors(ctx.task, rows, p.preds, e, on)
+        atomic_write_json(out, {"model": model, **res})
+        ctx.log(
+            f"[judge/{arm}] {arms.ARMS[arm].previous} on {res['n']} {on} rows: accuracy {res['accuracy']:.1%}"
+        )
+        keys = ("on", "n", "accuracy", "category_weights")
+        return {**{k: res[k] for k in keys}, "student_tokens": p.tokens}
+
+    run_stage(ctx, f"judge/{arm}", parts, [out], work)
+    return read_json(out)
+
+
+def stage_round_principles(ctx: Context, arm: str) -> list[dict]:
+    """psi rounds: the previous round's principles plus one per mistake (teacher) or a person's file."""
+    from psilm.stages import evolve as V
+    from psilm.stages.principles import load_principles_file
+
+    cfg, e, spec = ctx.cfg, ctx.cfg.evolve, arms.ARMS[arm]
+    prev_path = ctx.run.principles if spec.round == 2 else ctx.run.arm_principles(spec.previous)
+    if spec.round == 2:
+        stage_principles(ctx)
+    out = ctx.run.arm_principles(arm)
+    parts: dict[str, Any] = {"previous": file_hash(prev_path), "how": e.error_principles, "seed": cfg.seed}
+    if e.error_principles == "teacher":
+        used = {"max_mistakes", "max_tokens", "min_chars", "max_chars"}
+        parts.update(
+            judge=file_hash(ctx.run.judge(arm)),
+            teacher=_model_key(cfg.models.teacher),
+            principles=cfg.principles.model_dump(mode="json", include=used),
+        )
+    elif e.error_principles == "file":
+        parts["file"] = file_hash(e.principles_file)
+
+    def work(mode: str) -> dict:
+        before = read_json(prev_path)["principles"]
+        added: list[dict] = []
+        info: dict[str, Any] = {}
+        if e.error_principles == "teacher":
+            mistakes = read_json(ctx.run.judge(arm))["mistakes"]
+            teacher = ctx.caller("teacher", f"principles/{arm}", cfg.models.teacher)
+            p = cfg.principles
+            added, info = V.mistake_principles(ctx.task, mistakes, teacher, p.max_mistakes, p.max_tokens,
+                                               p.min_chars, p.max_chars, cfg.seed, spec.round)  # fmt: skip
+        elif e.error_principles == "file":
+            added = V.file_principles(load_principles_file(e.principles_file, ctx.task), spec.round)
+        atomic_write_json(out, {"principles": before + added, "added": [p["id"] for p in added], **info})
+        return {"n_principles": len(before) + len(added), "n_added": len(added), "source": e.error_principles}
+
+    run_stage(ctx, f"principles/{arm}", parts, [out], work)
+    return read_json(out)["principles"]
+
+
+def stage_check(ctx: Context, arm: str) -> None:
+    """The previous round's student checks this round's new rows; train.jsonl = old rows + kept new."""
+    from psilm.stages import evaluate as E
+    from psilm.stages import evolve as V
+
+    cfg, e, spec = ctx.cfg, ctx.cfg.evolve, arms.ARMS[arm]
+    model, model_key = _previous_model(ctx, arm)
+    new_path = ctx.run.new_rows(arm)
+    if not new_path.exists():
+        raise DataError(f"{new_path}: missing; run `psilm run` (generate and filter {arm} first)")
+    previous = _read_records(ctx.run.kept(spec.previous))[: equal_count(ctx, spec.round - 1)]
+    parts = {
+        "settings": e.model_dump(mode="json", include={"check", "relabel_min_prob"}),
+        "model": model_key,
+        "new": file_hash(new_path),
+        "previous": fingerprint(previous),
+        "filter": cfg.filter.model_dump(mode="json"),
+        "evaluate": cfg.evaluate.model_dump(mode="json"),
+        "seed": cfg.seed,
+    }
+    outputs = [ctx.run.kept(arm), ctx.run.check_report(arm)]
+
+    def work(mode: str) -> dict:
+        rows = _read_records(new_path)
+        preds: list = [None] * len(rows)
+        scores, tokens = None, {"prompt": 0, "completion": 0}
+        if rows:  # scored under every policy, `none` included, so each one's agreement is measured
+            st = cfg.models.student
+            examples = [
+                Example(r["input"], str(r["output"]), str(r["answer"]), r.get("category")) for r in rows
+            ]
+            p = E.predict_examples(
+                ctx.task, model, examples, cfg.evaluate, st.device, ctx.bar(f"check/{arm}"), st.dtype
+            )
+            preds, scores, tokens = p.preds, p.scores, p.tokens
+        kept, report = V.check_rows(ctx.task, rows, preds, scores, e, cfg.seed)
+        merged, dup = V.merge_rows(previous, kept, cfg.filter)
+        report.update(n_previous=len(previous), duplicate_of_previous=dup, n_train=len(merged))
+        write_jsonl(outputs[0], merged)
+        atomic_write_json(outputs[1], report)
+        keys = ("policy", "n_in", "n_kept", "agree", "n_previous", "duplicate_of_previous", "n_train")
+        return {**{k: report[k] for k in keys}, "student_tokens": tokens}
+
+    run_stage(ctx, f"check/{arm}", parts, outputs, work)
