@@ -155,9 +155,9 @@ def _sampling(max_tokens: int):
 
 
 def run_psilm_llamacpp(requests, max_tokens: int, batch: int = 48) -> dict:
+    from psilm.durable import JsonlLog
     from psilm.llm import ModelConfig, load_backend
     from psilm.llm.calls import ModelCaller
-    from psilm.store import JsonlLog
 
     cfg = ModelConfig(backend="llamacpp", model="smollm2-135m", n_threads=1, batch_size=batch)
     t = time.perf_counter()
@@ -177,8 +177,8 @@ def run_psilm_ray_local(requests, max_tokens: int, batch: int = 24, workers: int
     import ray
 
     from psilm.distributed import RayCaller, connect
+    from psilm.durable import JsonlLog
     from psilm.llm import ModelConfig
-    from psilm.store import JsonlLog
 
     cfg = ModelConfig(
         backend="llamacpp",

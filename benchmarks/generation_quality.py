@@ -30,12 +30,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from trec_labels import one_question, rule_label  # noqa: E402
 
 from psilm import data as data_mod  # noqa: E402
+from psilm.durable import JsonlLog  # noqa: E402
 from psilm.llm import ModelConfig, load_backend  # noqa: E402
 from psilm.llm.calls import ModelCaller  # noqa: E402
 from psilm.stages.filter import FilterSettings, filter_instances  # noqa: E402
 from psilm.stages.generate import GenerateSettings, generate_instances  # noqa: E402
 from psilm.stages.principles import load_principles_file  # noqa: E402
-from psilm.store import JsonlLog  # noqa: E402
 from psilm.tasks import load_task  # noqa: E402
 
 ARMS = [  # (name, generator alias, prompt style)

@@ -11,10 +11,10 @@ import yaml
 import psilm
 from psilm.config import load_config
 from psilm.distributed import worker_resources
+from psilm.durable import fingerprint
 from psilm.errors import ConfigError
 from psilm.llm import LlamaCppModel, ModelConfig, OpenAIModel, TransformersModel, VllmModel
 from psilm.pipeline import _model_key
-from psilm.store import fingerprint
 
 URL = "http://127.0.0.1:8000/v1"
 

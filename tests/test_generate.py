@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from psilm.durable import JsonlLog
 from psilm.errors import ConfigError
 from psilm.llm.base import Completion, Messages, SamplingParams
 from psilm.llm.calls import ModelCaller
@@ -23,7 +24,6 @@ from psilm.stages.generate import (
     with_final_answer,
 )
 from psilm.stages.principles import load_principles_file
-from psilm.store import JsonlLog
 from psilm.tasks import load_task
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "principles"

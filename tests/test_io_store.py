@@ -3,9 +3,10 @@ import os
 
 import pytest
 
+from psilm.durable import JsonlLog, atomic_write_json
 from psilm.errors import DataError
 from psilm.io import read_jsonl
-from psilm.store import JsonlLog, RunDir, atomic_write_json
+from psilm.store import RunDir
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from tiny import build_tiny_model
 
-from psilm.store import is_main_process
+from psilm.durable import is_main_process
 
 
 def test_rank_decides_who_writes(monkeypatch):
@@ -29,7 +29,8 @@ def test_rank_decides_who_writes(monkeypatch):
 
 
 def test_other_ranks_write_nothing(tmp_path, monkeypatch):
-    from psilm.store import JsonlLog, RunDir, atomic_write_json
+    from psilm.durable import JsonlLog, atomic_write_json
+    from psilm.store import RunDir
 
     monkeypatch.setenv("RANK", "1")
     atomic_write_json(tmp_path / "x.json", {"a": 1})

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from psilm.durable import JsonlLog
 from psilm.errors import ConfigError, DataError
 from psilm.llm.base import Completion, Messages, SamplingParams
 from psilm.llm.calls import ModelCaller
@@ -17,7 +18,6 @@ from psilm.stages.principles import (
     parse_list,
     write_principles,
 )
-from psilm.store import JsonlLog
 from psilm.tasks import load_task
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "principles"

@@ -13,10 +13,10 @@ import pytest
 import ray
 
 from psilm.distributed import RayCaller, merge_shards
+from psilm.durable import JsonlLog
 from psilm.errors import BackendError
 from psilm.llm import ModelConfig, SamplingParams, load_backend
 from psilm.llm.calls import ModelCaller
-from psilm.store import JsonlLog
 
 pytestmark = pytest.mark.slow
 

@@ -29,7 +29,8 @@ import yaml
 from fault_proxy import QuietHTTPServer
 from tiny import tiny_model, write_tiny_run_config
 
-from psilm.store import JsonlLog, RunDir, atomic_write_text
+from psilm.durable import JsonlLog, atomic_write_text
+from psilm.store import RunDir
 
 PRINCIPLES = str(resources.files("psilm").joinpath("demo", "sst2_principles.yaml"))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -91,14 +92,14 @@ def assert_nothing_half_written(run: Path) -> None:
         [json.loads(x) for x in data.splitlines()]
 
 
-# --- the store: atomic writes and logs under a full disk ------------------------------------------
+# --- durable.py: atomic writes and logs under a full disk -----------------------------------------
 def test_store_writes_fail_whole_on_a_full_disk(tmp_path):
     old = {"kept": True}
     (tmp_path / "a.json").write_text(json.dumps(old))
     script = f"""
 import json, sys
 from psilm.errors import PsilmError
-from psilm.store import JsonlLog, atomic_write_json
+from psilm.durable import JsonlLog, atomic_write_json
 try:
     atomic_write_json({str(tmp_path / "a.json")!r}, {{"big": "x" * 20000}})
 except PsilmError as e:

@@ -12,6 +12,7 @@ from test_fields import FIXTURES, MC5, NLI
 from test_generate import Scripted, caller
 
 from psilm.data import load_examples
+from psilm.durable import JsonlLog
 from psilm.llm import LlamaCppModel, ModelConfig, load_backend
 from psilm.llm.base import SamplingParams
 from psilm.llm.calls import ModelCaller
@@ -19,7 +20,6 @@ from psilm.llm.openai_backend import response_format
 from psilm.llm.vllm_backend import request_kwargs
 from psilm.stages.filter import filter_instances
 from psilm.stages.generate import GenerateSettings, generate_instances, structured_mode
-from psilm.store import JsonlLog
 from psilm.tasks import load_task
 from psilm.tasks.structured import first_object
 

@@ -213,9 +213,9 @@ def bench(
     from contextlib import nullcontext
 
     from psilm.config import load_config
+    from psilm.durable import atomic_write_text
     from psilm.errors import ConfigError
     from psilm.pipeline import prepare, run_all
-    from psilm.store import atomic_write_text
 
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"bench: seeds must be distinct and at least one, got {seeds}")

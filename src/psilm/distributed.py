@@ -28,11 +28,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from psilm.durable import JsonlLog
 from psilm.errors import BackendError, ConfigError, PsilmError
 from psilm.llm.base import Completion, SamplingParams, run_prompts
 from psilm.llm.calls import ModelCaller, Request
 from psilm.llm.settings import LlamaCppModel, ModelConfig, ModelSettings, TransformersModel, VllmModel
-from psilm.store import JsonlLog
 
 
 class RayCaller(ModelCaller):

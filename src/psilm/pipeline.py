@@ -21,14 +21,8 @@ from psilm import arms
 from psilm import data as data_mod
 from psilm.config import RunConfig
 from psilm.console import stage_summary
-from psilm.emissions import remote_estimate, track
-from psilm.errors import ConfigError, DataError, PsilmError
-from psilm.io import iter_jsonl
-from psilm.llm import ModelSettings, load_backend
-from psilm.llm.calls import ModelCaller
-from psilm.store import (
+from psilm.durable import (
     JsonlLog,
-    RunDir,
     atomic_write_json,
     atomic_write_text,
     file_hash,
@@ -39,6 +33,12 @@ from psilm.store import (
     storage_error,
     write_jsonl,
 )
+from psilm.emissions import remote_estimate, track
+from psilm.errors import ConfigError, DataError, PsilmError
+from psilm.io import iter_jsonl
+from psilm.llm import ModelSettings, load_backend
+from psilm.llm.calls import ModelCaller
+from psilm.store import RunDir
 from psilm.tasks import Example, Task, load_task
 
 

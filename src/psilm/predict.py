@@ -16,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from psilm.arms import ARMS, PSI
+from psilm.durable import write_jsonl
 from psilm.errors import DataError, PsilmError
 from psilm.finished import FinishedRun
 from psilm.io import iter_jsonl
 from psilm.stages.evaluate import probabilities
-from psilm.store import write_jsonl
 
 ProgressStart = Callable[[int], Callable[[int], None]]  # start(total) -> advance(n)
 

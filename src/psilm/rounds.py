@@ -16,9 +16,9 @@ from typing import Any
 
 from psilm import arms
 from psilm import data as data_mod
+from psilm.durable import atomic_write_json, file_hash, fingerprint, read_json, write_jsonl
 from psilm.errors import DataError
 from psilm.pipeline import Context, _model_key, _read_records, equal_count, run_stage, stage_principles
-from psilm.store import atomic_write_json, file_hash, fingerprint, read_json, write_jsonl
 from psilm.tasks import Example
 
 

@@ -11,8 +11,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, replace
 
+from psilm.durable import JsonlLog, fingerprint
 from psilm.llm.base import Backend, Completion, Prompt, SamplingParams, run_prompts
-from psilm.store import JsonlLog, fingerprint
 
 Request = tuple[str, Prompt]  # (request id, chat messages or a plain-text prompt to continue)
 

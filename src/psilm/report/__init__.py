@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from psilm.durable import atomic_write_text
 from psilm.report.html import render_html
 from psilm.report.load import load_run
 from psilm.report.markdown import render_md
-from psilm.store import atomic_write_text
 
 __all__ = ["load_run", "render_html", "render_md", "write_report"]
 

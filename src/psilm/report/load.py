@@ -10,10 +10,11 @@ import yaml
 from psilm import arms as arms_table
 from psilm.arms import PSI
 from psilm.data import round_robin
+from psilm.durable import read_json
 from psilm.io import iter_jsonl
 from psilm.ledger import build_ledger
 from psilm.stages.generate import principles_shown
-from psilm.store import RunDir, read_json
+from psilm.store import RunDir
 
 N_SAMPLES = 6
 
