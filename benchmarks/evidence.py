@@ -443,9 +443,9 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
 
-    from psilm.cli import _quiet_libraries
+    from psilm import console
 
-    _quiet_libraries()
+    console.configure(verbose=False)  # library output and warnings off the console, as the CLI does
     jobs = plan(args)
 
     def finished(t: str, s: int, v: str) -> bool:
