@@ -88,13 +88,26 @@ def test_check_weight_keeps_rows_in_proportion_to_the_students_confidence():
     assert again == kept  # drawn per row id: a rerun keeps the same rows
 
 
+def test_judge_errors_a_category_judged_on_one_row_does_not_take_the_mix():
+    # 40 positives, 8 wrong; one negative, wrong: its raw rate 1.0 would draw most new rows
+    dev = [Example(f"p {i}", POS, POS, POS) for i in range(40)] + [Example("n", NEG, NEG, NEG)]
+    preds = [NEG] * 8 + [POS] * 32 + [POS]
+    raw = judge_errors(SST2, dev, preds, EvolveSettings(mix_floor=0, mix_prior_rows=0), "dev")
+    assert raw["category_weights"] == {NEG: 1.0, POS: 0.2}
+    w = judge_errors(SST2, dev, preds, EvolveSettings(mix_floor=0), "dev")["category_weights"]
+    assert w[NEG] == round((1 + 5 * 9 / 41) / 6, 4) and w[NEG] / w[POS] < 2  # was 5x
+
+
 def test_judge_errors_weights_categories_by_error_and_lists_mistakes():
     dev = [Example(f"text {i}", lbl, lbl, lbl) for i, lbl in enumerate([POS, POS, POS, POS, NEG, NEG])]
     preds = [POS, POS, POS, NEG, NEG, POS]  # 1 of 4 positives wrong, 1 of 2 negatives wrong
-    res = judge_errors(SST2, dev, preds, EvolveSettings(mix_floor=0.1), "dev")
+    res = judge_errors(SST2, dev, preds, EvolveSettings(mix_floor=0.1, mix_prior_rows=0), "dev")
     assert res["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
     assert res["per_category"][NEG] == {"n": 2, "errors": 1, "error_rate": 0.5}
-    assert res["category_weights"] == {NEG: 0.6, POS: 0.35}
+    assert res["category_weights"] == {NEG: 0.6, POS: 0.35}  # raw error rates + floor
+    shrunk = judge_errors(SST2, dev, preds, EvolveSettings(mix_floor=0.1), "dev")["category_weights"]
+    overall = 2 / 6  # 5 pseudo-rows at the overall rate: (errors + 5 * overall) / (n + 5)
+    assert shrunk == {NEG: round((1 + 5 * overall) / 7 + 0.1, 4), POS: round((1 + 5 * overall) / 9 + 0.1, 4)}
     assert [(m["row"], m["gold"], m["predicted"], m["category"]) for m in res["mistakes"]] == [
         (3, POS, NEG, POS), (5, NEG, POS, NEG)
     ]  # fmt: skip
@@ -165,6 +178,7 @@ def test_round_seeds_differ_and_round_one_keeps_the_runs():
         ({"arms": ["psi", "psi_round2"]}, "psi_round2 is round 2, and evolve.rounds is 1"),
         ({"evolve": {"rounds": 3}, "arms": ["direct", "psi_round3"]}, "psi_round3 builds on psi_round2"),
         ({"evolve": {"rounds": 2, "relabel": 0.9}}, "evolve.relabel: unknown setting"),
+        ({"evolve": {"rounds": 2, "mix_prior_rows": -1}}, "evolve.mix_prior_rows: Input should be greater"),
     ],
 )
 def test_bad_evolve_settings_are_one_line(tiny_config, over, message):
@@ -268,6 +282,8 @@ def test_two_rounds_write_each_rounds_files_and_metrics(two_rounds):
     )
     gen = st["generate/psi_round2"]
     assert gen["category_weights"] == judge["category_weights"] and gen["planned"] == 12
+    rp = st["principles/psi_round2"]  # the console's summary line reads per_level
+    assert sum(rp["per_level"].values()) == rp["n_principles"] and rp["per_level"].get("task")
     assert manifest["arms"]["psi_round2"]["tokens"]  # the ledger carries the round arms
     curve = [(c["arm"], c["round"], c["accuracy"]) for c in manifest["rounds"]]
     assert curve == [(a, r, m["arms"][a]["accuracy"]) for a, r in

@@ -115,7 +115,11 @@ def stage_round_principles(ctx: Context, arm: str) -> list[dict]:
         elif e.error_principles == "file":
             added = V.file_principles(load_principles_file(e.principles_file, ctx.task), spec.round)
         atomic_write_json(out, {"principles": before + added, "added": [p["id"] for p in added], **info})
-        return {"n_principles": len(before) + len(added), "n_added": len(added), "source": e.error_principles}
+        levels: dict[str, int] = {}
+        for pr in before + added:
+            levels[pr["level"]] = levels.get(pr["level"], 0) + 1
+        return {"n_principles": len(before) + len(added), "per_level": levels, "n_added": len(added),
+                "source": e.error_principles}  # fmt: skip
 
     run_stage(ctx, f"principles/{arm}", parts, [out], work)
     return read_json(out)["principles"]

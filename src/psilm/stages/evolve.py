@@ -67,6 +67,13 @@ class EvolveSettings(Settings):
     mix_floor: float = Field(
         0.1, ge=0, le=1, description="error_mix: added to every category's error rate, so none gets no data."
     )
+    mix_prior_rows: int = Field(
+        5,
+        ge=0,
+        description="error_mix: each category's error rate is shrunk toward the slice's overall rate as if "
+        "it had this many more rows at that rate, so a category with one or two judged rows cannot take "
+        "the mix (TREC's abbreviation: 1 of 200 dev rows, wrong, was weighted highest). 0: raw rates.",
+    )
     judge: Literal["auto", "dev", "seeds"] = Field(
         "auto",
         description="Where the student's errors are measured: dev (n_dev rows of data.train, less seeds "
@@ -122,10 +129,16 @@ def judge_errors(
     weights = None
     fixed = task.fixed_categories()
     if s.error_mix and fixed is not None:
-        # a category the slice lacks gets the mean error rate, so it is neither starved nor flooded
-        rates = [r["error_rate"] for r in per.values()]
-        mean = sum(rates) / len(rates) if rates else 0.5
-        weights = {c: round((per[c]["error_rate"] if c in per else mean) + s.mix_floor, 4) for c in fixed}
+        # shrunk toward the overall rate by mix_prior_rows pseudo-rows: a category the slice lacks
+        # gets the overall rate, one judged on a row or two stays near it
+        overall = len(mistakes) / len(examples) if examples else 0.5
+        k = s.mix_prior_rows
+
+        def shrunk(c: str) -> float:
+            row = per.get(c, {"n": 0, "errors": 0})
+            return (row["errors"] + k * overall) / (row["n"] + k) if row["n"] + k else overall
+
+        weights = {c: round(shrunk(c) + s.mix_floor, 4) for c in fixed}
         if sum(weights.values()) <= 0:  # no errors and no floor: draw evenly
             weights = None
     n = len(examples)
