@@ -24,8 +24,10 @@ Ablations on psi (tasks in --ablation-tasks):
 Self-evolution (evolve.rounds 2, docs/evolve.md), in --ablation-tasks or with --variants evolve:
   evolve                            direct and psi again as round 1 (psi_round1, direct_round1), and
                                     round 2 of each (psi_round2, direct_round2)
+  evolve_agree                      psi alone, rounds 2, default policies: the ablations' baseline (alone,
+                                    round 1 trains on all of psi's kept rows, not cut to direct's count)
   evolve_check_none, _relabel, _weight, _mix_off, _principles_off
-                                    psi_round2 with one round-2 policy changed
+                                    psi_round2 with one round-2 policy changed (vs evolve_agree)
 
 Intervals: `ci95` is a t interval over seeds (each seed redraws the seeds, the sampled data and
 the training order); with one seed it is the Wilson interval of that run. Paired differences
@@ -162,6 +164,7 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
     **{
         f"evolve_{name}": (["psi"], {"evolve": {"rounds": 2, **over}}, {"psi_round2": f"psi_round2_{name}"})
         for name, over in {
+            "agree": {"check": "agree"},  # the default, in a psi-only folder like the others
             "check_none": {"check": "none"},
             "relabel": {"check": "relabel"},
             "weight": {"check": "weight"},
@@ -204,8 +207,11 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "direct_round1": "direct",
     "psi_round2": "psi_round1",
     "direct_round2": "direct_round1",
+    # a psi-only folder trains round 1 on all of psi's kept rows (not cut to direct's count), so its
+    # round 1 differs from `evolve`'s: each policy is compared with the default in the same kind of folder
+    "psi_round2_agree": "psi_round2",
     **{
-        f"psi_round2_{n}": "psi_round2"
+        f"psi_round2_{n}": "psi_round2_agree"
         for n in ("check_none", "relabel", "weight", "mix_off", "principles_off")
     },
 }

@@ -202,3 +202,13 @@ def test_evidence_script_runs_its_main(tmp_path):
     out = json.loads(result.read_text())
     assert out["complete"] is False and "trec/seed0/base" in out["missing"]
     assert "partial" in result.with_suffix(".md").read_text()  # no png: nothing to plot yet
+
+
+def test_round_policy_ablations_compare_with_the_default_in_the_same_kind_of_folder(ev):
+    """The equal count depends on which arms a folder runs: a psi-only ablation is compared with
+    the default policy in a psi-only folder (evolve_agree), never with `evolve`'s psi_round2."""
+    policies = [v for v in ev.VARIANTS if v.startswith("evolve_") and v != "evolve_agree"]
+    assert policies and all(ev.VARIANTS[v][0] == ev.VARIANTS["evolve_agree"][0] == ["psi"] for v in policies)
+    for v in policies:
+        (name,) = ev.VARIANTS[v][2].values()
+        assert ev.ABLATION_BASE[name] == "psi_round2_agree"
