@@ -257,12 +257,9 @@ def stage_principles(ctx: Context) -> list[dict]:
                 student = ctx.caller("student", "principles", cfg.models.student)
             result = P.write_principles(ctx.task, ctx.seeds, teacher, settings, cfg.seed, student=student)
         atomic_write_json(path, result)
-        levels = {}
-        for p in result["principles"]:
-            levels[p["level"]] = levels.get(p["level"], 0) + 1
         return {
             "n_principles": len(result["principles"]),
-            "per_level": levels,
+            "per_level": per_level(result["principles"]),
             "source": "file" if settings.file else "teacher",
             "output_hash": file_hash(path),
         }
@@ -367,6 +364,14 @@ def equal_count(ctx: Context, rnd: int = 1) -> int:
     generated = [a for a in ctx.cfg.arms if arms.ARMS[a].generated and arms.ARMS[a].round == rnd]
     kept = {a: len(_read_records(ctx.run.kept(a))) for a in generated}
     return arms.equal_count(kept, ctx.cfg.generate.n)
+
+
+def per_level(principles: list[dict]) -> dict[str, int]:
+    """How many principles at each level, in order of first appearance (the stage summary line)."""
+    levels: dict[str, int] = {}
+    for p in principles:
+        levels[p["level"]] = levels.get(p["level"], 0) + 1
+    return levels
 
 
 def _read_records(path: Path) -> list[dict]:

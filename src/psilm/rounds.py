@@ -18,7 +18,15 @@ from psilm import arms
 from psilm import data as data_mod
 from psilm.durable import atomic_write_json, file_hash, fingerprint, read_json, write_jsonl
 from psilm.errors import DataError
-from psilm.pipeline import Context, _model_key, _read_records, equal_count, run_stage, stage_principles
+from psilm.pipeline import (
+    Context,
+    _model_key,
+    _read_records,
+    equal_count,
+    per_level,
+    run_stage,
+    stage_principles,
+)
 from psilm.tasks import Example
 
 
@@ -58,7 +66,9 @@ def stage_judge(ctx: Context, arm: str) -> dict:
     on, rows = judge_slice(ctx)
     out = ctx.run.judge(arm)
     parts = {
-        "settings": e.model_dump(mode="json", include={"judge", "n_dev", "error_mix", "mix_floor"}),
+        "settings": e.model_dump(
+            mode="json", include={"judge", "n_dev", "error_mix", "mix_floor", "mix_prior_rows"}
+        ),
         "model": model_key,
         "rows": fingerprint([x.to_dict() for x in rows]),
         "evaluate": cfg.evaluate.model_dump(mode="json"),
@@ -115,11 +125,8 @@ def stage_round_principles(ctx: Context, arm: str) -> list[dict]:
         elif e.error_principles == "file":
             added = V.file_principles(load_principles_file(e.principles_file, ctx.task), spec.round)
         atomic_write_json(out, {"principles": before + added, "added": [p["id"] for p in added], **info})
-        levels: dict[str, int] = {}
-        for pr in before + added:
-            levels[pr["level"]] = levels.get(pr["level"], 0) + 1
-        return {"n_principles": len(before) + len(added), "per_level": levels, "n_added": len(added),
-                "source": e.error_principles}  # fmt: skip
+        return {"n_principles": len(before) + len(added), "per_level": per_level(before + added),
+                "n_added": len(added), "source": e.error_principles}  # fmt: skip
 
     run_stage(ctx, f"principles/{arm}", parts, [out], work)
     return read_json(out)["principles"]
