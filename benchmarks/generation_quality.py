@@ -44,7 +44,7 @@ ARMS = [  # (name, generator alias, prompt style)
     ("gemma list", "gemma3-270m", "list"),
 ]
 MODES = ["psi", "direct"]
-SEED = 0  # as configs/trec.yaml
+SEED = 0  # as configs/trec.yaml; --seeds adds others (each draws its own 12 seeds)
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
@@ -74,6 +74,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--per-label", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seeds", default=str(SEED), help="comma-separated run seeds (seed draw and sampling)")
     ap.add_argument("--arms", default=",".join(a for a, _, _ in ARMS), help="comma-separated arm names")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "generation-quality")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generation-quality.json")
@@ -81,32 +82,34 @@ def main() -> None:
 
     task = load_task("trec")
     pool = data_mod.load_examples(task, ROOT / "data" / "trec" / "train.jsonl")
-    seeds = data_mod.draw_seeds(task, pool, 12, SEED)
     test = data_mod.load_examples(task, ROOT / "data" / "trec" / "test.jsonl")
     principles = load_principles_file(ROOT / "configs" / "principles" / "trec.yaml", task)["principles"]
     n = args.per_label * len(task.labels)
     args.work.mkdir(parents=True, exist_ok=True)
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    old_arms = {(a["arm"], a["mode"]): a for a in previous.get("arms", [])}
+    old_arms = {_key(a): a for a in previous.get("arms", [])}
     wanted = args.arms.split(",")
+    run_seeds = [int(s) for s in args.seeds.split(",")]
 
     results = []
     for name, model, style in ARMS:
         if name not in wanted:
             continue
         lazy = Lazy(ModelConfig(backend="llamacpp", model=model, n_threads=args.threads, n_ctx=2048))
-        for mode in MODES:
-            log = JsonlLog(args.work / f"{model}-{style}-{mode}.jsonl")
+        for run_seed, mode in [(s, m) for s in run_seeds for m in MODES]:
+            seeds = data_mod.draw_seeds(task, pool, 12, run_seed)
+            tag = "" if run_seed == SEED else f"-seed{run_seed}"  # seed 0 keeps its first log's name
+            log = JsonlLog(args.work / f"{model}-{style}-{mode}{tag}.jsonl")
             caller = ModelCaller("generator", model, lazy.get, log)
             settings = GenerateSettings(n=n, prompt_style=style)
             start = time.perf_counter()
             records, stats = generate_instances(task, seeds, [] if mode == "direct" else principles, caller,
-                                                settings, SEED, mode)  # fmt: skip
+                                                settings, run_seed, mode)  # fmt: skip
             seconds = time.perf_counter() - start
             log.close()
             kept, report = filter_instances(task, records, seeds, test, FilterSettings())
             before = [(r["input"], r["category"]) for r in records if r["input"]]
-            old = old_arms.get((name, mode), {})
+            old = old_arms.get((name, mode, run_seed), {})
             # time per question only from calls made now (a resumed arm keeps its earlier figure)
             s_per_q = round(seconds / stats["new_calls"], 2) if stats["new_calls"] >= n / 2 else None
             results.append(
@@ -115,6 +118,7 @@ def main() -> None:
                     "model": model,
                     "prompt_style": style,
                     "mode": mode,
+                    "seed": run_seed,
                     "planned": len(records),
                     "parsed": stats["parsed"],
                     "before_filters": score(before),
@@ -128,7 +132,7 @@ def main() -> None:
                 }
             )
             print(
-                f"{name:13s} {mode:6s} parsed {stats['parsed']}/{len(records)}; before filters "
+                f"{name:13s} {mode:6s} seed {run_seed} parsed {stats['parsed']}/{len(records)}; before filters "
                 f"{results[-1]['before_filters']}; after {results[-1]['after_filters']}; "
                 f"s/question {results[-1]['s_per_question']}",
                 flush=True,
@@ -153,25 +157,54 @@ class Lazy:
             self.backend.close()
 
 
+def _key(arm: dict) -> tuple[str, str, int]:
+    return arm["arm"], arm["mode"], arm.get("seed", SEED)  # files written before --seeds: seed 0
+
+
+def pooled(arms: list[dict]) -> list[dict]:
+    """Per (arm, mode) over every measured seed: label agreement and one question, rows pooled."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for a in arms:
+        groups.setdefault((a["arm"], a["mode"]), []).append(a)
+    out = []
+    for (name, mode), group in groups.items():
+        row = {"arm": name, "mode": mode, "seeds": sorted(_key(a)[2] for a in group)}
+        for when in ("before_filters", "after_filters"):
+            n = sum(a[when]["n"] for a in group)
+            agree = sum(round(a[when]["label_agreement"] * a[when]["n"]) for a in group if a[when]["n"])
+            one = sum(round(a[when]["one_question"] * a[when]["n"]) for a in group if a[when]["n"])
+            row[when] = {
+                "n": n,
+                "label_agreement": round(agree / n, 4) if n else None,
+                "label_agreement_95": wilson(agree, n),
+                "one_question": round(one / n, 4) if n else None,
+                "per_seed_label_agreement": {str(_key(a)[2]): a[when]["label_agreement"] for a in group},
+            }
+        out.append(row)
+    return out
+
+
 def write(out: Path, task, pool, per_label: int, threads: int, results: list[dict], old: dict) -> None:
-    done = {(a["arm"], a["mode"]) for a in results}
+    done = {_key(a) for a in results}
     arms = results + [a for k, a in old.items() if k not in done]
+    arms.sort(key=lambda a: ([n for n, _, _ in ARMS].index(a["arm"]), _key(a)[2], MODES.index(a["mode"])))
     real = score([(x.input, x.answer) for x in pool])
     doc = {
         "task": "trec",
-        "seeds": "12 drawn from data/trec/train.jsonl with seed 0 (as psilm run)",
+        "seeds": "12 drawn from data/trec/train.jsonl with each arm's seed (as psilm run with that seed)",
         "principles": "configs/principles/trec.yaml (person-written), one per prompt (psi)",
         "per_label": per_label,
         "backend": f"llamacpp, n_threads={threads}, batch_size 16; a shared 2-core machine",
         "rule_on_real_train_split": real,
         "arms": arms,
+        "pooled_over_seeds": pooled(arms),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     lines = [
-        "| generator, prompt | mode | parsed | label agreement, 95% interval (before / after filters) "
+        "| generator, prompt | mode | seed | parsed | label agreement, 95% interval (before / after filters) "
         "| one question (before / after) | rows kept | s per question |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
 
     def pct(v):
@@ -182,12 +215,21 @@ def write(out: Path, task, pool, per_label: int, threads: int, results: list[dic
         ci = b.get("label_agreement_95")
         ci = f" ({ci[0]:.0%}-{ci[1]:.0%})" if ci else ""
         lines.append(
-            f"| {a['arm']} | {a['mode']} | {a['parsed']}/{a['planned']} | {pct(b['label_agreement'])}{ci} / "
+            f"| {a['arm']} | {a['mode']} | {_key(a)[2]} | {a['parsed']}/{a['planned']} | {pct(b['label_agreement'])}{ci} / "
             f"{pct(f['label_agreement'])} | {pct(b['one_question'])} / {pct(f['one_question'])} | {f['n']} "
             f"| {a['s_per_question'] if a['s_per_question'] is not None else '-'} |"
         )
+    lines += ["", "Pooled over seeds:", "", "| generator, prompt | mode | seeds | rows | label agreement (95%) | per seed |",
+              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for p in pooled(arms):
+        b = p["before_filters"]
+        if b["n"]:
+            ci = b["label_agreement_95"]
+            per = ", ".join(pct(v) for v in b["per_seed_label_agreement"].values())
+            lines.append(f"| {p['arm']} | {p['mode']} | {p['seeds']} | {b['n']} | {pct(b['label_agreement'])} "
+                         f"({pct(ci[0])}-{pct(ci[1])}) | {per} |")  # fmt: skip
     lines.append(
-        f"\n{per_label * len(task.labels)} planned rows per arm ({per_label} per label), 12 seeds, seed 0. "
+        f"\n{per_label * len(task.labels)} planned rows per arm and seed ({per_label} per label), 12 seeds each. "
         f"The rule on TREC's real training split: label agreement {real['label_agreement']:.1%}, "
         f"one question {real['one_question']:.1%} (n {real['n']}). Seconds per question: wall time of "
         f"the model calls a run made over their count ({threads} llama.cpp thread, batches of 16) on a "
