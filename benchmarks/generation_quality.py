@@ -132,7 +132,8 @@ def main() -> None:
                 }
             )
             print(
-                f"{name:13s} {mode:6s} seed {run_seed} parsed {stats['parsed']}/{len(records)}; before filters "
+                f"{name:13s} {mode:6s} seed {run_seed} parsed {stats['parsed']}/{len(records)}; "
+                "before filters "
                 f"{results[-1]['before_filters']}; after {results[-1]['after_filters']}; "
                 f"s/question {results[-1]['s_per_question']}",
                 flush=True,
@@ -215,21 +216,30 @@ def write(out: Path, task, pool, per_label: int, threads: int, results: list[dic
         ci = b.get("label_agreement_95")
         ci = f" ({ci[0]:.0%}-{ci[1]:.0%})" if ci else ""
         lines.append(
-            f"| {a['arm']} | {a['mode']} | {_key(a)[2]} | {a['parsed']}/{a['planned']} | {pct(b['label_agreement'])}{ci} / "
+            f"| {a['arm']} | {a['mode']} | {_key(a)[2]} | {a['parsed']}/{a['planned']} "
+            f"| {pct(b['label_agreement'])}{ci} / "
             f"{pct(f['label_agreement'])} | {pct(b['one_question'])} / {pct(f['one_question'])} | {f['n']} "
             f"| {a['s_per_question'] if a['s_per_question'] is not None else '-'} |"
         )
-    lines += ["", "Pooled over seeds:", "", "| generator, prompt | mode | seeds | rows | label agreement (95%) | per seed |",
-              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines += [
+        "",
+        "Pooled over seeds:",
+        "",
+        "| generator, prompt | mode | seeds | rows | label agreement (95%) | per seed |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for p in pooled(arms):
         b = p["before_filters"]
         if b["n"]:
             ci = b["label_agreement_95"]
             per = ", ".join(pct(v) for v in b["per_seed_label_agreement"].values())
-            lines.append(f"| {p['arm']} | {p['mode']} | {p['seeds']} | {b['n']} | {pct(b['label_agreement'])} "
-                         f"({pct(ci[0])}-{pct(ci[1])}) | {per} |")  # fmt: skip
+            lines.append(
+                f"| {p['arm']} | {p['mode']} | {p['seeds']} | {b['n']} | {pct(b['label_agreement'])} "
+                f"({pct(ci[0])}-{pct(ci[1])}) | {per} |"
+            )
     lines.append(
-        f"\n{per_label * len(task.labels)} planned rows per arm and seed ({per_label} per label), 12 seeds each. "
+        f"\n{per_label * len(task.labels)} planned rows per arm and seed ({per_label} per label), "
+        "12 seeds each. "
         f"The rule on TREC's real training split: label agreement {real['label_agreement']:.1%}, "
         f"one question {real['one_question']:.1%} (n {real['n']}). Seconds per question: wall time of "
         f"the model calls a run made over their count ({threads} llama.cpp thread, batches of 16) on a "

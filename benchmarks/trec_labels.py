@@ -93,8 +93,10 @@ def score(rows: list[tuple[str, str]]) -> dict:
 def arm_rows(folder: Path, arm: str) -> list[tuple[str, str]]:
     """The generated rows an arm trained on (seeds left out)."""
     path = Layout(folder).kept(arm)
-    if not path.exists():
-        return []
+    if not path.exists():  # folders written before the per-arm layout (da87ac5: the three-seed TREC
+        path = folder / "train.jsonl"  # evidence) kept the psi arm's rows at the top of the folder
+        if arm != "psi" or not path.exists():
+            return []
     recs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     return [(r["input"], r["output"]) for r in recs if r.get("mode") in ("psi", "direct")]
 

@@ -212,3 +212,64 @@ def test_round_policy_ablations_compare_with_the_default_in_the_same_kind_of_fol
     for v in policies:
         (name,) = ev.VARIANTS[v][2].values()
         assert ev.ABLATION_BASE[name] == "psi_round2_agree"
+
+
+def _bench_module(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_label_check_keeps_rows_within_the_margin_and_scores_them_by_the_rule():
+    import numpy as np
+
+    lc = _bench_module("label_check")
+    labels = ["human", "numeric"]
+    rows = [("Who wrote Hamlet ?", "human"), ("Who is he ?", "numeric"), ("How many legs ?", "numeric")]
+    scores = np.array([[-5.0, -9.0], [-4.0, -5.5], [-8.0, -3.0]])  # row 2: numeric 1.5 nats behind
+    assert lc.passes(scores, [0, 1, 1], 0.0) == [True, False, True]
+    assert lc.passes(scores, [0, 1, 1], 2.0) == [True, True, True]
+    r = lc.check(rows, scores, labels)
+    assert r["n"] == 3 and r["agree"] == round(2 / 3, 4)
+    at0 = r["margins"]["0.0"]
+    assert at0["kept"] == 2 and at0["agree_kept"] == 1.0 and at0["agree_dropped"] == 0.0
+    assert at0["kept_per_label"] == {"human": 1, "numeric": 1}
+    assert r["margins"]["4.0"]["kept"] == 3 and r["margins"]["4.0"]["agree_dropped"] is None
+
+
+def test_label_check_scores_with_the_embedded_model():
+    """Real llama.cpp log-probabilities: finite, one per label, and each label's list header differs."""
+    import llama_cpp
+    import numpy as np
+
+    from psilm.llm.registry import resolve_model
+    from psilm.tasks import load_task
+
+    lc = _bench_module("label_check")
+    task = load_task("trec")
+    assert len({lc.header(task, lb) for lb in task.labels}) == len(task.labels)
+    assert lc.header(task, "human").endswith('Questions labelled "human":\n1.')
+    llm = llama_cpp.Llama(str(resolve_model("smollm2-135m").file), logits_all=True, n_ctx=256, n_threads=1,
+                          verbose=False)  # fmt: skip
+    s = lc.score(llm, task, ["Who wrote Hamlet ?", "How many legs does a spider have ?"])
+    assert s.shape == (2, len(task.labels)) and np.isfinite(s).all() and (s < 0).all()
+    assert len(set(np.round(s[0], 4))) > 1  # the header changes the text's likelihood
+    longer = lc.score(llm, task, ["Who wrote Hamlet ? Who wrote Hamlet ? Who wrote Hamlet ?"])
+    assert (longer[0] < s[0]).all()  # more tokens, less probable
+
+
+def test_generation_quality_pools_seeds_by_rows_and_reads_files_from_before_seeds():
+    gq = _bench_module("generation_quality")
+
+    def arm(seed, n, agree, one=1.0):
+        s = {"n": n, "label_agreement": agree, "one_question": one}
+        row = {"arm": "smollm2 list", "mode": "psi", "before_filters": s, "after_filters": s}
+        return row if seed is None else {**row, "seed": seed}
+
+    pooled = gq.pooled([arm(None, 100, 0.7), arm(1, 50, 0.4, 0.5), arm(2, 0, None, None)])
+    assert len(pooled) == 1 and pooled[0]["seeds"] == [0, 1, 2]  # no "seed": written before --seeds
+    b = pooled[0]["before_filters"]
+    assert b["n"] == 150 and b["label_agreement"] == 0.6 and b["one_question"] == round(125 / 150, 4)
+    assert b["per_seed_label_agreement"] == {"0": 0.7, "1": 0.4, "2": None}
+    assert b["label_agreement_95"][0] < 0.6 < b["label_agreement_95"][1]
