@@ -75,6 +75,14 @@ def main() -> None:
     ap.add_argument("--per-label", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seeds", default=str(SEED), help="comma-separated run seeds (seed draw and sampling)")
+    ap.add_argument(
+        "--label-check",
+        default=None,
+        metavar="MODEL",
+        help="also score every input with this checker (generate.label_check, llama.cpp) and filter with "
+        "filter.label_margin (--margin); reported as its own arm",
+    )
+    ap.add_argument("--margin", type=float, default=FilterSettings().label_margin)
     ap.add_argument("--arms", default=",".join(a for a, _, _ in ARMS), help="comma-separated arm names")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "generation-quality")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generation-quality.json")
@@ -96,18 +104,31 @@ def main() -> None:
         if name not in wanted:
             continue
         lazy = Lazy(ModelConfig(backend="llamacpp", model=model, n_threads=args.threads, n_ctx=2048))
+        check_model = args.label_check
+        checker_lazy = None
+        if check_model:
+            checker_lazy = Lazy(ModelConfig(backend="llamacpp", model=check_model, n_threads=args.threads))
+            name = f"{name} + check {check_model} ({args.margin:g})"
         for run_seed, mode in [(s, m) for s in run_seeds for m in MODES]:
             seeds = data_mod.draw_seeds(task, pool, 12, run_seed)
             tag = "" if run_seed == SEED else f"-seed{run_seed}"  # seed 0 keeps its first log's name
             log = JsonlLog(args.work / f"{model}-{style}-{mode}{tag}.jsonl")
             caller = ModelCaller("generator", model, lazy.get, log)
-            settings = GenerateSettings(n=n, prompt_style=style)
+            settings = GenerateSettings(n=n, prompt_style=style, label_check=bool(check_model))
+            checker = None
+            if checker_lazy is not None:
+                check_log = JsonlLog(args.work / f"{check_model}-check-{model}-{style}-{mode}{tag}.jsonl")
+                checker = ModelCaller("checker", check_model, checker_lazy.get, check_log)
             start = time.perf_counter()
             records, stats = generate_instances(task, seeds, [] if mode == "direct" else principles, caller,
-                                                settings, run_seed, mode)  # fmt: skip
+                                                settings, run_seed, mode, checker=checker)  # fmt: skip
             seconds = time.perf_counter() - start
             log.close()
-            kept, report = filter_instances(task, records, seeds, test, FilterSettings())
+            if checker is not None:
+                checker.log.close()
+            kept, report = filter_instances(
+                task, records, seeds, test, FilterSettings(label_margin=args.margin)
+            )
             before = [(r["input"], r["category"]) for r in records if r["input"]]
             old = old_arms.get((name, mode, run_seed), {})
             # time per question only from calls made now (a resumed arm keeps its earlier figure)
@@ -140,6 +161,8 @@ def main() -> None:
             )
             write(args.out, task, pool, args.per_label, args.threads, results, old_arms)
         lazy.close()
+        if checker_lazy is not None:
+            checker_lazy.close()
 
 
 class Lazy:
@@ -188,7 +211,13 @@ def pooled(arms: list[dict]) -> list[dict]:
 def write(out: Path, task, pool, per_label: int, threads: int, results: list[dict], old: dict) -> None:
     done = {_key(a) for a in results}
     arms = results + [a for k, a in old.items() if k not in done]
-    arms.sort(key=lambda a: ([n for n, _, _ in ARMS].index(a["arm"]), _key(a)[2], MODES.index(a["mode"])))
+    order = [n for n, _, _ in ARMS]  # an arm with a label check sorts after its generator's
+
+    def rank(a: dict) -> tuple:
+        base = next(i for i, n in enumerate(order) if a["arm"].startswith(n))
+        return base, a["arm"] != order[base], a["arm"], _key(a)[2], MODES.index(a["mode"])
+
+    arms.sort(key=rank)
     real = score([(x.input, x.answer) for x in pool])
     doc = {
         "task": "trec",
@@ -225,8 +254,9 @@ def write(out: Path, task, pool, per_label: int, threads: int, results: list[dic
         "",
         "Pooled over seeds:",
         "",
-        "| generator, prompt | mode | seeds | rows | label agreement (95%) | per seed |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| generator, prompt | mode | seeds | rows | label agreement (95%) | per seed "
+        "| after filters: rows, agreement |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p in pooled(arms):
         b = p["before_filters"]
@@ -235,7 +265,8 @@ def write(out: Path, task, pool, per_label: int, threads: int, results: list[dic
             per = ", ".join(pct(v) for v in b["per_seed_label_agreement"].values())
             lines.append(
                 f"| {p['arm']} | {p['mode']} | {p['seeds']} | {b['n']} | {pct(b['label_agreement'])} "
-                f"({pct(ci[0])}-{pct(ci[1])}) | {per} |"
+                f"({pct(ci[0])}-{pct(ci[1])}) | {per} | {p['after_filters']['n']}, "
+                f"{pct(p['after_filters']['label_agreement'])} |"
             )
     lines.append(
         f"\n{per_label * len(task.labels)} planned rows per arm and seed ({per_label} per label), "

@@ -16,6 +16,7 @@ from psilm import arms as arms_table
 from psilm.emissions import EmissionsSettings
 from psilm.errors import ConfigError
 from psilm.io import read_yaml
+from psilm.llm.base import SCORING_BACKENDS
 from psilm.llm.settings import ModelSettings, TransformersModel, backend_of, explain
 from psilm.settings import Settings
 from psilm.stages.evaluate import EvaluateSettings
@@ -59,6 +60,11 @@ class ModelsConfig(Settings):
     teacher: ModelSettings = Field(default_factory=TransformersModel, description="Writes the principles.")
     generator: ModelSettings = Field(default_factory=TransformersModel, description="Writes the instances.")
     student: ModelSettings = Field(default_factory=TransformersModel, description="Is trained and evaluated.")
+    checker: ModelSettings | None = Field(
+        None,
+        description="Scores new inputs under every label for generate.label_check (None: the generator); "
+        "llamacpp or transformers.",
+    )
 
     @field_validator("student", mode="before")
     @classmethod
@@ -156,6 +162,30 @@ class RunConfig(Settings):
             raise ValueError(
                 f"generate.prompt_style: chat needs a chat model, and models.generator.model {name!r} is "
                 "a base model without a chat template; set generate.prompt_style=list"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _label_check(self) -> RunConfig:
+        if not self.generate.label_check:
+            return self
+        if self.task.kind != "classification":
+            raise ValueError(
+                f"generate.label_check scores an input under each label, and task {self.task.name!r} is "
+                f"{self.task.kind}, not classification; set generate.label_check=false"
+            )
+        checker = self.models.checker or self.models.generator
+        where = (
+            "models.checker" if self.models.checker is not None else "models.generator (the default checker)"
+        )
+        if checker.backend not in SCORING_BACKENDS or getattr(checker, "executor", None) == "ray":
+            how = f"backend {checker.backend}" + (
+                " with executor ray" if checker.backend in SCORING_BACKENDS else ""
+            )
+            raise ValueError(
+                f"generate.label_check: {where} uses {how}, which cannot score text here; set "
+                "models.checker to a llamacpp or transformers model (e.g. models.checker.backend=llamacpp, "
+                "models.checker.model=gemma3-270m)"
             )
         return self
 

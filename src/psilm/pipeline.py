@@ -42,6 +42,15 @@ from psilm.store import RunDir
 from psilm.tasks import Example, Task, load_task
 
 
+def _settings_key(settings, name: str, off: Any) -> dict:
+    """A stage's settings for its key, without `name` while it has the value that changes nothing
+    (`off`): runs made before the setting existed keep their keys."""
+    dump = settings.model_dump(mode="json")
+    if dump.get(name) == off:
+        del dump[name]
+    return dump
+
+
 def _model_key(m: ModelSettings) -> dict:
     """What about a model changes its output (not batch size, concurrency, retries)."""
     return m.key()
@@ -291,7 +300,7 @@ def stage_generate(ctx: Context, arm: str) -> None:
         if judge.get("category_weights"):
             update["category_weights"] = judge["category_weights"]
         settings = settings.model_copy(update=update)
-    parts["settings"] = {**settings.model_dump(mode="json"), "mode": spec.mode}
+    parts["settings"] = {**_settings_key(settings, "label_check", False), "mode": spec.mode}
     if spec.uses_principles:
         if spec.round > 1:
             principles = stage_round_principles(ctx, arm)
@@ -301,10 +310,16 @@ def stage_generate(ctx: Context, arm: str) -> None:
             parts["principles"] = file_hash(ctx.run.principles)
     name, out = f"generate/{arm}", ctx.run.candidates(arm)
 
+    checker_model = None
+    if settings.label_check:  # scores the inputs of every data arm, principles or not
+        checker_model = cfg.models.checker or writer
+        parts["checker"] = _model_key(checker_model)
+
     def work(run_mode: str) -> dict:
         caller = ctx.caller(spec.writer, name, writer)
+        checker = ctx.caller("checker", name, checker_model) if checker_model is not None else None
         records, stats = G.generate_instances(
-            ctx.task, ctx.seeds, principles, caller, settings, seed, spec.mode
+            ctx.task, ctx.seeds, principles, caller, settings, seed, spec.mode, checker=checker
         )
         write_jsonl(out, records)
         if stats.get("warning"):
@@ -323,7 +338,9 @@ def stage_filter(ctx: Context, arm: str) -> None:
     if not cand.exists():
         raise DataError(f"{cand}: missing; run `psilm generate --arm {arm}` first (or psilm run)")
     parts = {
-        "settings": cfg.filter.model_dump(mode="json"),
+        "settings": _settings_key(
+            cfg.filter, "label_margin", None if cfg.generate.label_check else cfg.filter.label_margin
+        ),
         "candidates": file_hash(cand),
         "seeds": ctx.seeds_hash,
         "test": ctx.test_hash,

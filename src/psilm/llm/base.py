@@ -41,6 +41,18 @@ class Completion:
     finish_reason: str | None = None  # "stop", "length", ...
 
 
+@dataclass
+class Scored:
+    """How likely a text is as the continuation of a plain-text prompt (Backend.score)."""
+
+    logprob: float  # summed log-probability of the text's tokens after the prompt
+    prompt_tokens: int  # tokens the model read: the prompt and the text
+    text_tokens: int  # of which the text's, the scored ones
+
+
+SCORING_BACKENDS = ("llamacpp", "transformers")  # the backends with a `score` method
+
+
 @runtime_checkable
 class Backend(Protocol):
     """Batched chat generation (chat templates applied by the backend) and raw text completion."""
@@ -56,6 +68,10 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    # llamacpp and transformers also have
+    #   score(prompts: list[str], texts: list[str]) -> list[Scored]
+    # the log-probability of each text continuing its prompt (generate.label_check)
 
 
 def run_prompts(backend: Backend, prompts: list[Prompt], params: SamplingParams) -> list[Completion]:
@@ -75,3 +91,13 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+def text_logprob(logits, targets: list[int]) -> float:
+    """Summed log-probability of `targets` under next-token logits (one row per target, numpy)."""
+    import numpy as np
+
+    rows = np.asarray(logits, dtype=np.float64)
+    rows = rows - rows.max(axis=1, keepdims=True)
+    logp = rows - np.log(np.exp(rows).sum(axis=1, keepdims=True))
+    return float(logp[np.arange(len(targets)), targets].sum())

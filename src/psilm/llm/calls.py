@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 
 from psilm.durable import JsonlLog, fingerprint
-from psilm.llm.base import Backend, Completion, Prompt, SamplingParams, run_prompts
+from psilm.errors import BackendError
+from psilm.llm.base import SCORING_BACKENDS, Backend, Completion, Prompt, SamplingParams, run_prompts
 
 Request = tuple[str, Prompt]  # (request id, chat messages or a plain-text prompt to continue)
 
@@ -63,36 +64,66 @@ class ModelCaller:
         params: SamplingParams,
     ) -> dict[str, Completion]:
         keys = {rid: self._key(rid, msgs, params) for rid, msgs in requests}
-        todo = sum(keys[rid] not in self._done for rid, _ in requests)
+
+        def run(block: list, start: int) -> list[dict]:
+            # each block has a seed derived from its position (see _answer)
+            block_params = params if params.seed is None else replace(params, seed=params.seed + start)
+            return [asdict(out) for out in run_prompts(self.backend, [m for _, m in block], block_params)]
+
+        result = {}
+        for rid, rec in self._answer([rid for rid, _ in requests], requests, keys, run).items():
+            self.tokens["completion"] += rec["completion_tokens"]
+            result[rid] = Completion(
+                rec["text"], rec["prompt_tokens"], rec["completion_tokens"], rec.get("finish_reason")
+            )
+        return result
+
+    def score(self, requests: list[tuple[str, str, str]]) -> dict[str, float]:
+        """(request id, plain-text prompt, text) -> log-probability of the text continuing the prompt
+        (Backend.score: llamacpp and transformers), logged and resumed like completions."""
+        keys = {
+            rid: fingerprint([rid, {"score": prompt, "text": text}, self.model_id])
+            for rid, prompt, text in requests
+        }
+
+        def run(block: list, start: int) -> list[dict]:
+            scorer = getattr(self.backend, "score", None)
+            if scorer is None:
+                raise BackendError(
+                    f"the {self.role} model {self.model_id!r} cannot score text: its backend has no "
+                    f"log-probabilities here (use one of {', '.join(SCORING_BACKENDS)})"
+                )
+            return [asdict(s) for s in scorer([p for _, p, _ in block], [t for _, _, t in block])]
+
+        done = self._answer([rid for rid, _, _ in requests], requests, keys, run)
+        return {rid: rec["logprob"] for rid, rec in done.items()}
+
+    def _answer(self, rids: list[str], requests: list, keys: dict[str, str], run) -> dict[str, dict]:
+        """Each request's logged record, asking `run(block, start)` only for blocks with a request
+        not yet in the log. Blocks sit at fixed positions of the request list and each block is
+        always run whole: a resumed run asks the backend exactly what an uninterrupted run asked,
+        so seeded backends give the same records."""
+        todo = sum(keys[rid] not in self._done for rid in rids)
         progress = self.on_progress(todo) if self.on_progress and todo else None
-        # Blocks sit at fixed positions of the request list and each block is always generated
-        # whole, with a seed derived from its position: a resumed run asks the backend exactly
-        # what an uninterrupted run asked, so seeded backends give the same records.
         for start in range(0, len(requests), self.chunk):
             block = requests[start : start + self.chunk]
-            if all(keys[rid] in self._done for rid, _ in block):
+            if all(keys[rid] in self._done for rid in rids[start : start + self.chunk]):
                 continue
-            block_params = params if params.seed is None else replace(params, seed=params.seed + start)
-            outs = run_prompts(self.backend, [m for _, m in block], block_params)
             fresh = 0
-            for (rid, _), out in zip(block, outs, strict=True):
+            for rid, out in zip(rids[start : start + self.chunk], run(block, start), strict=True):
                 if keys[rid] in self._done:
                     continue
                 fresh += 1
-                rec = {"key": keys[rid], "id": rid, "role": self.role, "model": self.model_id, **asdict(out)}
+                rec = {"key": keys[rid], "id": rid, "role": self.role, "model": self.model_id, **out}
                 self.log.append(rec)
                 self._done[rec["key"]] = rec
                 self.new_calls += 1
             if progress:
                 progress(fresh)
         result = {}
-        for rid, _ in requests:
-            rec = self._done[keys[rid]]
+        for rid in rids:
+            result[rid] = rec = self._done[keys[rid]]
             self.tokens["prompt"] += rec["prompt_tokens"]
-            self.tokens["completion"] += rec["completion_tokens"]
-            result[rid] = Completion(
-                rec["text"], rec["prompt_tokens"], rec["completion_tokens"], rec.get("finish_reason")
-            )
         return result
 
     def close(self) -> None:

@@ -34,7 +34,7 @@ import threading
 from typing import Any
 
 from psilm.errors import BackendError
-from psilm.llm.base import Completion, Messages, SamplingParams, common_prefix_len
+from psilm.llm.base import Completion, Messages, SamplingParams, Scored, common_prefix_len, text_logprob
 from psilm.llm.registry import resolve_model
 from psilm.llm.settings import LlamaCppModel
 
@@ -66,6 +66,8 @@ class LlamaCppBackend:
             verbose=False,
         )
         kwargs.update(config.options)  # e.g. n_gpu_layers, chat_format: passed to Llama as is
+        self._kwargs = kwargs
+        self._scorer: Any = None  # a second context that keeps every position's logits (score)
         try:
             self.llm = Llama(model_path=str(self.path), **kwargs)
         except (ValueError, RuntimeError, OSError) as e:
@@ -179,7 +181,39 @@ class LlamaCppBackend:
             finish_reason=choice.get("finish_reason"),
         )
 
+    def score(self, prompts: list[str], texts: list[str]) -> list[Scored]:
+        """Log-probability of each text continuing its prompt. Requests are grouped by prompt, and
+        a prompt is read once for all its texts (its KV cells are kept, the text's replaced)."""
+        with self._lock:
+            if self._scorer is None:
+                from llama_cpp import Llama
+
+                self._scorer = Llama(model_path=str(self.path), **{**self._kwargs, "logits_all": True})
+            llm = self._scorer
+            out: list[Scored | None] = [None] * len(prompts)
+            current: list[int] | None = None
+            for i in sorted(range(len(prompts)), key=lambda i: prompts[i]):
+                pre = llm.tokenize(prompts[i].encode(), add_bos=True, special=False)
+                full = llm.tokenize((prompts[i] + texts[i]).encode(), add_bos=True, special=False)
+                if current != pre:
+                    llm.reset()
+                    llm.eval(pre)
+                    current = pre
+                # tokens shared with the prompt are read once and not scored; at least one is new
+                k = max(1, min(common_prefix_len(pre, full), len(full) - 1))
+                llm.n_tokens = k  # drops the previous text's cells past the shared part
+                llm.eval(full[k:])
+                logprob = text_logprob(llm.scores[k - 1 : len(full) - 1], full[k:])
+                out[i] = Scored(logprob, len(full), len(full) - k)
+                llm.n_tokens = len(pre)
+                if k < len(pre):  # the text changed the prompt's last tokens: read it again next time
+                    current = None
+            return [o for o in out if o is not None]
+
     def close(self) -> None:
+        if self._scorer is not None:
+            self._scorer.close()
+            self._scorer = None
         # the batched context first: it uses the model that llm.close() frees
         if self._decoder is not None:
             self._decoder.close()

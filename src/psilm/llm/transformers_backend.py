@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 
 from psilm.llm import hf
-from psilm.llm.base import Completion, Messages, SamplingParams
+from psilm.llm.base import Completion, Messages, SamplingParams, Scored, common_prefix_len, text_logprob
 from psilm.llm.settings import TransformersModel
 
 _LOCK = threading.Lock()
@@ -76,6 +76,21 @@ class TransformersBackend:
                     text, finish = text.split(s, 1)[0], "stop"
             results.append(Completion(text.strip(), int(enc["attention_mask"][i].sum()), len(ids), finish))
         return results
+
+    def score(self, prompts: list[str], texts: list[str]) -> list[Scored]:
+        """Log-probability of each text continuing its plain-text prompt (one forward pass each)."""
+        import torch
+
+        out = []
+        for prompt, text in zip(prompts, texts, strict=True):
+            pre = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+            full = self.tokenizer(prompt + text, add_special_tokens=True)["input_ids"]
+            k = max(1, min(common_prefix_len(pre, full), len(full) - 1))
+            with _LOCK, torch.inference_mode():
+                logits = self.model(torch.tensor([full], device=self.model.device)).logits[0]
+            rows = logits[k - 1 : len(full) - 1].float().cpu().numpy()
+            out.append(Scored(text_logprob(rows, full[k:]), len(full), len(full) - k))
+        return out
 
     def close(self) -> None:
         pass

@@ -221,6 +221,15 @@ class ClassificationTask(GeneratingTask):
     def target_samples(self, settings) -> int:
         return settings.verify_samples
 
+    def label_check_prompt(self, label: str) -> str:
+        """What generate.label_check reads before an input: the list header of one label, as the
+        list prompt writes it (with the label's description), up to the first item's number."""
+        return "\n".join([*self._list_header(label, [], True), "1."])
+
+    def label_check_text(self, text: str) -> str:
+        """The input as item 1 of that list."""
+        return " " + one_line(text)
+
     def target_prompt(self, text: str, demos: list[Example], tips: list[str], style: str):
         if style == "chat":
             return self.prompt(text)
