@@ -142,6 +142,16 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
         {"models": {"generator": {"backend": "llamacpp", "model": "gemma3-270m"}}},
         {"direct": "direct_gemma", "psi": "psi_gemma"},
     ),
+    # generate.label_check: Gemma 3 270M base scores every new input under each label's header; the
+    # filter drops inputs whose own label is more than filter.label_margin nats behind the best
+    "label_check": (
+        ["direct", "psi"],
+        {
+            "generate": {"label_check": True},
+            "models": {"checker": {"backend": "llamacpp", "model": "gemma3-270m"}},
+        },
+        {"direct": "direct_check", "psi": "psi_check"},
+    ),
     "per_instance_3": (["psi"], {"generate": {"principles_per_instance": 3}}, {"psi": "per_instance_3"}),
     "error_off": (
         ["psi"],
@@ -202,6 +212,8 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "psi_chat": "direct_chat",
     "direct_gemma": "direct",
     "psi_gemma": "direct_gemma",
+    "direct_check": "direct",  # what the label check does to each arm's rows
+    "psi_check": "psi_person",
     # evolve: round 1 again (a rerun of psi_person / direct: ~0 when runs are deterministic), round 2
     "psi_round1": "psi_person",
     "direct_round1": "direct",
@@ -252,6 +264,15 @@ def run_config(task: str, profile: str, variant: str, seed: int, args) -> dict:
     return merge(cfg, over)
 
 
+CLASSIFICATION_ONLY = {"label_check"}  # variants whose settings only a classification task takes
+
+
+def applies(task: str, variant: str) -> bool:
+    from psilm.tasks import builtin_tasks
+
+    return variant not in CLASSIFICATION_ONLY or builtin_tasks()[task]["kind"] == "classification"
+
+
 def plan(args) -> list[tuple[str, int, str]]:
     """(task, seed, variant) in the order that answers the main question first."""
     jobs = []
@@ -259,6 +280,7 @@ def plan(args) -> list[tuple[str, int, str]]:
         variants = ["base"] if args.quick else MAIN + (ABLATIONS if task in args.ablation_tasks else [])
         if getattr(args, "variants", None):
             variants = [v for v in variants if v in args.variants]
+        variants = [v for v in variants if applies(task, v)]
         main = [v for v in variants if v in MAIN]
         rest = [v for v in variants if v not in MAIN]
         jobs += [(task, seed, v) for seed in args.seeds for v in main]
