@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from tiny import tiny_model, write_tiny_run_config
@@ -118,6 +119,8 @@ def test_a_run_with_label_check_keys_and_records_the_checker(tmp_path_factory):
     assert scored and all(set(c["label_scores"]) == {"negative", "positive"} for c in scored)
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["generate/psi"]["tokens"]["checker"]["prompt"] > 0
+    shown = (run / "report.md").read_text()
+    assert re.search(r"\| generate/psi \| done \|.*generator [\d,]+, checker [\d,]+ \|", shown)  # its tokens
     report = json.loads((run / "arms" / "psi" / "filter_report.json").read_text())
     assert report["n_kept"] + sum(report["dropped"].values()) == 8
     # a looser margin re-runs the filter and what follows, not generation (no model call)

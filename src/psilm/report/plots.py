@@ -95,10 +95,11 @@ def plot_stages(r: dict) -> str | None:
     ax1.set_title("CO2 per stage")
     ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     left = [0] * len(rows)
-    for role in ROLES:
+    extra = sorted({role for s in rows for role in s["tokens"]} - set(ROLES))  # e.g. the checker
+    for role in [*ROLES, *extra]:
         vals = [sum(s["tokens"].get(role, {}).values()) for s in rows]
         if any(vals):
-            ax2.barh(names, vals, left=left, color=ROLE_COLORS[role], label=role)
+            ax2.barh(names, vals, left=left, color=ROLE_COLORS.get(role, "#8e44ad"), label=role)
             left = [a + b for a, b in zip(left, vals, strict=True)]
     ax2.set_xlabel("tokens (prompt + completion + trained)")
     ax2.set_title("Tokens per stage, by role")

@@ -48,7 +48,7 @@ def pct(x: float | None) -> str:
 
 def role_tokens(tokens: dict[str, dict[str, int]]) -> str:
     parts = []
-    for role in ROLES:
+    for role in [*ROLES, *sorted(set(tokens) - set(ROLES))]:  # and the checker of generate.label_check
         if role in tokens and (n := sum(tokens[role].values())):
             parts.append(f"{role} {n:,}")
     return ", ".join(parts) or "0"
@@ -117,7 +117,7 @@ def header_facts(r: dict) -> tuple[str, str, list[tuple[str, str]]]:
     models = "; ".join(
         f"{role}: {(cfg.get('models') or {}).get(role, {}).get('model')} "
         f"({(cfg.get('models') or {}).get(role, {}).get('backend')})"
-        for role in ROLES
+        for role in [*ROLES, *(["checker"] if (cfg.get("models") or {}).get("checker") else [])]
     )
     sub = f"task {task.get('name')} ({task.get('kind')}): {task.get('description', '')} · {models}"
     psi = r["results"].get(PSI)
