@@ -312,7 +312,7 @@ def stage_generate(ctx: Context, arm: str) -> None:
 
     checker_model = None
     if settings.label_check:  # scores the inputs of every data arm, principles or not
-        checker_model = cfg.models.checker or writer
+        checker_model = cfg.models.checker or cfg.models.generator  # also for the teacher arm
         parts["checker"] = _model_key(checker_model)
 
     def work(run_mode: str) -> dict:
