@@ -111,7 +111,7 @@ class GenerateSettings(Settings):
         "transformers; Gemma 3 270M base (models.checker.model=gemma3-270m) picks the right TREC type "
         "for 51% of real questions this way, SmolLM2-135M-Instruct for 28% (the majority class is 27%). "
         "Off by default: on TREC it raised the rows' label agreement by 9 points but dropped a third of "
-        "them, and on the one seed measured both students scored 21-23 points lower "
+        "them, and psi's students scored 21-23 points lower on both seeds measured "
         "(docs/evidence.md, 'A likelihood check of the rows').",
     )
     solve_temperature: float = Field(
