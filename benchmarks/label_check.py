@@ -9,7 +9,7 @@ not told the answer type, so the check is independent of the first-words rule th
 The script scores (1) real TREC test rows, the check's own accuracy as a classifier (argmax), and
 (2) the rows each evidence arm trained on (benchmarks/evidence.py folders), and reports for each
 margin how many rows pass and how often the rule of benchmarks/trec_labels.py agrees with their
-label. It measures a filter; psilm does not have one yet.
+label. It measures the filter generate.label_check + filter.label_margin, with psilm's own scorer.
 
     python benchmarks/label_check.py --runs runs/evidence/trec [--model gemma3-270m] [--real 150]
 """
@@ -30,36 +30,20 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from trec_labels import arm_rows, rule_label  # noqa: E402
 
+from psilm.llm import load_backend  # noqa: E402
+from psilm.llm.settings import ModelConfig  # noqa: E402
 from psilm.tasks import load_task  # noqa: E402
 
 MARGINS = [0.0, 1.0, 2.0, 4.0]
 
 
-def header(task, label: str) -> str:
-    """The list prompt's header for one label, up to the first item's number."""
-    return "\n".join(task._list_header(label, [], True) + ["1."])
-
-
-def score(llm, task, texts: list[str]) -> np.ndarray:
-    """[len(texts), labels]: summed log-probability of each text after each label's header."""
-    out = np.zeros((len(texts), len(task.labels)))
-    for j, label in enumerate(task.labels):
-        head = header(task, label)
-        pre = llm.tokenize(head.encode(), add_bos=True, special=False)
-        llm.reset()
-        llm.eval(pre)
-        for i, text in enumerate(texts):
-            full = llm.tokenize(f"{head} {text}".encode(), add_bos=True, special=False)
-            k = 0  # tokens shared with the header: evaluated once, not scored
-            while k < min(len(pre), len(full) - 1) and pre[k] == full[k]:
-                k += 1
-            llm.n_tokens = k
-            llm.eval(full[k:])
-            logits = np.asarray(llm.scores[k - 1 : len(full) - 1], dtype=np.float64)
-            logits -= logits.max(axis=1, keepdims=True)
-            logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-            out[i, j] = sum(logp[p - k, full[p]] for p in range(k, len(full)))
-    return out
+def score(backend, task, texts: list[str]) -> np.ndarray:
+    """[len(texts), labels]: log-probability of each text after each label's list header, from
+    psilm's own scorer (Backend.score, the one generate.label_check uses)."""
+    prompts = [task.label_check_prompt(label) for label in task.labels for _ in texts]
+    items = [task.label_check_text(text) for _ in task.labels for text in texts]
+    scored = backend.score(prompts, items)
+    return np.array([s.logprob for s in scored]).reshape(len(task.labels), len(texts)).T
 
 
 def passes(scores: np.ndarray, own: list[int], margin: float) -> list[bool]:
@@ -99,22 +83,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "label-check-trec.json")
     args = ap.parse_args()
 
-    import llama_cpp
-
-    from psilm.llm.registry import resolve_model
-
     task = load_task("trec")
-    resolved = resolve_model(args.model)
-    path = resolved.file if resolved.file else Path(args.model)
-    llm = llama_cpp.Llama(
-        str(path),
-        logits_all=True,
-        n_ctx=512,
-        n_threads=args.threads,
-        n_threads_batch=args.threads,
-        verbose=False,
-    )
-    doc: dict = {"model": args.model, "header_example": header(task, task.labels[0]), "margins_nats": MARGINS}
+    llm = load_backend(ModelConfig(backend="llamacpp", model=args.model, n_ctx=512, n_threads=args.threads))
+    doc: dict = {
+        "model": args.model,
+        "header_example": task.label_check_prompt(task.labels[0]),
+        "margins_nats": MARGINS,
+    }
     if args.real:
         real = [
             json.loads(x)

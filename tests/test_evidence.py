@@ -243,24 +243,31 @@ def test_label_check_keeps_rows_within_the_margin_and_scores_them_by_the_rule():
 
 
 def test_label_check_scores_with_the_embedded_model():
-    """Real llama.cpp log-probabilities: finite, one per label, and each label's list header differs."""
-    import llama_cpp
+    """psilm's own llama.cpp scorer through the benchmark: finite log-probabilities, one per label,
+    and each label's list header changes them."""
     import numpy as np
 
-    from psilm.llm.registry import resolve_model
+    from psilm.llm import load_backend
+    from psilm.llm.settings import ModelConfig
     from psilm.tasks import load_task
 
     lc = _bench_module("label_check")
     task = load_task("trec")
-    assert len({lc.header(task, lb) for lb in task.labels}) == len(task.labels)
-    assert lc.header(task, "human").endswith('Questions labelled "human":\n1.')
-    llm = llama_cpp.Llama(str(resolve_model("smollm2-135m").file), logits_all=True, n_ctx=256, n_threads=1,
-                          verbose=False)  # fmt: skip
-    s = lc.score(llm, task, ["Who wrote Hamlet ?", "How many legs does a spider have ?"])
-    assert s.shape == (2, len(task.labels)) and np.isfinite(s).all() and (s < 0).all()
-    assert len(set(np.round(s[0], 4))) > 1  # the header changes the text's likelihood
-    longer = lc.score(llm, task, ["Who wrote Hamlet ? Who wrote Hamlet ? Who wrote Hamlet ?"])
-    assert (longer[0] < s[0]).all()  # more tokens, less probable
+    assert len({task.label_check_prompt(lb) for lb in task.labels}) == len(task.labels)
+    assert task.label_check_prompt("human").endswith('Questions labelled "human":\n1.')
+    backend = load_backend(ModelConfig(backend="llamacpp", model="smollm2-135m", n_ctx=256, n_threads=1))
+    try:
+        s = lc.score(backend, task, ["Who wrote Hamlet ?", "How many legs does a spider have ?"])
+        assert s.shape == (2, len(task.labels)) and np.isfinite(s).all() and (s < 0).all()
+        assert len(set(np.round(s[0], 4))) > 1  # the header changes the text's likelihood
+        longer = lc.score(backend, task, ["Who wrote Hamlet ? Who wrote Hamlet ? Who wrote Hamlet ?"])
+        assert (longer[0] < s[0]).all()  # more tokens, less probable
+        # the same numbers as scoring each (header, question) pair on its own
+        header, item = task.label_check_prompt(task.labels[1]), task.label_check_text("Who wrote Hamlet ?")
+        one = backend.score([header], [item])
+        assert abs(one[0].logprob - s[0, 1]) < 1e-3
+    finally:
+        backend.close()
 
 
 def test_generation_quality_pools_seeds_by_rows_and_reads_files_from_before_seeds():
