@@ -23,6 +23,10 @@ Paths, each in a fresh process:
                          timed from the call (workers start and load the model inside it), Ray's
                          own start-up (setup_s) apart
 
+The two llama.cpp paths also count what the model evaluated (every llama_decode call, timed): prompt
+tokens read (after prefix reuse) and answer tokens decoded, and the seconds each took ("decode").
+On a CPU that is the work, so it bounds what any scheduling of the same requests can gain.
+
 Each path runs `--reps` times, interleaved (A B C D A B C D), since the machine is shared: the load
 average is recorded before every run. Writes benchmarks/results/generation.json.
 """
@@ -75,6 +79,40 @@ def stop_strings() -> list[str]:
 
 
 # --- the paths (each runs in its own process) ---------------------------------------------------------
+class DecodeCounter:
+    """Wraps llama.cpp's llama_decode (the one call through which both llama.cpp paths evaluate
+    tokens): a batch where every token asks for logits is answer tokens (one per sequence per
+    step), any other batch is prompt tokens (only each prompt's last token asks)."""
+
+    def __init__(self):
+        import llama_cpp.llama_cpp as C
+
+        self.C, self.inner = C, C.llama_decode
+        self.counts = {"prompt_tokens": 0, "prompt_s": 0.0, "answer_tokens": 0, "answer_s": 0.0, "calls": 0}
+        C.llama_decode = self
+
+    def __call__(self, ctx, batch):
+        t = time.perf_counter()
+        rc = self.inner(ctx, batch)
+        dt = time.perf_counter() - t
+        b = batch.contents if hasattr(batch, "contents") else batch
+        n = b.n_tokens
+        kind = "answer" if all(b.logits[i] for i in range(n)) else "prompt"
+        self.counts[f"{kind}_tokens"] += n
+        self.counts[f"{kind}_s"] += dt
+        self.counts["calls"] += 1
+        return rc
+
+    def result(self) -> dict:
+        self.C.llama_decode = self.inner
+        c = self.counts
+        return {
+            **{k: round(v, 2) if isinstance(v, float) else v for k, v in c.items()},
+            "prompt_tokens_per_s": round(c["prompt_tokens"] / c["prompt_s"], 1) if c["prompt_s"] else None,
+            "answer_tokens_per_s": round(c["answer_tokens"] / c["answer_s"], 1) if c["answer_s"] else None,
+        }
+
+
 def model_file() -> str:
     from psilm.llm import resolve_model
 
@@ -87,6 +125,7 @@ def run_llamacpp_sequential(requests, max_tokens: int) -> dict:
     t = time.perf_counter()
     llm = Llama(model_path=model_file(), n_ctx=2048, n_threads=1, n_threads_batch=1, verbose=False)
     setup = time.perf_counter() - t
+    counter = DecodeCounter()
     t = time.perf_counter()
     usage = []
     stop = stop_strings()
@@ -99,7 +138,7 @@ def run_llamacpp_sequential(requests, max_tokens: int) -> dict:
         else:
             r = llm.create_chat_completion(messages=prompt, **kw)
         usage.append((r["usage"]["prompt_tokens"], r["usage"]["completion_tokens"]))
-    return _result(setup, time.perf_counter() - t, usage)
+    return {**_result(setup, time.perf_counter() - t, usage), "decode": counter.result()}
 
 
 def run_transformers_generate(requests, max_tokens: int, batch: int = 16) -> dict:
@@ -167,10 +206,12 @@ def run_psilm_llamacpp(requests, max_tokens: int, batch: int = 48) -> dict:
         caller = ModelCaller(
             "generator", cfg.model, lambda: backend, JsonlLog(Path(tmp) / "raw.jsonl"), chunk=batch
         )
+        counter = DecodeCounter()
         t = time.perf_counter()
         out = caller(requests, _sampling(max_tokens))
         gen = time.perf_counter() - t
-    return _result(setup, gen, [(c.prompt_tokens, c.completion_tokens) for c in out.values()])
+    usage = [(c.prompt_tokens, c.completion_tokens) for c in out.values()]
+    return {**_result(setup, gen, usage), "decode": counter.result()}
 
 
 def run_psilm_ray_local(requests, max_tokens: int, batch: int = 24, workers: int = 2) -> dict:
@@ -294,6 +335,14 @@ def write(args, runs: list[dict]) -> None:
                 summary[path]["tokens_per_s"][-1] / summary[base]["tokens_per_s"][-1], 2
             ),
         }
+    work = {  # what llama.cpp evaluated, mean over reps (the llama.cpp paths)
+        path: {
+            k: round(sum(r["decode"][k] for r in mine) / len(mine), 1)
+            for k in ("prompt_tokens", "prompt_s", "answer_tokens", "answer_s")
+        }
+        for path in args.paths
+        if (mine := [r for r in runs if r["path"] == path and "decode" in r])
+    }
     psilm = [p for p in ratios if p.startswith("psilm")]
     fastest = max(psilm, key=lambda p: ratios[p]["of_means"]) if psilm else None
     result = {
@@ -325,6 +374,7 @@ def write(args, runs: list[dict]) -> None:
             p: {k: {"runs": v[:-1], "mean": v[-1]} for k, v in s.items()} for p, s in summary.items()
         },
         "ratio_vs_llamacpp_sequential": ratios,
+        "llama_cpp_work": work,
         "fastest_psilm_path": fastest,
     }
     args.result.parent.mkdir(parents=True, exist_ok=True)

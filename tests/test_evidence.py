@@ -270,6 +270,29 @@ def test_label_check_scores_with_the_embedded_model():
         backend.close()
 
 
+def test_generation_benchmark_counts_what_llama_cpp_evaluated():
+    """benchmarks/generation.py's decode counts: psilm reads each shared prompt prefix once (the
+    prefix tree's nodes), the plain loop re-reads all but the previous prompt's prefix."""
+    from llama_cpp import Llama
+
+    from psilm.llm.base import common_prefix_len
+    from psilm.llm.llamacpp_backend import prefix_tree
+
+    gen = _bench_module("generation")
+    gen.STYLE = "list"
+    requests = gen.build_requests(4)
+    vocab = Llama(model_path=gen.model_file(), vocab_only=True, verbose=False)
+    tokens = [vocab.tokenize(p.encode(), add_bos=True) for _, p in requests]
+    psilm_run = gen.run_psilm_llamacpp(requests, 4, batch=4)
+    loop = gen.run_llamacpp_sequential(requests, 4)
+    d = psilm_run["decode"]
+    assert d["prompt_tokens"] == len(prefix_tree(sorted(tokens))) < psilm_run["prompt_tokens"]
+    assert 0 < d["answer_tokens"] <= psilm_run["completion_tokens"] and d["prompt_s"] > 0
+    reread = sum(len(t) - common_prefix_len(a, t) for a, t in zip([[], *tokens[:-1]], tokens, strict=True))
+    assert loop["decode"]["prompt_tokens"] == reread > d["prompt_tokens"]
+    assert loop["decode"]["answer_tokens"] <= loop["completion_tokens"]
+
+
 def test_generation_quality_pools_seeds_by_rows_and_reads_files_from_before_seeds():
     gq = _bench_module("generation_quality")
 
