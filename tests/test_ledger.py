@@ -94,6 +94,24 @@ def test_dollars_from_price_per_million_tokens(led):
     assert led["arms"]["direct"]["cost_usd"] == 0.0
 
 
+def test_the_label_checker_is_priced_as_the_generator_unless_it_has_its_own(tmp_path):
+    """generate.label_check's checker tokens (a role beside the three) count in $ and in the sums."""
+    run = make_run(tmp_path)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    manifest = json.loads((run / "manifest.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())["arms"]
+    manifest["stages"]["generate/psi"]["tokens"]["checker"] = {"prompt": 1000, "completion": 0}
+    cfg["models"]["generator"]["price_per_million_tokens"] = 2.0
+    gen = manifest["stages"]["generate/psi"]["tokens"]["generator"]
+    generator_tokens = sum(gen.values())
+    led = build_ledger(manifest, cfg, metrics)
+    assert row(led, "generate/psi")["cost_usd"] == pytest.approx((generator_tokens + 1000) * 2.0 / 1e6)
+    assert led["arms"]["psi"]["tokens"]["checker"] == {"prompt": 1000, "completion": 0}
+    cfg["models"]["checker"] = {"backend": "llamacpp", "model": "gemma", "price_per_million_tokens": 5.0}
+    led = build_ledger(manifest, cfg, metrics)
+    assert row(led, "generate/psi")["cost_usd"] == pytest.approx((generator_tokens * 2.0 + 1000 * 5.0) / 1e6)
+
+
 def test_no_price_anywhere_means_no_dollars(tmp_path):
     led = ledger_of(tmp_path, remote_teacher=False)
     assert not led["priced"] and led["run"]["cost_usd"] is None

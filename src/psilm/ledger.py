@@ -76,6 +76,12 @@ def _model(config: dict, role: str) -> dict:
     return ((config.get("models") or {}).get(role)) or {}
 
 
+def _price(config: dict, role: str) -> float | None:
+    """$ per 1M tokens of a role; the checker of generate.label_check is the generator unless set."""
+    model = _model(config, role) or (_model(config, "generator") if role == "checker" else {})
+    return model.get("price_per_million_tokens")
+
+
 def is_remote(config: dict, role: str) -> bool:
     """A role served over HTTP runs on hardware psilm cannot measure."""
     return _model(config, role).get("backend") == "openai"
@@ -109,7 +115,7 @@ def _remote_part(st: dict, tokens: dict, config: dict) -> dict | None:
 
 
 def _cost(tokens: dict, config: dict) -> float | None:
-    prices = {r: _model(config, r).get("price_per_million_tokens") for r in ROLES}
+    prices = {r: _price(config, r) for r in {*ROLES, *tokens}}
     if all(p is None for p in prices.values()):
         return None
     return sum(_billable(c) * (prices.get(r) or 0.0) / 1e6 for r, c in tokens.items())
@@ -332,7 +338,7 @@ def build_ledger(manifest: dict, config: dict, arm_metrics: dict[str, dict] | No
         "run": _sum(rows),
         "teacher_share": teacher_share(rows),
         "psi_vs_teacher": psi_vs_teacher(rows, totals, config),
-        "priced": any(_model(config, r).get("price_per_million_tokens") is not None for r in ROLES),
+        "priced": any(_price(config, r) is not None for r in ROLES),
         "remote_roles": [r for r in ROLES if is_remote(config, r)],
         "remote_joules_per_token": _emissions(config).remote_joules_per_token,
     }
