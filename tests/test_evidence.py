@@ -56,6 +56,8 @@ def test_every_variant_config_is_valid_and_changes_what_it_names(ev):
     assert trec("error_off").principles.levels == ["task", "category"]
     assert trec("levels_category").principles.levels == ["category"]
     assert trec("per_instance_all").generate.principles_per_instance is None
+    assert trec("per_instance_1").generate.principles_per_instance == 1
+    assert trec("base").generate.principles_per_instance == 2  # psi_person: the default
     assert trec("verifier_on").generate.verify_samples == 3
     assert (
         trec("label_check").generate.label_check and trec("label_check").models.checker.model == "gemma3-270m"

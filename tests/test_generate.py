@@ -218,7 +218,7 @@ def test_non_classification_categories_come_from_principles():
     task = load_task("gsm8k")
     seeds = [task.example({"question": f"Q{i}? How many?", "answer": f"#### {i}"}) for i in range(4)]
     principles = load_principles_file(CONFIGS / "gsm8k.yaml", task)["principles"]
-    plans = plan_instances(task, seeds, principles, GenerateSettings(n=8), seed=0)
+    plans = plan_instances(task, seeds, principles, GenerateSettings(n=8, principles_per_instance=1), seed=0)
     assert Counter(p["category"] for p in plans) == {
         c: 2 for c in ("money", "rates-and-time", "fractions-and-percents", "counting-and-groups")
     }
@@ -240,7 +240,9 @@ def _trec_reply(prompt: str, seen: int, params) -> str:
 def test_records_have_the_schema(tmp_path, trec, trec_seeds, trec_principles):
     gen = caller(tmp_path / "raw.jsonl", Scripted(_trec_reply, "tiny-gen"))
     # chat: a reply may hold a preamble and blank lines (a list reply is its first line)
-    settings = GenerateSettings(n=12, temperature=0.8, top_p=0.9, max_tokens=40, prompt_style="chat")
+    settings = GenerateSettings(
+        n=12, temperature=0.8, top_p=0.9, max_tokens=40, prompt_style="chat", principles_per_instance=1
+    )
     records, stats = generate_instances(trec, trec_seeds, trec_principles, gen, settings, seed=0)
     assert len(records) == 12 and len({r["id"] for r in records}) == 12
     for r in records:
@@ -283,7 +285,7 @@ def test_prompts_are_short_and_direct_mode_has_no_principles(tmp_path, trec, tre
     gen = caller(tmp_path / "raw.jsonl", Scripted(reply))
     chat = GenerateSettings(n=6, prompt_style="chat")
     generate_instances(trec, trec_seeds, trec_principles, gen, chat, seed=0)
-    assert all(p.count("Tip:") == 1 and len(p) < 800 for p in prompts)
+    assert all(p.count("Tip:") == 2 and len(p) < 800 for p in prompts)  # two principles by default
     numeric = next(p for p in prompts if 'labelled "numeric"' in p)
     assert "How far is the Moon" in numeric and "Who wrote Hamlet" not in numeric
     prompts.clear()
@@ -467,7 +469,7 @@ def test_real_model_writes_sst2_instances(tmp_path):
     assert Counter(r["category"] for r in records) == {"positive": 3, "negative": 3}
     for r in records:
         assert set(r) == RECORD_KEYS and r["generator"]["model"] == "smollm2-135m"
-        assert isinstance(r["raw_input"], str) and len(r["principle_ids"]) == 1
+        assert isinstance(r["raw_input"], str) and len(r["principle_ids"]) == 2  # the default
         assert (r["input"] is None) == (r["parse_error"] is not None)
         if r["parse_error"] is None:
             assert r["answer"] == r["category"] and r["input"].strip()
@@ -540,7 +542,7 @@ def _chat_prompts(tmp_path) -> dict:
         by.setdefault(s.category, []).append(s)
     seeds = [x for lb in trec.labels for x in by[lb][:2]]
     pr = load_principles_file(CONFIGS / "trec.yaml", trec)["principles"]
-    chat = {"prompt_style": "chat"}
+    chat = {"prompt_style": "chat", "principles_per_instance": 1}  # as when the reference was written
 
     def q(m):
         return "What is the capital of France ?"
@@ -560,7 +562,7 @@ def _chat_prompts(tmp_path) -> dict:
         sst,
         sseeds,
         spr,
-        GenerateSettings(n=4, principles_per_instance=2, **chat),
+        GenerateSettings(n=4, **{**chat, "principles_per_instance": 2}),
         lambda m: "A fine film .",
     )
     gsm = load_task("gsm8k")
@@ -649,7 +651,8 @@ def test_list_prompt_for_classification(tmp_path, trec, trec_seeds, trec_princip
     assert lines[1] == f'Label "human": {trec.config.label_descriptions["human"]}.'
     by_id = {p["id"]: p for p in trec_principles}
     plan = next(r for r in records if r["category"] == "human")
-    assert lines[2] == by_id[plan["principle_ids"][0]]["text"]  # the sampled principle, as a statement
+    # the sampled principles (two by default), as statements
+    assert lines[2:4] == [by_id[i]["text"] for i in plan["principle_ids"]] and len(plan["principle_ids"]) == 2
     assert "Tip:" not in human and "Write one new" not in human
     assert lines[-4:] == [
         'Questions labelled "human":',

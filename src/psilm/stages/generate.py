@@ -75,12 +75,15 @@ class GenerateSettings(Settings):
         2, ge=0, description="Seed demos per prompt (classification: of the same label only)."
     )
     principles_per_instance: int | None = Field(
-        1, ge=1, description="Principles sampled per instance; None = all (long prompts hurt small models)."
+        2,
+        ge=1,
+        description="Principles sampled per instance; None = all (long prompts hurt small models). "
+        "2 beat 1 on TREC (+4.3 points) and SST-2 (+2.0), three seeds each (docs/evidence.md).",
     )
     prefer_category: bool = Field(
         True,
         description="Sample the category's own principles before task/error ones "
-        "(one category principle per instance is what helped on TREC).",
+        "(the category's own principles are what helped on TREC).",
     )
     category_weights: dict[str, float] | Literal["train"] | None = Field(
         None,
