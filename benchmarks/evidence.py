@@ -19,6 +19,8 @@ evaluation):
 Ablations on psi (tasks in --ablation-tasks):
   levels_task, levels_category      one level of the person's file alone (psi_person has both)
   per_instance_1, per_instance_3, per_instance_all  principles sampled per instance (psi_person: 2)
+  chat, gemma                       the other prompt style; Gemma 3 270M base as generator (both arms)
+  gemma_2                           psi alone with Gemma writing, two principles per prompt (vs psi_gemma)
   verifier_on                       the generator re-labels each input 3 times; the filter keeps agreement
   error_off                         psi_teacher without the error level (no student mistakes)
 Self-evolution (evolve.rounds 2, docs/evolve.md), in --ablation-tasks or with --variants evolve:
@@ -142,6 +144,16 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
         {"models": {"generator": {"backend": "llamacpp", "model": "gemma3-270m"}}},
         {"direct": "direct_gemma", "psi": "psi_gemma"},
     ),
+    # psi alone with Gemma writing at two principles per prompt (the default since 2026-11-30; the
+    # `gemma` variant's psi_gemma was measured with 1), compared with psi_gemma
+    "gemma_2": (
+        ["psi"],
+        {
+            "models": {"generator": {"backend": "llamacpp", "model": "gemma3-270m"}},
+            "generate": {"principles_per_instance": 2},
+        },
+        {"psi": "psi_gemma_2"},
+    ),
     # generate.label_check: Gemma 3 270M base scores every new input under each label's header; the
     # filter drops inputs whose own label is more than filter.label_margin nats behind the best
     "label_check": (
@@ -215,6 +227,7 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "psi_chat": "direct_chat",
     "direct_gemma": "direct",
     "psi_gemma": "direct_gemma",
+    "psi_gemma_2": "psi_gemma",
     "direct_check": "direct",  # what the label check does to each arm's rows
     "psi_check": "psi_person",
     # evolve: round 1 again (a rerun of psi_person / direct: ~0 when runs are deterministic), round 2
