@@ -20,6 +20,7 @@ Ablations on psi (tasks in --ablation-tasks):
   levels_task, levels_category      one level of the person's file alone (psi_person has both)
   per_instance_1, per_instance_3, per_instance_all  principles sampled per instance (psi_person: 2)
   chat, gemma                       the other prompt style; Gemma 3 270M base as generator (both arms)
+  q8_0                              direct and psi with the generator's weights re-encoded as Q8_0
   gemma_2                           psi alone with Gemma writing, two principles per prompt (vs psi_gemma)
   verifier_on                       the generator re-labels each input 3 times; the filter keeps agreement
   error_off                         psi_teacher without the error level (no student mistakes)
@@ -144,6 +145,13 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
         {"models": {"generator": {"backend": "llamacpp", "model": "gemma3-270m"}}},
         {"direct": "direct_gemma", "psi": "psi_gemma"},
     ),
+    # the generator's weights re-encoded from the shipped Q4_1 into Q8_0 (models.*.requantize): llama.cpp
+    # reads prompts about twice as fast a thread; does the data (and so the student) stay as good?
+    "q8_0": (
+        ["direct", "psi"],
+        {"models": {"generator": {"requantize": "q8_0"}}},
+        {"direct": "direct_q8", "psi": "psi_q8"},
+    ),
     # psi alone with Gemma writing at two principles per prompt (the default since 2026-11-30; the
     # `gemma` variant's psi_gemma was measured with 1), compared with psi_gemma
     "gemma_2": (
@@ -228,6 +236,8 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "direct_gemma": "direct",
     "psi_gemma": "direct_gemma",
     "psi_gemma_2": "psi_gemma",
+    "direct_q8": "direct",
+    "psi_q8": "direct_q8",
     "direct_check": "direct",  # what the label check does to each arm's rows
     "psi_check": "psi_person",
     # evolve: round 1 again (a rerun of psi_person / direct: ~0 when runs are deterministic), round 2

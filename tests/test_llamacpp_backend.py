@@ -163,3 +163,34 @@ def test_gemma_base_model_continues_a_list() -> None:
     finally:
         b.close()
     assert outs[0].text and "\n" not in outs[0].text
+
+
+# --- requantize: the GGUF re-encoded once into a type with faster CPU kernels, kept in the cache
+def test_requantize_writes_the_file_once_and_loads_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PSILM_CACHE", str(tmp_path / "cache"))
+    config = ModelConfig(backend="llamacpp", model="smollm2-135m", n_ctx=512, n_threads=1, requantize="q8_0")
+    b = load_backend(config)
+    try:
+        assert b.path.parent == tmp_path / "cache" / "gguf" and b.path.name.endswith(".q8_0.gguf")
+        import llama_cpp
+
+        assert b.llm.metadata["general.file_type"] == str(llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0)
+        outs = b.complete([LIST], SamplingParams(temperature=0.0, max_tokens=12, stop=["\n"]))
+    finally:
+        b.close()
+    assert outs[0].text and "\n" not in outs[0].text
+    made = b.path.stat().st_mtime_ns
+    again = load_backend(config)  # the second load reuses the file
+    again.close()
+    assert again.path == b.path and b.path.stat().st_mtime_ns == made
+    assert [p.name for p in b.path.parent.iterdir()] == [b.path.name]  # no temporary file left
+    # it changes what the model writes, so it is part of the model's cache key (only when set)
+    assert config.key()["requantize"] == "q8_0" and "requantize" not in ModelConfig(backend="llamacpp").key()
+
+
+def test_requantize_into_an_unusable_cache_names_the_fix(tmp_path, monkeypatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("PSILM_CACHE", str(blocker))
+    with pytest.raises(BackendError, match=r"requantize: q4_0: .*could not be re-encoded.*PSILM_CACHE"):
+        load_backend(ModelConfig(backend="llamacpp", model="smollm2-135m", n_threads=1, requantize="q4_0"))

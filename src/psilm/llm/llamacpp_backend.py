@@ -27,10 +27,12 @@ so every answer is one JSON object of the schema's shape (unless it runs out of 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 from psilm.errors import BackendError
@@ -55,8 +57,10 @@ class LlamaCppBackend:
                 "backend needs a .gguf: use backend: transformers for it, or point model at a .gguf"
             )
         self.path = resolved.file
-        self._lock = threading.Lock()  # one llama.cpp context serves one call at a time
         self.n_threads = config.n_threads or default_threads()
+        if config.requantize:
+            self.path = requantized(self.path, config.requantize, self.n_threads)
+        self._lock = threading.Lock()  # one llama.cpp context serves one call at a time
         kwargs: dict[str, Any] = dict(
             n_ctx=config.n_ctx,
             # for generation and for prompt evaluation alike (llama.cpp's own defaults are half
@@ -234,6 +238,47 @@ def json_grammar(schema_json: str) -> str:
         return json_schema_to_gbnf(schema_json)
     except (ValueError, KeyError, TypeError, NotImplementedError) as e:
         raise BackendError(f"llama.cpp cannot turn the JSON schema into a grammar: {e}") from None
+
+
+def cache_dir() -> Path:
+    """Where psilm keeps files it makes from installed weights: $PSILM_CACHE, else ~/.cache/psilm."""
+    return Path(os.environ.get("PSILM_CACHE") or Path.home() / ".cache" / "psilm")
+
+
+def requantized(source: Path, kind: str, n_threads: int) -> Path:
+    """`source` re-encoded as llama.cpp type `kind` (q8_0, q4_0, f16): written once into the cache,
+    named by the source's path, size and mtime, and reused while the source is unchanged."""
+    import ctypes
+    import hashlib
+
+    import llama_cpp
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    stat = source.stat()
+    digest = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    target = cache_dir() / "gguf" / f"{source.stem}.{digest[:12]}.{kind}.gguf"
+    if target.is_file():
+        return target
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")  # Ray workers may race: each its own
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind.upper()}")
+    params.allow_requantize = True  # the source is quantized already (SmolLM2 ships Q4_1)
+    params.nthread = n_threads
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with suppress_stdout_stderr(disable=False):  # llama.cpp prints a line per tensor
+            rc = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), ctypes.byref(params))
+        if rc != 0:
+            raise OSError(f"llama_model_quantize returned {rc}")
+        os.replace(tmp, target)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise BackendError(
+            f"requantize: {kind}: {source} could not be re-encoded into {target.parent} ({e}); "
+            "set PSILM_CACHE to a writable folder with room, or requantize: null"
+        ) from None
+    return target
 
 
 def default_threads() -> int:
