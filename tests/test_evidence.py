@@ -272,7 +272,7 @@ def test_label_check_scores_with_the_embedded_model():
         backend.close()
 
 
-def test_generation_benchmark_counts_what_llama_cpp_evaluated():
+def test_generation_benchmark_counts_what_llama_cpp_evaluated(tmp_path, monkeypatch):
     """benchmarks/generation.py's decode counts: psilm reads each shared prompt prefix once (the
     prefix tree's nodes), the plain loop re-reads all but the previous prompt's prefix."""
     from llama_cpp import Llama
@@ -280,6 +280,7 @@ def test_generation_benchmark_counts_what_llama_cpp_evaluated():
     from psilm.llm.base import common_prefix_len
     from psilm.llm.llamacpp_backend import prefix_tree
 
+    monkeypatch.setenv("PSILM_CACHE", str(tmp_path))  # where the _q8 paths' file is made
     gen = _bench_module("generation")
     gen.STYLE = "list"
     requests = gen.build_requests(4)
@@ -293,6 +294,10 @@ def test_generation_benchmark_counts_what_llama_cpp_evaluated():
     reread = sum(len(t) - common_prefix_len(a, t) for a, t in zip([[], *tokens[:-1]], tokens, strict=True))
     assert loop["decode"]["prompt_tokens"] == reread > d["prompt_tokens"]
     assert loop["decode"]["answer_tokens"] <= loop["completion_tokens"]
+    # the _q8 paths load the same re-encoded file, made before either clock starts
+    assert gen.model_file("q8_0") == gen.model_file("q8_0") != gen.model_file()
+    q8 = gen.run_psilm_llamacpp_q8(requests, 4)
+    assert q8["decode"]["prompt_tokens"] == d["prompt_tokens"] and q8["instances"] == 4
 
 
 def test_generation_quality_pools_seeds_by_rows_and_reads_files_from_before_seeds():
