@@ -21,7 +21,6 @@ Ablations on psi (tasks in --ablation-tasks):
   per_instance_1, per_instance_3, per_instance_all  principles sampled per instance (psi_person: 2)
   chat, gemma                       the other prompt style; Gemma 3 270M base as generator (both arms)
   q8_0                              direct and psi with the generator's weights re-encoded as Q8_0
-                                    (psilm's default since 2026-12-01; the other variants: as shipped)
   gemma_2                           psi alone with Gemma writing, two principles per prompt (vs psi_gemma)
   verifier_on                       the generator re-labels each input 3 times; the filter keeps agreement
   error_off                         psi_teacher without the error level (no student mistakes)
@@ -275,9 +274,7 @@ def run_config(task: str, profile: str, variant: str, seed: int, args) -> dict:
         **spec,
         "arms": QUICK_ARMS if profile == "quick" and variant == "base" else arms,
         "models": {
-            # the weights as shipped (Q4_1), as every committed table was measured; psilm re-encodes
-            # them as Q8_0 by default since 2026-12-01: that is variant q8_0
-            "generator": {"backend": "llamacpp", "model": "smollm2-135m", "requantize": None},
+            "generator": {"backend": "llamacpp", "model": "smollm2-135m"},
             "teacher": {"model": "smollm2-135m"},
         },
         "principles": {"file": str(PRINCIPLES / f"{task}.yaml")},

