@@ -25,8 +25,8 @@ Paths, each in a fresh process:
                          timed from the call (workers start and load the model inside it), Ray's
                          own start-up (setup_s) apart
   psilm_llamacpp_q8      psilm_llamacpp with `requantize: q8_0`: the shipped Q4_1 weights re-encoded
-                         once as Q8_0 (in psilm's cache, before timing), whose CPU kernels are faster;
-                         psilm's default for the embedded model since 2026-12-01 (requantize: auto)
+                         once as Q8_0 (in psilm's cache, before timing), whose CPU kernels are faster
+                         (opt-in: it changes the rows, docs/evidence.md)
   llamacpp_sequential_q8 the plain loop on that same Q8_0 file: what the weights alone change
 
 The two llama.cpp paths also count what the model evaluated (every llama_decode call, timed): prompt
