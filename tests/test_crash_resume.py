@@ -47,6 +47,8 @@ class Run:
     def __init__(self, config: Path, out: Path, logs: Path, n: int):
         self.out = out
         self.at_launch = self.stages()  # what earlier (killed) processes left in the manifest
+        log = out / "psilm.log"  # the trainer's loss lines go there (with -q, not to the console)
+        self.log_from = log.stat().st_size if log.exists() else 0  # what earlier processes wrote
         # one thread: the same arithmetic in every process (and no fight with the test for 2 cores)
         env = {
             **os.environ,
@@ -99,13 +101,23 @@ class Run:
             if st.get("status") == "running" and st != self.at_launch.get(s)
         ]
 
+    def output(self) -> bytes:
+        """What this process has written: its console, and its part of the run folder's psilm.log."""
+        try:
+            with open(self.out / "psilm.log", "rb") as f:
+                f.seek(self.log_from)
+                log = f.read()
+        except OSError:
+            log = b""
+        return self.out_path.read_bytes() + log
+
     def steps_done(self) -> int:
         """Optimizer steps this process has finished (the trainer logs a loss after each)."""
-        return self.out_path.read_bytes().count(b"{'loss'")
+        return self.output().count(b"{'loss'")
 
     def training_over(self) -> bool:
         """Training has ended and the model is being saved."""
-        return b"train_runtime" in self.out_path.read_bytes()
+        return b"train_runtime" in self.output()
 
     def raw_count(self) -> int:
         try:
@@ -123,6 +135,12 @@ class Run:
                 return True
             time.sleep(0.005)
         raise AssertionError(f"timed out waiting; stderr: {self.err_path.read_text()[-2000:]}")
+
+    def hold(self, seconds: float, until=None) -> None:
+        """Sleep `seconds`, or less: until `until()` holds (the moment aimed at is passing)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not (until and until()):
+            time.sleep(0.005)
 
     def kill(self) -> bool:
         """SIGKILL the whole process group; False if it had already finished."""
@@ -149,7 +167,10 @@ def raw_records(run: Path) -> list[dict]:
 def setup(tmp_path_factory):
     base = tmp_path_factory.mktemp("crash")
     model = tiny_model(tmp_path_factory)
-    config = write_tiny_run_config(base / "cfg", model, generate={"n": N_GENERATE})
+    # one test row per batch: evaluation lasts long enough for a kill to land in it
+    config = write_tiny_run_config(
+        base / "cfg", model, generate={"n": N_GENERATE}, evaluate={"batch_size": 1}
+    )
     logs = base / "logs"
     logs.mkdir()
     return base, config, logs
@@ -178,7 +199,10 @@ def test_killed_runs_resume_to_the_uninterrupted_result(setup):
     trained = PROGRESS.index(("train/psi", "done"))
 
     def loading_the_student(run: Run):
-        return run.at_or_after("train/psi", "running"), rng.uniform(0.0, 1.0)
+        # the delay ends early at the first optimizer step: on a fast machine the tiny student
+        # trains (and is evaluated) within a second, and a kill after the run's end lands nowhere
+        started = lambda: run.steps_done() >= 1 or run.progress() >= trained  # noqa: E731
+        return run.at_or_after("train/psi", "running"), rng.uniform(0.0, 1.0), started
 
     def mid_training(run: Run):
         k = rng.randint(1, 7)  # of 8 steps
@@ -204,9 +228,9 @@ def test_killed_runs_resume_to_the_uninterrupted_result(setup):
     raw_before = b""
     for n, moment in enumerate(plan, start=1):
         run = Run(config, out, logs, n)
-        cond, delay = moment(run)
+        cond, delay, *until = moment(run)
         if run.wait_until(cond):
-            time.sleep(delay)
+            run.hold(delay, *until)
             running = run.busy_with()
             if run.kill():
                 kills.append((moment.__name__, ",".join(running) or "-"))
@@ -226,6 +250,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result(setup):
     assert len(kills) >= 10, kills
     landed = ",".join(s for _, s in kills)
     assert "generate/psi" in landed and "train/psi" in landed, kills
+    assert sum(s == "train/psi" for _, s in kills) >= 2, kills  # the student killed mid-training too
 
     # the last rerun finishes, and the run folder equals the uninterrupted one
     final = Run(config, out, logs, len(plan) + 1)
