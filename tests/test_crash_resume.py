@@ -198,15 +198,17 @@ def test_killed_runs_resume_to_the_uninterrupted_result(setup):
     # watched through the trainer's own output, so the moment does not depend on the machine
     trained = PROGRESS.index(("train/psi", "done"))
 
+    def after_step(run: Run, k: int):
+        """A condition: this process has finished k optimizer steps, or training altogether."""
+        return lambda: run.steps_done() >= k or run.progress() >= trained
+
     def loading_the_student(run: Run):
         # the delay ends early at the first optimizer step: on a fast machine the tiny student
         # trains (and is evaluated) within a second, and a kill after the run's end lands nowhere
-        started = lambda: run.steps_done() >= 1 or run.progress() >= trained  # noqa: E731
-        return run.at_or_after("train/psi", "running"), rng.uniform(0.0, 1.0), started
+        return run.at_or_after("train/psi", "running"), rng.uniform(0.0, 1.0), after_step(run, 1)
 
     def mid_training(run: Run):
-        k = rng.randint(1, 7)  # of 8 steps
-        return lambda: run.steps_done() >= k or run.progress() >= trained, 0.0
+        return after_step(run, rng.randint(1, 7)), 0.0  # k of 8 steps
 
     def saving_the_model(run: Run):
         return lambda: run.training_over() or run.progress() >= trained, 0.0
