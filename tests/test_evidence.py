@@ -279,11 +279,13 @@ def test_generation_benchmark_counts_what_llama_cpp_evaluated(tmp_path, monkeypa
 
     from psilm.llm.base import common_prefix_len
     from psilm.llm.llamacpp_backend import prefix_tree
+    from psilm.llm.llamacpp_check import ensure_works
 
     monkeypatch.setenv("PSILM_CACHE", str(tmp_path))  # where the _q8 paths' file is made
     gen = _bench_module("generation")
     gen.STYLE = "list"
     requests = gen.build_requests(4)
+    ensure_works(Path(gen.model_file()), 1)  # in a child first: a crash must not end pytest
     vocab = Llama(model_path=gen.model_file(), vocab_only=True, verbose=False)
     tokens = [vocab.tokenize(p.encode(), add_bos=True) for _, p in requests]
     psilm_run = gen.run_psilm_llamacpp(requests, 4, batch=4)

@@ -367,6 +367,14 @@ def init(
     print(f"read the CHECK comments in {path}, then: psilm run {path} --out runs/{task['name']}")
 
 
+@app.command()
+def doctor() -> None:
+    """Print the CPU, llama.cpp's build and its check on this CPU, torch's threads, the extras."""
+    from psilm.doctor import main as doctor_main
+
+    raise typer.Exit(doctor_main())
+
+
 def _click_exceptions():
     """The click exception classes typer uses (a vendored copy in newer typer, else click itself)."""
     return sys.modules[typer.BadParameter.__module__]

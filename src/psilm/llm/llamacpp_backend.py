@@ -37,7 +37,8 @@ from typing import Any
 
 from psilm.errors import BackendError
 from psilm.llm.base import Completion, Messages, SamplingParams, Scored, common_prefix_len, text_logprob
-from psilm.llm.registry import resolve_model
+from psilm.llm.llamacpp_check import ensure_works
+from psilm.llm.registry import cache_dir, resolve_model
 from psilm.llm.settings import LlamaCppModel
 
 TOP_K = 50  # as transformers' generate; llama.cpp's own default is 40 (and min_p 0.05, off here)
@@ -46,8 +47,6 @@ N_BATCH = 512  # prompt tokens per llama_decode call
 
 class LlamaCppBackend:
     def __init__(self, config: LlamaCppModel):
-        from llama_cpp import Llama
-
         self.config = config
         self.model_id = config.model
         resolved = resolve_model(config.model)
@@ -58,8 +57,13 @@ class LlamaCppBackend:
             )
         self.path = resolved.file
         self.n_threads = config.n_threads or default_threads()
+        # a build that does not suit this CPU dies of a signal: find out in a child process first
+        ensure_works(self.path, self.n_threads)
+        from llama_cpp import Llama
+
         if config.requantize:
             self.path = requantized(self.path, config.requantize, self.n_threads)
+            ensure_works(self.path, self.n_threads)  # other weights, other kernels
         self._lock = threading.Lock()  # one llama.cpp context serves one call at a time
         kwargs: dict[str, Any] = dict(
             n_ctx=config.n_ctx,
@@ -238,11 +242,6 @@ def json_grammar(schema_json: str) -> str:
         return json_schema_to_gbnf(schema_json)
     except (ValueError, KeyError, TypeError, NotImplementedError) as e:
         raise BackendError(f"llama.cpp cannot turn the JSON schema into a grammar: {e}") from None
-
-
-def cache_dir() -> Path:
-    """Where psilm keeps files it makes from installed weights: $PSILM_CACHE, else ~/.cache/psilm."""
-    return Path(os.environ.get("PSILM_CACHE") or Path.home() / ".cache" / "psilm")
 
 
 def requantized(source: Path, kind: str, n_threads: int) -> Path:
