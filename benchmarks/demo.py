@@ -1,4 +1,4 @@
-"""Time `psilm demo` end to end and record its arms table: benchmarks/results/demo.json.
+"""Time `psilm demo` end to end and record its arms table: benchmarks/results/demo/demo.json.
 
     python benchmarks/demo.py [--out runs/bench-demo] [--keep]
 
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument(
         "--keep", action="store_true", help="Reuse an existing run folder (times only what re-runs)."
     )
-    ap.add_argument("--result", type=Path, default=ROOT / "benchmarks" / "results" / "demo.json")
+    ap.add_argument("--result", type=Path, default=ROOT / "benchmarks" / "results" / "demo" / "demo.json")
     args = ap.parse_args()
 
     if args.out.exists() and not args.keep:

@@ -6,8 +6,10 @@
 
 Every (task, seed, variant) is one psilm run folder under --out: finished stages are skipped, so a
 killed benchmark resumes where it stopped. After every finished run the results are aggregated
-again into --result (benchmarks/results/evidence.json, or evidence-quick.json) and a plot beside
-it, so a partial benchmark still shows what it has, marked `"complete": false`.
+again into --result and a plot beside it, so a partial benchmark still shows what it has, marked
+`"complete": false`. The default --result is benchmarks/results/evidence/<tasks>[-<variants>][-quick].json:
+`--tasks trec --variants base` writes evidence/trec.json, the current defaults' answer (the index of
+every result: benchmarks/results/README.md); other variants get a file of their own.
 
 Arms per task (SmolLM2-135M generates and is the student; the test split is never seen before
 evaluation):
@@ -486,10 +488,12 @@ def main() -> None:
     args.ablation_tasks = args.ablation_tasks.split(",")
     suffix = "-quick" if args.quick else ""
     args.out = args.out or ROOT / "runs" / f"evidence{suffix}"
-    args.result = args.result or ROOT / "benchmarks" / "results" / f"evidence{suffix}.json"
     if args.teacher_url and not args.teacher_model:
         sys.exit("--teacher-url needs --teacher-model")
     args.variants = args.variants.split(",") if args.variants else None
+    others = [] if args.quick else [v for v in args.variants or ["all"] if v != "base"]
+    name = "-".join(args.tasks + others) + suffix
+    args.result = args.result or ROOT / "benchmarks" / "results" / "evidence" / f"{name}.json"
     if args.base_arms:
         arms = args.base_arms.split(",")
         VARIANTS["base"] = (arms, VARIANTS["base"][1], {a: VARIANTS["base"][2][a] for a in arms})

@@ -1,4 +1,6 @@
-"""Check what `psilm predict` and `psilm export` give on a finished run: benchmarks/results/export-check.json.
+"""Check what `psilm predict` and `psilm export` give on a finished run.
+
+Writes benchmarks/results/export-check/demo.json (the demo run's check; --result for another run).
 
     python benchmarks/export_check.py RUN_FOLDER [--arm psi] [--work runs/export-check]
         [--quant f16,q8_0,q4_k_m,q4_0] [--n-gguf 50] [--lm-eval-limit 50]
@@ -42,7 +44,9 @@ def main() -> None:
     ap.add_argument("--quant", default="f16,q8_0,q4_k_m,q4_0")
     ap.add_argument("--n-gguf", type=int, default=50)
     ap.add_argument("--lm-eval-limit", type=int, default=50)
-    ap.add_argument("--result", type=Path, default=ROOT / "benchmarks" / "results" / "export-check.json")
+    ap.add_argument(
+        "--result", type=Path, default=ROOT / "benchmarks" / "results" / "export-check" / "demo.json"
+    )
     args = ap.parse_args()
 
     if args.work.resolve().is_relative_to(args.run.resolve()):

@@ -34,7 +34,7 @@ tokens read (after prefix reuse) and answer tokens decoded, and the seconds each
 On a CPU that is the work, so it bounds what any scheduling of the same requests can gain.
 
 Each path runs `--reps` times, interleaved (A B C D A B C D), since the machine is shared: the load
-average is recorded before every run. Writes benchmarks/results/generation.json.
+average is recorded before every run. Writes benchmarks/results/generation-speed/generation.json.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"  # one folder per question: benchmarks/results/README.md
 PATHS = [
     "llamacpp_sequential",
     "transformers_generate",
@@ -303,7 +304,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2, help="Runs per path, interleaved.")
     ap.add_argument("--paths", nargs="+", default=PATHS, choices=PATHS)
     ap.add_argument("--prompt-style", choices=["list", "chat"], default="list")
-    ap.add_argument("--result", type=Path, default=ROOT / "benchmarks" / "results" / "generation.json")
+    ap.add_argument("--result", type=Path, default=RESULTS / "generation-speed" / "generation.json")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:

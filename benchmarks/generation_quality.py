@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"  # one folder per question: benchmarks/results/README.md
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from trec_labels import one_question, rule_label  # noqa: E402
@@ -85,7 +86,7 @@ def main() -> None:
     ap.add_argument("--margin", type=float, default=FilterSettings().label_margin)
     ap.add_argument("--arms", default=",".join(a for a, _, _ in ARMS), help="comma-separated arm names")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "generation-quality")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generation-quality.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "row-quality" / "generation-quality.json")
     args = ap.parse_args()
 
     task = load_task("trec")

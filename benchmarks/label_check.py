@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--model", default="gemma3-270m", help="a GGUF alias or path (llama.cpp)")
     ap.add_argument("--real", type=int, default=150, help="real TREC test rows to score (0: none)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "label-check-trec.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "label-check" / "trec.json")
     args = ap.parse_args()
 
     task = load_task("trec")

@@ -13,7 +13,8 @@ it keeps and how often the rule agrees with the label it keeps them under (none:
 agree: rows where the student agrees; relabel: the student's label where it is >= 0.9 sure; weight:
 rows weighted by the student's probability of the asked label; student: the student's label on all).
 
-    python benchmarks/trec_labels.py [--runs runs/evidence/trec] [--out benchmarks/results/trec-labels.json]
+    python benchmarks/trec_labels.py [--runs runs/evidence/trec]
+        [--out benchmarks/results/row-quality/trec-labels.json]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from psilm.store import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"  # one folder per question: benchmarks/results/README.md
 TRAIN = ROOT / "data" / "trec" / "train.jsonl"
 
 RULES = [  # first match wins
@@ -133,7 +135,7 @@ def check_policies(folder: Path, arm: str, relabel_min_prob: float = 0.9) -> dic
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "evidence" / "trec")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "trec-labels.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "row-quality" / "trec-labels.json")
     args = ap.parse_args()
     from evidence import VARIANTS  # variant -> (arms, settings, {arm: reported name})
 
