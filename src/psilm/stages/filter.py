@@ -63,7 +63,7 @@ class FilterSettings(Settings):
         "log-probability is more than this many nats below the most likely label's. 0: only inputs "
         "whose own label is the checker's first choice. On TREC (Gemma 3 270M scoring SmolLM2's rows, "
         "three seeds) 1 nat kept 61% of psi rows, and the rule of benchmarks/trec_labels.py agreed "
-        "with 61.4% of those against 52.7% of all (benchmarks/results/label-check-trec.json).",
+        "with 61.4% of those against 52.7% of all (benchmarks/results/label-check/trec.json).",
     )
     # --- over-filtering alarm
     max_drop_share: float = Field(0.7, gt=0, le=1, description="Warn loudly past this share dropped.")

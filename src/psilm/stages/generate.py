@@ -54,7 +54,7 @@ class GenerateSettings(Settings):
         "kept byte for byte so that earlier runs' raw logs still answer it). On TREC with SmolLM2-135M "
         "(psi, 192 rows), list rows asked for their label's type 71% of the time against 43% with chat, "
         "and were one question 94% against 44% "
-        "(benchmarks/results/generation-quality.md).",
+        "(benchmarks/results/row-quality/generation-quality.md).",
     )
     structured: Structured = Field(
         "auto",

@@ -16,7 +16,7 @@ Two prompt styles (`generate.prompt_style`):
   and the sampled principle(s), then numbered demos, then the next number. A base model writes the
   next item; the header steers it, since it does not follow instructions. Measured on TREC with
   SmolLM2-135M-Instruct (192 psi rows): 71% of questions ask for their label's type against 43% from
-  chat, and 94% are one question against 44% (benchmarks/results/generation-quality.md).
+  chat, and 94% are one question against 44% (benchmarks/results/row-quality/generation-quality.md).
 """
 
 from __future__ import annotations
