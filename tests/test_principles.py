@@ -193,7 +193,39 @@ def test_error_level_writes_principles_only_from_mistakes(tmp_path, trec, trec_s
     assert not any("NASA" in c for c in mistake_prompts)
     assert out["error"]["mistakes"] == 2 and out["error"]["student"] == "tiny"
     assert [p["id"] for p in out["principles"]] == ["e1", "e2"]
-    assert all(p["level"] == "error" and p["category"] is None for p in out["principles"])
+    # classification: one principle per mistake, kept with the label the student missed (so it
+    # reaches that label's generation prompts), not merged into label-less ones
+    assert not any("Merge them" in c for c, _ in teacher.prompts)
+    assert {p["category"] for p in out["principles"]} == {"human", "numeric"}
+    assert all(p["level"] == "error" for p in out["principles"])
+    assert "new training questions" in mistake_prompts[0] and 'for example "' in mistake_prompts[0]
+
+
+def test_a_create_principle_whose_example_the_teacher_labels_otherwise_is_dropped(tmp_path, trec, trec_seeds):
+    """The create prompt asks for a form and one quoted example; the teacher labels each example
+    with the task's own prompt, and a principle whose example is off its label goes."""
+
+    def reply(prompt: str, params) -> str:
+        if params.temperature == 0:  # the check: the task's own prompt, answered greedily
+            return "location" if "capital of France" in prompt else "abbreviation"
+        if "instructions for writing a new question whose label is 'abbreviation'" in prompt:
+            assert "not description, entity, human, location, numeric" in prompt
+            return (
+                '1. Ask what an acronym stands for, for example "What does NASA stand for?".\n'
+                '2. Ask for a famous capital, for example "What is the capital of France?".'
+            )
+        return "1. Keep every question short and about one fact."
+
+    teacher = Scripted(reply)
+    settings = PrinciplesSettings(levels=["category"])
+    out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"), settings, seed=0)
+    abbr = [p["text"] for p in out["principles"] if p["category"] == "abbreviation" and p["use"] == "create"]
+    assert abbr == ['Ask what an acronym stands for, for example "What does NASA stand for?".']
+    assert out["dropped"]["example_off_label"] == 1
+    checked = [str(p["messages"]) for p in out["prompts"] if p["level"] == "check"]
+    assert len(checked) == 2 and any("capital of France" in c for c in checked)
+    # a principle without a quoted example is kept unchecked
+    assert any(p["text"].startswith("Keep every question short") for p in out["principles"])
 
 
 def test_error_level_without_mistakes_says_so(tmp_path, trec, trec_seeds):

@@ -10,6 +10,17 @@ Levels (each switchable in `levels`, so each can be measured):
 The teacher is asked for short numbered lists; every line is parsed forgivingly and each line
 that is dropped is counted by reason, so garbage output never crashes the stage. A person can
 write the principles instead (`load_principles_file`): they are plain text, one per entry.
+
+What a small generator can use is advice for *writing* an instance, in the shape a person writes
+it: one form the instance takes and one new example ("Ask what an acronym stands for, for example
+\"What does NASA stand for?\""). Measured on TREC (a 1.5B teacher, SmolLM2 writing): abstract
+advice, some of it for answering rather than writing, steered the generator no better than no
+principles (53% of rows asked for their label's type against direct's 54%; a person's 67%). So the
+create prompts ask for that shape and name the neighbouring labels to stay clear of; for a
+classification task the teacher then labels each principle's own example with the task's prompt,
+and a principle whose example it puts under another label is dropped (counted as
+`example_off_label`). Error principles of a classification task stay with the label the student
+missed, so they reach that label's generation prompts.
 """
 
 from __future__ import annotations
@@ -191,9 +202,15 @@ def _list_request(n: int, what: str) -> str:
     )
 
 
+_PLAIN = "Reply with a numbered list only, one line each, no headings and no bold."
+
+
 def task_prompt(task: Task, seeds: list[Example], s: PrinciplesSettings) -> Messages:
-    body = f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown)}\n\n" + _list_request(
-        s.task_count, "about what the task asks, what a correct answer must satisfy, and the answer format"
+    noun = task.config.input_name
+    body = (
+        f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown)}\n\n"
+        f"Write {s.task_count} short rules that every new {noun} written for this task must follow: "
+        f"what it is, its form and length, and what it must not contain. One sentence each. {_PLAIN}"
     )
     return [{"role": "user", "content": body}]
 
@@ -213,14 +230,29 @@ def category_prompt(
 ) -> Messages:
     noun = task.config.input_name
     label = task.category_word
-    what = (
-        f"for writing a good new {noun} whose {label} is '{name}'"
-        if use == "create"
-        else f"for solving a {noun} of {label} '{name}' correctly"
-    )
     head = f"{_about(task)}\n\nThe {label} '{name}'" + (f" means: {desc}" if desc else "") + "."
     examples = f"\n\nExamples of '{name}':\n{_shown(task, shown, s.seeds_shown)}" if shown else ""
-    return [{"role": "user", "content": f"{head}{examples}\n\n{_list_request(s.per_category, what)}"}]
+    if use == "solve":
+        ask = _list_request(s.per_category, f"for solving a {noun} of {label} '{name}' correctly")
+        return [{"role": "user", "content": f"{head}{examples}\n\n{ask}"}]
+    fixed = task.fixed_categories() or {}
+    others = [c for c in fixed if c != name]
+    apart = f" Each example must clearly be '{name}', not {', '.join(others)}." if others else ""
+    ask = (
+        f"Write {s.per_category} instructions for writing a new {noun} whose {label} is '{name}'. "
+        f"Each names one form such a {noun} takes, then gives one new example in double quotes: "
+        f'<what the {noun} does>, for example "<a new {noun}>".{apart} {_PLAIN}'
+    )
+    return [{"role": "user", "content": f"{head}{examples}\n\n{ask}"}]
+
+
+_QUOTED = re.compile(r'["\u201c](?P<text>[^"\u201c\u201d]{8,})["\u201d]')
+
+
+def quoted_example(principle: str) -> str | None:
+    """The last double-quoted stretch of a principle: its example instance, if it gives one."""
+    found = _QUOTED.findall(principle)
+    return found[-1].strip() if found else None
 
 
 def mistake_prompt(task: Task, seed: Example, student_text: str) -> Messages:
@@ -228,8 +260,10 @@ def mistake_prompt(task: Task, seed: Example, student_text: str) -> Messages:
     body = (
         f"{_about(task)}\n\nA small model was given this {name}:\n{_trim(seed.input)}\n\n"
         f"It answered:\n{_trim(student_text)}\n\nThe correct answer is:\n{_trim(seed.output)}\n\n"
-        f"Write one short principle (one sentence) that would have led the model to the correct "
-        f"answer, general enough to help with similar {name}s. Reply with the principle only."
+        f"We will write new training {name}s so that the model learns this. Write one instruction "
+        f"(one sentence) for writing such a {name}: what it must show so that the correct answer is "
+        f'clear, then one new example in double quotes: <instruction>, for example "<a new {name}>". '
+        "Reply with the instruction only."
     )
     return [{"role": "user", "content": body}]
 
@@ -272,8 +306,8 @@ def write_principles(
     dropped: Counter = Counter()
     notes: list[str] = []
 
-    def ask(level: str, requests: list[tuple[str, Messages]]) -> dict[str, Completion]:
-        out = teacher(requests, params)
+    def ask(level: str, requests: list[tuple[str, Messages]], how: SamplingParams = params) -> dict:
+        out = teacher(requests, how)
         prompts.extend(
             {
                 "level": level,
@@ -337,16 +371,22 @@ def write_principles(
             for use in ("create", "solve")
         ]
         out = ask("category", requests)
-        for name in categories:
-            for use in ("create", "solve"):
-                got = items(out[f"principles/{seed}/category/{name}/{use}"], s.per_category)
-                add("category", name, use, got, f"c-{name}-")
+        got = {
+            (name, use): items(out[f"principles/{seed}/category/{name}/{use}"], s.per_category)
+            for name in categories
+            for use in ("create", "solve")
+        }
+        if fixed is not None:  # the teacher labels each principle's own example: off-label ones go
+            got = _on_label(task, got, seed, ask, dropped)
+        for (name, use), texts in got.items():
+            add("category", name, use, texts, f"c-{name}-")
 
     # --- error level: the student's mistakes on the seeds
     error: dict[str, Any] | None = None
     if "error" in s.levels:
         error = _error_level(task, seeds, student, s, seed, ask, items)
-        add("error", None, "both", error.pop("principles"), "e")
+        for category, text in error.pop("principles"):
+            add("error", category, "both", [text], "e")
         if error["mistakes"] == 0:
             notes.append("the student answered every seed correctly; no error-level principles")
 
@@ -377,18 +417,25 @@ def _error_level(
             mistakes.append({"seed": i, "predicted": pred, "gold": x.answer, "response": text})
     used = mistakes[: s.max_mistakes]
     specific: list[str] = []
+    about: list[str | None] = []  # the label each specific principle is about (classification)
+    fixed = task.fixed_categories()
     if used:
         reqs = [
             (f"principles/{seed}/mistake/{m['seed']}", mistake_prompt(task, seeds[m["seed"]], m["response"]))
             for m in used
         ]
         out = ask("error", reqs)
-        for rid, _ in reqs:
-            specific.extend(items(out[rid], 1))
-    general: list[str] = []
-    if specific:
+        for (rid, _), m in zip(reqs, used, strict=True):
+            got = items(out[rid], 1)
+            specific.extend(got)
+            about.extend([m["gold"] if fixed is not None and m["gold"] in fixed else None] * len(got))
+    general: list[tuple[str | None, str]] = []
+    if fixed is not None:  # each stays with the label the student missed: it reaches that label's prompts
+        general = list(zip(about, specific, strict=True))
+    elif specific:
         rid = f"principles/{seed}/condense"
-        general = items(ask("error", [(rid, condense_prompt(task, specific, s))])[rid], s.condense_to)
+        merged = items(ask("error", [(rid, condense_prompt(task, specific, s))])[rid], s.condense_to)
+        general = [(None, text) for text in merged]
     return {
         "student": student.model_id,
         "seeds": len(seeds),
@@ -398,6 +445,34 @@ def _error_level(
         "specific": specific,
         "principles": general,
     }
+
+
+def _on_label(task: Task, got: dict, seed: int, ask, dropped: Counter) -> dict:
+    """Keep a create principle whose quoted example the teacher labels as its own category (asked
+    with the task's own prompt, greedily); a principle without an example is kept as it is."""
+    greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=16, seed=seed)
+    examples = {
+        (name, use, k): quoted_example(text)
+        for (name, use), texts in got.items()
+        if use == "create"
+        for k, text in enumerate(texts)
+    }
+    requests = [
+        (f"principles/{seed}/check/{name}/{k}", task.prompt(ex))
+        for (name, _, k), ex in examples.items()
+        if ex is not None
+    ]
+    answers = ask("check", requests, greedy) if requests else {}
+    kept: dict = {}
+    for (name, use), texts in got.items():
+        kept[(name, use)] = []
+        for k, text in enumerate(texts):
+            rid = f"principles/{seed}/check/{name}/{k}"
+            if use == "create" and rid in answers and task.extract(answers[rid].text) != name:
+                dropped["example_off_label"] += 1
+            else:
+                kept[(name, use)].append(text)
+    return kept
 
 
 # ---------------------------------------------------------------------------------------------
