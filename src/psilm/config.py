@@ -17,7 +17,7 @@ from psilm.emissions import EmissionsSettings
 from psilm.errors import ConfigError
 from psilm.io import read_yaml
 from psilm.llm.base import SCORING_BACKENDS
-from psilm.llm.settings import ModelSettings, TransformersModel, backend_of, explain
+from psilm.llm.settings import ModelSettings, TransformersModel, backend_of, default_teacher, explain
 from psilm.settings import Settings
 from psilm.stages.evaluate import EvaluateSettings
 from psilm.stages.evolve import EvolveSettings
@@ -57,7 +57,11 @@ class DataConfig(Settings):
 class ModelsConfig(Settings):
     """Each role's model; its `backend` decides which settings it takes (psilm.llm.settings)."""
 
-    teacher: ModelSettings = Field(default_factory=TransformersModel, description="Writes the principles.")
+    teacher: ModelSettings = Field(
+        default_factory=default_teacher,
+        description="Writes the principles: the embedded qwen2.5-coder-1.5b on llamacpp where "
+        "psilm[teacher] is installed, else the embedded 135M model (weak: its principles were junk).",
+    )
     generator: ModelSettings = Field(default_factory=TransformersModel, description="Writes the instances.")
     student: ModelSettings = Field(default_factory=TransformersModel, description="Is trained and evaluated.")
     checker: ModelSettings | None = Field(

@@ -266,11 +266,14 @@ def stage_principles(ctx: Context) -> list[dict]:
                 student = ctx.caller("student", "principles", cfg.models.student)
             result = P.write_principles(ctx.task, ctx.seeds, teacher, settings, cfg.seed, student=student)
         atomic_write_json(path, result)
+        if result.get("warning"):
+            ctx.log(f"WARNING (principles): {result['warning']}")
         return {
             "n_principles": len(result["principles"]),
             "per_level": per_level(result["principles"]),
             "source": "file" if settings.file else "teacher",
             "output_hash": file_hash(path),
+            "warning": result.get("warning"),
         }
 
     run_stage(ctx, "principles", parts, [path], work)

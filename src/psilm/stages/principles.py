@@ -39,6 +39,9 @@ from psilm.llm.calls import ModelCaller
 from psilm.settings import Settings
 from psilm.tasks import Example, Task
 
+# teachers too small to write principles: a run that uses one says so (console, manifest, report)
+WEAK_TEACHERS = ("smollm2-135m",)
+
 Level = Literal["task", "category", "error"]
 LEVELS: tuple[str, ...] = get_args(Level)  # in the order reports show them
 USES = ("create", "solve", "both")
@@ -390,7 +393,16 @@ def write_principles(
         if error["mistakes"] == 0:
             notes.append("the student answered every seed correctly; no error-level principles")
 
+    warning = None
+    if teacher.model_id in WEAK_TEACHERS:
+        warning = (
+            f"principles written by {teacher.model_id}, a 135M model: when measured its principles "
+            "were junk (\"One principle: 10.\"); install the embedded 1.5B teacher with "
+            "`pip install 'psilm[teacher]'`, point models.teacher at a server, or set principles.file"
+        )
+        notes.append(warning)
     return {
+        "warning": warning,
         "principles": principles,
         "teacher": teacher.model_id,
         "prompts": prompts,
