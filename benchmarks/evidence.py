@@ -15,8 +15,10 @@ Arms per task (SmolLM2-135M generates and is the student; the test split is neve
 evaluation):
   zero_shot, seed_only, direct      the baselines
   psi_person                        psi with the person-written principles file for the task
-  psi_teacher                       psi with the teacher's principles (the embedded model itself,
-                                    or --teacher-url), levels task + category + error
+  psi_teacher                       psi with the teacher's principles (psilm's default teacher: the
+                                    embedded qwen2.5-coder-1.5b, or --teacher-url), levels task +
+                                    category + error
+  teacher                           the teacher writes every row (variant teacher_all)
   human                             real training rows, as many as the generated arms kept
 Ablations on psi (tasks in --ablation-tasks):
   levels_task, levels_category      one level of the person's file alone (psi_person has both)
@@ -116,6 +118,8 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
         },
     ),
     "teacher": (["psi"], {"principles": {"file": None}}, {"psi": "psi_teacher"}),
+    # the teacher writes every row (same n, seeds and filters): what psi's principles are priced against
+    "teacher_all": (["teacher"], {"principles": {"file": None}}, {"teacher": "teacher"}),
     # --- ablations
     "levels_category": (["psi"], {"principles": {"levels": ["category"]}}, {"psi": "levels_category"}),
     "levels_task": (["psi"], {"principles": {"levels": ["task"]}}, {"psi": "levels_task"}),
@@ -207,7 +211,7 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
         }.items()
     },
 }
-MAIN = ["base", "teacher"]
+MAIN = ["base", "teacher", "teacher_all"]
 ABLATIONS = [v for v in VARIANTS if v not in MAIN]
 QUICK_ARMS = ["zero_shot", "direct", "psi"]
 # paired differences reported per task: (a, b) means a - b
@@ -217,6 +221,8 @@ PAIRS = [
     ("psi_teacher", "direct"),
     ("psi_person", "human"),
     ("psi_person", "psi_teacher"),
+    ("psi_teacher", "teacher"),  # the method's second claim: most of the teacher's data, for less
+    ("teacher", "direct"),
     ("direct", "seed_only"),
     ("psi_round2", "psi_round1"),  # what a second round adds (issue: psi_round2 - psi)
     ("psi_round2", "direct_round2"),  # principles after a round each
@@ -275,10 +281,9 @@ def run_config(task: str, profile: str, variant: str, seed: int, args) -> dict:
         "task": task,
         **spec,
         "arms": QUICK_ARMS if profile == "quick" and variant == "base" else arms,
-        "models": {
-            "generator": {"backend": "llamacpp", "model": "smollm2-135m"},
-            "teacher": {"model": "smollm2-135m"},
-        },
+        # the teacher: psilm's default (the embedded qwen2.5-coder-1.5b where psilm[teacher] is
+        # installed), or --teacher-url
+        "models": {"generator": {"backend": "llamacpp", "model": "smollm2-135m"}},
         "principles": {"file": str(PRINCIPLES / f"{task}.yaml")},
     }
     if args.teacher_url:
@@ -372,7 +377,7 @@ def aggregate(args, jobs: list[tuple[str, int, str]], done: set[tuple[str, int, 
         "setup": {
             "generator": "smollm2-135m (embedded GGUF) via llama.cpp",
             "student": "smollm2-135m, LoRA (r 16), CPU fp32",
-            "teacher": args.teacher_model or "smollm2-135m (the embedded model as its own teacher)",
+            "teacher": args.teacher_model or _default_teacher(),
             "person_principles": {t: f"configs/principles/{t}.yaml" for t in args.tasks},
             "seeds": args.seeds,
             "variants": sorted({v for _, _, v in jobs}),
@@ -383,15 +388,27 @@ def aggregate(args, jobs: list[tuple[str, int, str]], done: set[tuple[str, int, 
     }
 
 
+def _default_teacher() -> str:
+    from psilm.llm.settings import default_teacher
+
+    t = default_teacher()
+    return f"{t.model} ({t.backend}, psilm's default teacher)"
+
+
 def machine() -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from generation import cpu_name
 
-    return {"cores": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version()}
+    from psilm.llm.llamacpp_check import verdict
+    from psilm.llm.registry import resolve_model
+
+    info = verdict(resolve_model("smollm2-135m").file, 1)["system_info"]  # cached once per machine
+    return {"cores": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version(),
+            "llama_cpp_system_info": info}
 
 
 # --- plot -------------------------------------------------------------------------------------------
-ORDER = ["zero_shot", "seed_only", "direct", "psi_teacher", "psi_person", "human"]
+ORDER = ["zero_shot", "seed_only", "direct", "psi_teacher", "psi_person", "teacher", "human"]
 
 
 def plot(result: dict, path: Path) -> None:

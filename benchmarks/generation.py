@@ -438,6 +438,9 @@ def _versions() -> dict:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = None
+    from psilm.llm.llamacpp_check import verdict  # the build's CPU features, checked in a child
+
+    out["llama_cpp_system_info"] = verdict(Path(model_file()), 1)["system_info"]
     return out
 
 

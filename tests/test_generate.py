@@ -198,6 +198,20 @@ def test_category_weights_from_train(tmp_path, write_jsonl):
     assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()  # nothing written on error
 
 
+def test_principle_mix_levels_shows_every_level(trec, trec_seeds, trec_principles):
+    """principle_mix: levels puts one of the category's own and one task-level principle in each
+    two-principle prompt, so no written level goes unseen; own_first never shows the task level."""
+    by_id = {p["id"]: p for p in trec_principles}
+    for mix, task_shown in (("own_first", False), ("levels", True)):
+        settings = GenerateSettings(n=30, principle_mix=mix)
+        plans = plan_instances(trec, trec_seeds, trec_principles, settings, seed=2)
+        for plan in plans:
+            levels = sorted(by_id[i]["level"] for i in plan["principle_ids"])
+            assert levels == (["category", "task"] if task_shown else ["category", "category"])
+            assert all(by_id[i]["category"] in (None, plan["category"]) for i in plan["principle_ids"])
+        assert (principles_shown(trec_principles, plans)[1] is None) == task_shown
+
+
 def test_category_weights(trec, trec_seeds, trec_principles):
     w = {"human": 3, "numeric": 1}
     plans = plan_instances(

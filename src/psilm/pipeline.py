@@ -42,12 +42,13 @@ from psilm.store import RunDir
 from psilm.tasks import Example, Task, load_task
 
 
-def _settings_key(settings, name: str, off: Any) -> dict:
+def _settings_key(settings, name: str, off: Any, **more_offs: Any) -> dict:
     """A stage's settings for its key, without `name` while it has the value that changes nothing
-    (`off`): runs made before the setting existed keep their keys."""
+    (`off`), and likewise each of `more_offs`: runs made before the setting existed keep their keys."""
     dump = settings.model_dump(mode="json")
-    if dump.get(name) == off:
-        del dump[name]
+    for key, value in {name: off, **more_offs}.items():
+        if dump.get(key) == value:
+            del dump[key]
     return dump
 
 
@@ -303,7 +304,10 @@ def stage_generate(ctx: Context, arm: str) -> None:
         if judge.get("category_weights"):
             update["category_weights"] = judge["category_weights"]
         settings = settings.model_copy(update=update)
-    parts["settings"] = {**_settings_key(settings, "label_check", False), "mode": spec.mode}
+    parts["settings"] = {
+        **_settings_key(settings, "label_check", False, principle_mix="own_first"),
+        "mode": spec.mode,
+    }
     if spec.uses_principles:
         if spec.round > 1:
             principles = stage_round_principles(ctx, arm)

@@ -85,6 +85,13 @@ class GenerateSettings(Settings):
         description="Sample the category's own principles before task/error ones "
         "(the category's own principles are what helped on TREC).",
     )
+    principle_mix: Literal["own_first", "levels"] = Field(
+        "own_first",
+        description="own_first: the category's own principles fill the prompt first (task-level ones "
+        "reach a prompt only when too few are left); levels: one of the category's own, then one from "
+        "the other levels written (task, and error principles not tied to a category), alternating, so "
+        "every level reaches prompts. Not the default until measured on students over three seeds.",
+    )
     category_weights: dict[str, float] | Literal["train"] | None = Field(
         None,
         description="Draw categories by these weights instead of evenly; unnamed ones get 0. "
@@ -222,9 +229,15 @@ def _sample(pool: list[dict], k: int | None, s: GenerateSettings, rng: random.Ra
     if k is None or k >= len(pool):
         return [p["id"] for p in pool]
     own = [p for p in pool if p.get("category") is not None] if s.prefer_category else []
-    picked = rng.sample(own, min(k, len(own)))
-    rest = [p for p in pool if p not in picked]
-    picked += rng.sample(rest, k - len(picked))
+    if s.principle_mix == "levels" and own and len(own) < len(pool):
+        other = [p for p in pool if p.get("category") is None]
+        n_other = min(k // 2, len(other))  # one of each in two slots; the rest to the category's own
+        picked = rng.sample(own, min(k - n_other, len(own)))
+        picked += rng.sample(other, k - len(picked))
+    else:
+        picked = rng.sample(own, min(k, len(own)))
+        rest = [p for p in pool if p not in picked]
+        picked += rng.sample(rest, k - len(picked))
     order = {p["id"]: j for j, p in enumerate(pool)}
     return sorted((p["id"] for p in picked), key=order.__getitem__)
 
@@ -460,7 +473,7 @@ def principles_shown(principles: list[dict], records: list[dict]) -> tuple[dict[
         warning = (
             f"principles at level(s) {unused} were written but no generation prompt shows one "
             "(principles_per_instance and prefer_category pick the category's own first); "
-            "raise generate.principles_per_instance, set generate.prefer_category=false, "
+            "set generate.principle_mix=levels, raise generate.principles_per_instance, "
             "or leave those levels out of principles.levels"
         )
     return {lv: shown[lv] for lv in written}, warning
