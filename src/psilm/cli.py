@@ -135,6 +135,10 @@ def demo(
     teacher_key_env: Annotated[
         str | None, typer.Option(help="Env variable holding the teacher's API key.")
     ] = None,
+    teacher: Annotated[
+        bool,
+        typer.Option(help="Let the embedded 1.5B teacher write the principles (psilm[teacher])."),
+    ] = False,
     self_teacher: Annotated[
         bool,
         typer.Option(help="Let the embedded 135M model write its own principles (weak; for comparison)."),
@@ -145,11 +149,12 @@ def demo(
 ) -> None:
     """The whole pipeline on the embedded model and the shipped SST-2 slice."""
     overrides = list(set_ or [])
+    if teacher_url or teacher or self_teacher:  # a teacher writes all three levels
+        overrides += ["principles.file=null", "principles.levels=[task,category,error]"]
     if teacher_url:
         if not teacher_model:
             raise PsilmError("--teacher-url needs --teacher-model (the model name the server knows)")
         overrides += [
-            "principles.file=null",
             "models.teacher.backend=openai",
             f"models.teacher.base_url={teacher_url}",
             f"models.teacher.model={teacher_model}",
@@ -157,7 +162,9 @@ def demo(
         if teacher_key_env:
             overrides.append(f"models.teacher.api_key_env={teacher_key_env}")
     elif self_teacher:
-        overrides.append("principles.file=null")
+        overrides += ["models.teacher.backend=transformers", "models.teacher.model=smollm2-135m"]
+    elif teacher:
+        overrides += ["models.teacher.backend=llamacpp", "models.teacher.model=qwen2.5-coder-1.5b"]
     config_path = Path(str(resources.files("psilm").joinpath("demo", "sst2.yaml")))
     if not quiet:
         source = (
@@ -165,6 +172,8 @@ def demo(
             if teacher_url
             else "the embedded 135M model as its own teacher"
             if self_teacher
+            else "the embedded teacher qwen2.5-coder-1.5b"
+            if teacher
             else "principles written by a person (psilm/demo/sst2_principles.yaml), standing in for a teacher"
         )
         print(f"psilm demo: SST-2 on the embedded SmolLM2-135M; principles from {source}", file=sys.stderr)
