@@ -220,7 +220,8 @@ def plan(
     width = max((len(s.name) for s in steps), default=0)
     if out is None:
         for i, s in enumerate(steps, 1):
-            print(f"{i:3d}  {s.name:{width}s}" + (f"  after {', '.join(s.needs)}" if s.needs else ""))
+            after = f"  after {', '.join(s.needs)}" if s.needs else ""
+            print(f"{i:3d}  {s.name:{width if after else 0}s}{after}")
         print(f"{len(steps)} steps; --out FOLDER says which a run there would skip")
         return
     rows = status(ctx, steps)
