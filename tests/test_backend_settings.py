@@ -10,11 +10,11 @@ import yaml
 
 import psilm
 from psilm.config import load_config
+from psilm.context import model_key as _model_key
 from psilm.distributed import worker_resources
 from psilm.durable import fingerprint
 from psilm.errors import ConfigError
 from psilm.llm import LlamaCppModel, ModelConfig, OpenAIModel, TransformersModel, VllmModel
-from psilm.pipeline import _model_key
 
 URL = "http://127.0.0.1:8000/v1"
 

@@ -4,7 +4,7 @@ import pytest
 
 from psilm.stages.clean import PREAMBLE_PATTERNS, clean_input, first_question, is_one_question
 from psilm.stages.filter import FilterSettings, filter_instances
-from psilm.tasks.base import Example, load_task
+from psilm.tasks import Example, load_task
 
 SST2 = load_task("sst2")
 TREC = load_task("trec")

@@ -207,6 +207,39 @@ def bench(
     print(f"results: {out / 'bench.json'}")
 
 
+@app.command()
+def plan(
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config (see configs/).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run folder: say which steps a run would skip.")
+    ] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Print the steps a run of CONFIG takes, in order; with --out, which would run or be skipped."""
+    from psilm.config import load_config
+    from psilm.pipeline import peek, status
+    from psilm.plan import plan as plan_steps
+
+    def note(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    cfg = load_config(config, set_)
+    steps = plan_steps(cfg)
+    ctx = peek(cfg, out, note)  # checks the inputs as a run would; reads the folder, writes nothing
+    width = max((len(s.name) for s in steps), default=0)
+    if out is None:
+        for i, s in enumerate(steps, 1):
+            after = f"  after {', '.join(s.needs)}" if s.needs else ""
+            print(f"{i:3d}  {s.name:{width if after else 0}s}{after}")
+        print(f"{len(steps)} steps; --out FOLDER says which a run there would skip")
+        return
+    rows = status(ctx, steps)
+    for i, (s, mode, why) in enumerate(rows, 1):
+        print(f"{i:3d}  {mode:4s}  {s.name:{width}s}  {why}")
+    n_run = sum(mode == "run" for _, mode, _ in rows)
+    print(f"{len(rows)} steps: {n_run} to run, {len(rows) - n_run} to skip ({out})")
+
+
 # --- one command per stage -------------------------------------------------------------------
 @app.command()
 def principles(

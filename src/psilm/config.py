@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field, ValidationError, field_validator, mo
 
 from psilm import arms as arms_table
 from psilm.emissions import EmissionsSettings
-from psilm.errors import ConfigError
+from psilm.errors import ConfigError, format_validation_error
 from psilm.io import read_yaml
 from psilm.llm.base import SCORING_BACKENDS
 from psilm.llm.settings import ModelSettings, TransformersModel, backend_of, default_teacher, explain
@@ -245,7 +245,7 @@ def config_from_dict(data: dict, base: Path | None = None, source: str = "config
     try:
         cfg = RunConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(source, e)) from None
+        raise ConfigError(format_validation_error(source, e, explain)) from None
     return _resolve_paths(cfg, base or Path.cwd())
 
 
@@ -267,19 +267,3 @@ def load_config(
         base, source = path.resolve().parent, str(path)
     data = apply_overrides(dict(data or {}), overrides or [])
     return config_from_dict(data, base, source)
-
-
-def format_validation_error(source: str, e: ValidationError) -> str:
-    """Every problem on one line, each naming the key: 'config.yaml: generate.n: ...; data: ...'."""
-    lines = []
-    for err in e.errors():
-        where, msg = explain(err) or (err["loc"], None)  # in a model's settings: its backend's words
-        loc = ".".join(str(p) for p in where if not str(p).startswith("function-after"))
-        if msg is None:
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown setting (check the spelling; see docs/configuration.md)"
-            elif err["type"] == "missing":
-                msg = "required setting is missing"
-        lines.append(f"{loc or '(top level)'}: {' '.join(str(msg).split())}")
-    return f"{source}: " + "; ".join(lines)

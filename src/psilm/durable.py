@@ -50,6 +50,11 @@ def file_hash(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
+def text_hash(text: str) -> str:
+    """file_hash of a file that holds `text` (UTF-8), before it is written."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 # --- storage errors ------------------------------------------------------------------------
 # errno values that mean "the disk or folder refuses the write", not "psilm has a bug"
 STORAGE_ERRNOS = frozenset(

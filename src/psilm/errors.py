@@ -1,7 +1,13 @@
 """Errors a user can act on. Each message names the file, line or setting and what to do.
 
-The CLI turns any PsilmError into one line on stderr and exit code 2, with no traceback.
+The CLI turns any PsilmError into one line on stderr and exit code 2, with no traceback. This is the
+bottom floor: it imports nothing of psilm, so every module can raise and word its errors from here.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 
 class PsilmError(Exception):
@@ -18,3 +24,23 @@ class DataError(PsilmError):
 
 class BackendError(PsilmError):
     """A model could not be loaded or an endpoint could not be reached."""
+
+
+def format_validation_error(
+    source: str, e: Any, explain: Callable[[Any], tuple[list[Any], str | None] | None] | None = None
+) -> str:
+    """Every problem of a pydantic ValidationError `e` on one line, each naming the key:
+    'config.yaml: generate.n: ...; data: ...'. `explain(err)` may give an error's place and words
+    instead (a model's settings say theirs in their backend's words: llm/settings.py)."""
+    lines = []
+    for err in e.errors():
+        where, msg = (explain(err) if explain else None) or (err["loc"], None)
+        loc = ".".join(str(p) for p in where if not str(p).startswith("function-after"))
+        if msg is None:
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown setting (check the spelling; see docs/configuration.md)"
+            elif err["type"] == "missing":
+                msg = "required setting is missing"
+        lines.append(f"{loc or '(top level)'}: {' '.join(str(msg).split())}")
+    return f"{source}: " + "; ".join(lines)

@@ -21,7 +21,8 @@ import yaml
 
 from psilm.errors import DataError, PsilmError
 from psilm.io import read_rows
-from psilm.tasks.base import CHOICE_FORMS, TaskConfig, parse_number, read_choices
+from psilm.tasks.base import TaskConfig, parse_number
+from psilm.tasks.choices import CHOICE_FORMS, read_choices
 
 MAX_ROWS = 5000  # enough to see the label set; a large file is not read whole
 MAX_LABELS = 20  # more distinct targets than this is not a label set

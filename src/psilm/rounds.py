@@ -1,12 +1,12 @@
-"""Self-evolution rounds (evolve.rounds; docs/evolve.md): the stages only a round arm runs.
+"""Self-evolution rounds (evolve.rounds; docs/evolve.md): the steps only a round arm has.
 
 A round arm (psi_round2, direct_round2, ...) builds on the round before's trained student: the
 student answers a judge slice (its errors per category and its mistakes), psi rounds add a
-principle per mistake, the generate stage draws new rows by those errors, the filters run as for any
+principle per mistake, the generate step draws new rows by those errors, the filters run as for any
 arm, and the student checks the new rows before they join what the round before trained on. Then it
-is trained and evaluated like any other arm. pipeline.py calls these (stage_generate the judge and
-the round principles, run_all the check); their policies are plain functions in stages/evolve.py.
-Like pipeline.py, this module touches the run folder only through RunDir and run_stage.
+is trained and evaluated like any other arm. The plan (plan.py) puts judge and round principles
+before the round's generate step and check after its filter; each function here returns a Job
+(context.py) as steps.py's do, and their policies are plain functions in stages/evolve.py.
 """
 
 from __future__ import annotations
@@ -16,17 +16,9 @@ from typing import Any
 
 from psilm import arms
 from psilm import data as data_mod
+from psilm.context import Context, Job, equal_count, model_key, per_level, read_records
 from psilm.durable import atomic_write_json, file_hash, fingerprint, read_json, write_jsonl
 from psilm.errors import DataError
-from psilm.pipeline import (
-    Context,
-    _model_key,
-    _read_records,
-    equal_count,
-    per_level,
-    run_stage,
-    stage_principles,
-)
 from psilm.tasks import Example
 
 
@@ -56,7 +48,7 @@ def judge_slice(ctx: Context) -> tuple[str, list[Example]]:
     return on, rows
 
 
-def stage_judge(ctx: Context, arm: str) -> dict:
+def judge_job(ctx: Context, arm: str) -> Job:
     """The previous round's student answers the judge slice: its errors per category and mistakes."""
     from psilm.stages import evaluate as E
     from psilm.stages.evolve import judge_errors
@@ -87,26 +79,26 @@ def stage_judge(ctx: Context, arm: str) -> dict:
         keys = ("on", "n", "accuracy", "category_weights")
         return {**{k: res[k] for k in keys}, "student_tokens": p.tokens}
 
-    run_stage(ctx, f"judge/{arm}", parts, [out], work)
-    return read_json(out)
+    return Job(f"judge/{arm}", parts, [out], work)
 
 
-def stage_round_principles(ctx: Context, arm: str) -> list[dict]:
+def round_principles_job(ctx: Context, arm: str) -> Job:
     """psi rounds: the previous round's principles plus one per mistake (teacher) or a person's file."""
     from psilm.stages import evolve as V
     from psilm.stages.principles import load_principles_file
 
     cfg, e, spec = ctx.cfg, ctx.cfg.evolve, arms.ARMS[arm]
     prev_path = ctx.run.principles if spec.round == 2 else ctx.run.arm_principles(spec.previous)
-    if spec.round == 2:
-        stage_principles(ctx)
+    if not prev_path.exists():
+        before = "principles" if spec.round == 2 else f"principles/{spec.previous}"
+        raise DataError(f"{prev_path}: missing; run {before} first (psilm run)")
     out = ctx.run.arm_principles(arm)
     parts: dict[str, Any] = {"previous": file_hash(prev_path), "how": e.error_principles, "seed": cfg.seed}
     if e.error_principles == "teacher":
         used = {"max_mistakes", "max_tokens", "min_chars", "max_chars"}
         parts.update(
             judge=file_hash(ctx.run.judge(arm)),
-            teacher=_model_key(cfg.models.teacher),
+            teacher=model_key(cfg.models.teacher),
             principles=cfg.principles.model_dump(mode="json", include=used),
         )
     elif e.error_principles == "file":
@@ -128,11 +120,10 @@ def stage_round_principles(ctx: Context, arm: str) -> list[dict]:
         return {"n_principles": len(before) + len(added), "per_level": per_level(before + added),
                 "n_added": len(added), "source": e.error_principles}  # fmt: skip
 
-    run_stage(ctx, f"principles/{arm}", parts, [out], work)
-    return read_json(out)["principles"]
+    return Job(f"principles/{arm}", parts, [out], work)
 
 
-def stage_check(ctx: Context, arm: str) -> None:
+def check_job(ctx: Context, arm: str) -> Job:
     """The previous round's student checks this round's new rows; train.jsonl = old rows + kept new."""
     from psilm.stages import evaluate as E
     from psilm.stages import evolve as V
@@ -142,7 +133,7 @@ def stage_check(ctx: Context, arm: str) -> None:
     new_path = ctx.run.new_rows(arm)
     if not new_path.exists():
         raise DataError(f"{new_path}: missing; run `psilm run` (generate and filter {arm} first)")
-    previous = _read_records(ctx.run.kept(spec.previous))[: equal_count(ctx, spec.round - 1)]
+    previous = read_records(ctx.run.kept(spec.previous))[: equal_count(ctx, spec.round - 1)]
     parts = {
         "settings": e.model_dump(mode="json", include={"check", "relabel_min_prob"}),
         "model": model_key,
@@ -155,7 +146,7 @@ def stage_check(ctx: Context, arm: str) -> None:
     outputs = [ctx.run.kept(arm), ctx.run.check_report(arm)]
 
     def work(mode: str) -> dict:
-        rows = _read_records(new_path)
+        rows = read_records(new_path)
         preds: list = [None] * len(rows)
         scores, tokens = None, {"prompt": 0, "completion": 0}
         if rows:  # scored under every policy, `none` included, so each one's agreement is measured
@@ -175,4 +166,4 @@ def stage_check(ctx: Context, arm: str) -> None:
         keys = ("policy", "n_in", "n_kept", "agree", "n_previous", "duplicate_of_previous", "n_train")
         return {**{k: report[k] for k in keys}, "student_tokens": tokens}
 
-    run_stage(ctx, f"check/{arm}", parts, outputs, work)
+    return Job(f"check/{arm}", parts, outputs, work)

@@ -1,9 +1,10 @@
 """The run folder: where each file lives (Layout) and the manifest of what made it (RunDir).
 
-Only this module and pipeline.py (with rounds.py) touch the run folder. The manifest records, per
-stage, its status and key, so a finished stage is skipped, an interrupted one resumed, and a
-changed one's old outputs moved aside. Its files are written the durable way (durable.py: atomic
-JSON, append-only JSONL), so a killed run resumes without losing or doubling a record.
+Only this module and the steps (steps.py, rounds.py; context.py runs them) touch the run folder.
+The manifest records, per stage, its status and key, so a finished stage is skipped, an
+interrupted one resumed, and a changed one's old outputs moved aside. Its files are written the
+durable way (durable.py: atomic JSON, append-only JSONL), so a killed run resumes without losing or
+doubling a record.
 """
 
 from __future__ import annotations
@@ -167,9 +168,7 @@ class RunDir(Layout):
         st = self.manifest["stages"].get(name, {})
         paths = list(outputs)
         if st.get("key") == key:
-            if st.get("status") == "done" and all(p.exists() for p in paths):
-                return "skip"
-            return "resume"
+            return "skip" if self.done(name, key, paths) else "resume"
         present = [p for p in paths if p.exists()]
         if present and is_main_process():
             aside = self.path(
@@ -183,6 +182,11 @@ class RunDir(Layout):
                 except OSError as e:
                     raise storage_error(dest, e) from None
         return "fresh"
+
+    def done(self, name: str, key: str, outputs: list[Path]) -> bool:
+        """Whether stage `name` finished with this key and its outputs are there (reads only)."""
+        st = self.manifest["stages"].get(name, {})
+        return st.get("key") == key and st.get("status") == "done" and all(p.exists() for p in outputs)
 
     def start(self, name: str, key: str, inputs: dict[str, str]) -> None:
         st = self.stage(name)

@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from psilm.errors import ConfigError
+from psilm.errors import ConfigError, format_validation_error
 from psilm.settings import Settings
 
 DEFAULT_BACKEND = "transformers"
@@ -298,9 +298,7 @@ def ModelConfig(**settings: Any) -> ModelSettings:  # noqa: N802 - psilm.ModelCo
     try:
         return _ADAPTER.validate_python(settings)
     except ValidationError as e:
-        from psilm.config import format_validation_error
-
-        raise ConfigError(format_validation_error("ModelConfig", e)) from None
+        raise ConfigError(format_validation_error("ModelConfig", e, explain)) from None
 
 
 # --- errors, in the words of the config ---------------------------------------------------------------

@@ -8,6 +8,7 @@ A task is data (a YAML block), not code: four kinds cover the common shapes.
 - ``free_text``: a short answer, scored by exact match and token F1.
 """
 
-from psilm.tasks.base import Example, Task, TaskConfig, builtin_tasks, load_task
+from psilm.tasks.base import Example, Task, TaskConfig, builtin_tasks
+from psilm.tasks.kinds import load_task
 
 __all__ = ["Example", "Task", "TaskConfig", "builtin_tasks", "load_task"]

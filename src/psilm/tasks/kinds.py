@@ -8,6 +8,8 @@ The generate stage holds no kind branches; it asks the task. One class per kind:
   k times (the majority number is the answer);
 - multiple_choice / free_text: the generator writes question and answer in one response.
 
+TASK_CLASSES (at the end) names the class of each kind; load_task builds a task through it.
+
 Two prompt styles (`generate.prompt_style`):
 
 - chat: system message (task, category, "Tip:" principles) and a user message asking for one new
@@ -24,7 +26,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from psilm.tasks.base import LETTERS, Example, Task, _gold_letter, parse_number
+from pydantic import ValidationError
+
+from psilm.errors import ConfigError
+from psilm.tasks.base import LETTERS, Example, Task, TaskConfig, _gold_letter, builtin_tasks, parse_number
 from psilm.tasks.structured import JsonInstances, choice_count, read_generated_choices
 
 Messages = list[dict[str, str]]
@@ -424,3 +429,28 @@ TASK_CLASSES: dict[str, type[GeneratingTask]] = {
     "multiple_choice": MultipleChoiceTask,
     "free_text": PairTask,
 }
+
+
+def load_task(spec: str | dict | TaskConfig) -> Task:
+    """A Task from a built-in name, a YAML-style dict, or a TaskConfig (its kind's class)."""
+    if isinstance(spec, TaskConfig):
+        return TASK_CLASSES[spec.kind](spec)
+    if isinstance(spec, str):
+        known = builtin_tasks()
+        if spec not in known:
+            raise ConfigError(
+                f"task: unknown task {spec!r}; built-in tasks are {sorted(known)}, "
+                "or define one inline (see docs/configuration.md, 'Tasks')"
+            )
+        spec = known[spec]
+    try:
+        config = TaskConfig(**spec)
+    except ValidationError as e:
+        raise ConfigError(_first_error("task", e)) from None
+    return TASK_CLASSES[config.kind](config)
+
+
+def _first_error(prefix: str, e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in (prefix, *err["loc"]))
+    return f"{loc}: {err['msg'].removeprefix('Value error, ')}"

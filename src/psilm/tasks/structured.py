@@ -20,6 +20,7 @@ from collections import Counter
 from typing import Any
 
 from psilm.errors import DataError
+from psilm.tasks.choices import read_choices
 
 JSON_DECODER = json.JSONDecoder()
 
@@ -149,9 +150,7 @@ def choice_count(seeds: list, default: int = 4) -> int:
 
 def read_generated_choices(value: Any) -> tuple[list[str], list[str] | None] | None:
     """(choice texts, their labels or None) from a generated `choices` value in any form the data
-    may use (psilm.tasks.base.read_choices), or None: unreadable, or two choices alike."""
-    from psilm.tasks.base import read_choices
-
+    may use (psilm.tasks.choices.read_choices), or None: unreadable, or two choices alike."""
     try:
         texts, labels = read_choices(value, "generated")
     except DataError:
