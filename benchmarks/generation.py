@@ -71,7 +71,7 @@ def build_requests(n: int) -> list[tuple[str, Any]]:
     """(request id, prompt) exactly as the generate stage asks for new inputs."""
     from psilm import data as data_mod
     from psilm.stages.generate import GenerateSettings, input_prompt, plan_instances
-    from psilm.stages.principles import load_principles_file
+    from psilm.stages.principles_file import load_principles_file
     from psilm.tasks import load_task
 
     task = load_task("sst2")

@@ -23,7 +23,7 @@ from psilm.stages.generate import (
     principles_shown,
     with_final_answer,
 )
-from psilm.stages.principles import load_principles_file
+from psilm.stages.principles_file import load_principles_file
 from psilm.tasks import load_task
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "principles"

@@ -12,12 +12,8 @@ from psilm.durable import JsonlLog
 from psilm.errors import ConfigError, DataError
 from psilm.llm.base import Completion, Messages, SamplingParams
 from psilm.llm.calls import ModelCaller
-from psilm.stages.principles import (
-    PrinciplesSettings,
-    load_principles_file,
-    parse_list,
-    write_principles,
-)
+from psilm.stages.principles import PrinciplesSettings, parse_list, write_principles
+from psilm.stages.principles_file import load_principles_file
 from psilm.tasks import load_task
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "principles"

@@ -77,7 +77,7 @@ def _inputs(
     if test is not None:
         data_mod.check_overlap(seeds, test, cfg.data.test)
     if cfg.principles.file is not None:  # a malformed principles file fails here, not mid-run
-        from psilm.stages.principles import load_principles_file
+        from psilm.stages.principles_file import load_principles_file
 
         load_principles_file(cfg.principles.file, task, cfg.principles.levels)
     if cfg.evolve.rounds > 1:
@@ -85,7 +85,7 @@ def _inputs(
 
         check_task(task, cfg.evolve)
         if cfg.evolve.error_principles == "file" and cfg.evolve.principles_file is not None:
-            from psilm.stages.principles import load_principles_file
+            from psilm.stages.principles_file import load_principles_file
 
             load_principles_file(cfg.evolve.principles_file, task)
     return task, seeds, test, weights

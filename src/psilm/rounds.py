@@ -85,7 +85,7 @@ def judge_job(ctx: Context, arm: str) -> Job:
 def round_principles_job(ctx: Context, arm: str) -> Job:
     """psi rounds: the previous round's principles plus one per mistake (teacher) or a person's file."""
     from psilm.stages import evolve as V
-    from psilm.stages.principles import load_principles_file
+    from psilm.stages.principles_file import load_principles_file
 
     cfg, e, spec = ctx.cfg, ctx.cfg.evolve, arms.ARMS[arm]
     prev_path = ctx.run.principles if spec.round == 2 else ctx.run.arm_principles(spec.previous)

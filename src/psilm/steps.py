@@ -24,6 +24,7 @@ from psilm.tasks import Example
 def principles_job(ctx: Context) -> Job:
     """principles.json: the teacher's principles (error level: with the student's mistakes), or a file's."""
     from psilm.stages import principles as P
+    from psilm.stages.principles_file import load_principles_file
 
     cfg, path = ctx.cfg, ctx.run.principles
     settings = cfg.principles
@@ -42,7 +43,7 @@ def principles_job(ctx: Context) -> Job:
 
     def work(mode: str) -> dict:
         if settings.file is not None:
-            result = P.load_principles_file(settings.file, ctx.task, settings.levels)
+            result = load_principles_file(settings.file, ctx.task, settings.levels)
         else:
             teacher = ctx.caller("teacher", "principles", cfg.models.teacher)
             student = None
