@@ -53,6 +53,10 @@ def test_every_variant_config_is_valid_and_changes_what_it_names(ev):
     trec = lambda v: load_config(data=ev.run_config("trec", "full", v, 0, args()))  # noqa: E731
     assert trec("base").principles.file.name == "trec.yaml" and trec("base").arms[-1] == "human"
     assert trec("teacher").principles.file is None and "error" in trec("teacher").principles.levels
+    # the teacher is psilm's default (the embedded 1.5B where installed) unless --teacher-url names one
+    assert trec("teacher").models.teacher == load_config(data={"task": "trec", "data": {
+        "seeds": str(ev.DATA / "trec/train.jsonl")}}).models.teacher
+    assert trec("teacher_all").arms == ["teacher"] and trec("teacher_all").principles.file is None
     assert trec("error_off").principles.levels == ["task", "category"]
     assert trec("levels_category").principles.levels == ["category"]
     assert trec("per_instance_all").generate.principles_per_instance is None
@@ -86,8 +90,8 @@ def test_every_variant_config_is_valid_and_changes_what_it_names(ev):
 def test_plan_runs_main_arms_for_every_seed_before_ablations(ev):
     jobs = ev.plan(args())
     trec = [v for t, _, v in jobs if t == "trec"]
-    assert trec[:6] == ["base", "teacher"] * 3
-    assert set(trec[6:]) == set(ev.ABLATIONS)
+    assert trec[:9] == ["base", "teacher", "teacher_all"] * 3
+    assert set(trec[9:]) == set(ev.ABLATIONS)
     assert {v for t, _, v in jobs if t == "sst2"} == set(ev.MAIN)  # ablations on trec only
     assert ev.plan(args(quick=True, seeds=[0])) == [("trec", 0, "base"), ("sst2", 0, "base")]
 
