@@ -15,6 +15,7 @@ from psilm.distributed import worker_resources
 from psilm.durable import fingerprint
 from psilm.errors import ConfigError
 from psilm.llm import LlamaCppModel, ModelConfig, OpenAIModel, TransformersModel, VllmModel
+from psilm.llm.settings import default_teacher
 
 URL = "http://127.0.0.1:8000/v1"
 
@@ -47,8 +48,10 @@ def test_a_valid_section_of_each_backend_loads(tiny_config, tmp_path, section, c
 
 def test_no_backend_means_transformers_on_the_embedded_model(tiny_config):
     cfg = load_config(data=tiny_config)
-    for role in (cfg.models.teacher, cfg.models.generator, cfg.models.student):
+    for role in (cfg.models.generator, cfg.models.student):
         assert type(role) is TransformersModel and role.model == "smollm2-135m"
+    # the teacher: the embedded 1.5B on llamacpp where psilm[teacher] is installed
+    assert cfg.models.teacher == default_teacher()
     built = psilm.ModelConfig(model="smollm2-135m")  # the README's line
     assert type(built) is TransformersModel and built == ModelConfig() == TransformersModel()
 
