@@ -203,26 +203,23 @@ def test_a_create_principle_whose_example_the_teacher_labels_otherwise_is_droppe
 
     def reply(prompt: str, params) -> str:
         if params.temperature == 0:  # the check: the task's own prompt, answered greedily
-            off = "capital of France" in prompt or "Where is Lima" in prompt
-            return "location" if off else "abbreviation"
+            return "location" if "capital of France" in prompt else "abbreviation"
         if "instructions for writing a new question whose label is 'abbreviation'" in prompt:
             assert "not description, entity, human, location, numeric" in prompt
-            assert "restaurant reviews" in prompt  # the shape is shown on another task
             return (
                 '1. Ask what an acronym stands for, for example "What does NASA stand for?".\n'
-                '2. Ask for a famous capital, for example "What is the capital of France?".\n'
-                "3. Where is Lima, the city of kings?"  # an example alone is checked as it is
+                '2. Ask for a famous capital, for example "What is the capital of France?".'
             )
         return "1. Keep every question short and about one fact."
 
     teacher = Scripted(reply)
-    settings = PrinciplesSettings(levels=["category"], per_category=3)
+    settings = PrinciplesSettings(levels=["category"])
     out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"), settings, seed=0)
     abbr = [p["text"] for p in out["principles"] if p["category"] == "abbreviation" and p["use"] == "create"]
     assert abbr == ['Ask what an acronym stands for, for example "What does NASA stand for?".']
-    assert out["dropped"]["example_off_label"] == 2
+    assert out["dropped"]["example_off_label"] == 1
     checked = [str(p["messages"]) for p in out["prompts"] if p["level"] == "check"]
-    assert len(checked) == 3 and any("capital of France" in c for c in checked)
+    assert len(checked) == 2 and any("capital of France" in c for c in checked)
     # a principle without a quoted example is kept unchecked
     assert any(p["text"].startswith("Keep every question short") for p in out["principles"])
 

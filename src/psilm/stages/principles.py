@@ -242,29 +242,19 @@ def category_prompt(
     apart = f" Each example must clearly be '{name}', not {', '.join(others)}." if others else ""
     ask = (
         f"Write {s.per_category} instructions for writing a new {noun} whose {label} is '{name}'. "
-        f"Each instruction names one form such a {noun} takes and ends with one new example in "
-        f"double quotes.{_FORM}{apart} {_PLAIN}"
+        f"Each names one form such a {noun} takes, then gives one new example in double quotes: "
+        f'<what the {noun} does>, for example "<a new {noun}>".{apart} {_PLAIN}'
     )
     return [{"role": "user", "content": f"{head}{examples}\n\n{ask}"}]
-
-
-# the shape asked for, shown on another task so that nothing of the user's task is put in its mouth
-_FORM = (
-    " The shape, shown for another task (restaurant reviews, label 'positive'): "
-    '1. Praise one dish by name, for example "The lamb stew was the best I have had in years."'
-)
 
 
 _QUOTED = re.compile(r'["\u201c](?P<text>[^"\u201c\u201d]{8,})["\u201d]')
 
 
 def quoted_example(principle: str) -> str | None:
-    """The instance a principle shows: its last double-quoted stretch, or the whole line where the
-    line is itself a question (a teacher that answers with an example alone); else None."""
+    """The last double-quoted stretch of a principle: its example instance, if it gives one."""
     found = _QUOTED.findall(principle)
-    if found:
-        return found[-1].strip()
-    return principle if principle.rstrip().endswith("?") else None
+    return found[-1].strip() if found else None
 
 
 def mistake_prompt(task: Task, seed: Example, student_text: str) -> Messages:
@@ -273,8 +263,8 @@ def mistake_prompt(task: Task, seed: Example, student_text: str) -> Messages:
         f"{_about(task)}\n\nA small model was given this {name}:\n{_trim(seed.input)}\n\n"
         f"It answered:\n{_trim(student_text)}\n\nThe correct answer is:\n{_trim(seed.output)}\n\n"
         f"We will write new training {name}s so that the model learns this. Write one instruction "
-        f"(one sentence) for writing such a {name}, saying what it must show so that the correct "
-        f"answer is clear, and end it with one new example in double quotes.{_FORM} "
+        f"(one sentence) for writing such a {name}: what it must show so that the correct answer is "
+        f'clear, then one new example in double quotes: <instruction>, for example "<a new {name}>". '
         "Reply with the instruction only."
     )
     return [{"role": "user", "content": body}]
@@ -397,14 +387,7 @@ def write_principles(
     error: dict[str, Any] | None = None
     if "error" in s.levels:
         error = _error_level(task, seeds, student, s, seed, ask, items)
-        found = error.pop("principles")
-        if fixed is not None:  # an error principle's example is checked against its label too
-            by_label: dict = {}
-            for category, text in found:
-                by_label.setdefault((category, "both"), []).append(text)
-            checked = _on_label(task, by_label, seed, ask, dropped)
-            found = [(c, t) for (c, _), texts in checked.items() for t in texts]
-        for category, text in found:
+        for category, text in error.pop("principles"):
             add("error", category, "both", [text], "e")
         if error["mistakes"] == 0:
             notes.append("the student answered every seed correctly; no error-level principles")
@@ -476,25 +459,27 @@ def _error_level(
 
 
 def _on_label(task: Task, got: dict, seed: int, ask, dropped: Counter) -> dict:
-    """{(category, use): texts} less the principles whose example instance (quoted_example) the
-    teacher labels as another category, asked with the task's own prompt, greedily. Principles for
-    solving, and those without an example, are kept as they are."""
+    """Keep a create principle whose quoted example the teacher labels as its own category (asked
+    with the task's own prompt, greedily); a principle without an example is kept as it is."""
     greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=16, seed=seed)
-    rid = "principles/{seed}/check/{use}/{name}/{k}".format
-    requests = [
-        (rid(seed=seed, use=use, name=name, k=k), task.prompt(ex))
+    examples = {
+        (name, use, k): quoted_example(text)
         for (name, use), texts in got.items()
-        if use != "solve" and name is not None
+        if use == "create"
         for k, text in enumerate(texts)
-        if (ex := quoted_example(text)) is not None
+    }
+    requests = [
+        (f"principles/{seed}/check/{name}/{k}", task.prompt(ex))
+        for (name, _, k), ex in examples.items()
+        if ex is not None
     ]
     answers = ask("check", requests, greedy) if requests else {}
     kept: dict = {}
     for (name, use), texts in got.items():
         kept[(name, use)] = []
         for k, text in enumerate(texts):
-            answer = answers.get(rid(seed=seed, use=use, name=name, k=k))
-            if answer is not None and task.extract(answer.text) != name:
+            rid = f"principles/{seed}/check/{name}/{k}"
+            if use == "create" and rid in answers and task.extract(answers[rid].text) != name:
                 dropped["example_off_label"] += 1
             else:
                 kept[(name, use)].append(text)
