@@ -27,7 +27,7 @@ import sys
 import threading
 from pathlib import Path
 
-from psilm.durable import atomic_write_json
+from psilm.durable import atomic_write_json, file_hash
 from psilm.errors import BackendError
 from psilm.llm.llamacpp_build import rebuild_command
 from psilm.llm.registry import cache_dir
@@ -61,16 +61,8 @@ def library_build() -> str:
     for f in sorted(folder.rglob("*")):
         if f.is_file() and (f.name == "__init__.py" or ".so" in f.suffixes or f.suffix in (".dylib", ".dll")):
             h.update(f.relative_to(folder).as_posix().encode())
-            h.update(_file_digest(f).encode())
+            h.update(file_hash(f).encode())
     return h.hexdigest()[:16]
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _store() -> Path:
@@ -91,7 +83,7 @@ def model_hash(path: Path, store: dict) -> str:
     ident = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     files = store.setdefault("files", {})
     if ident not in files:
-        files[ident] = _file_digest(path)
+        files[ident] = file_hash(path)
     return files[ident]
 
 
@@ -114,10 +106,10 @@ def crash_line(what: str, returncode: int) -> str:
     )
 
 
-def verdict(model: Path, n_threads: int) -> dict:
-    """The cached (or fresh) verdict for this build, model file and thread count:
-    {"ok": bool, "returncode": int, "system_info": str, "error": str}."""
-    build = library_build()
+def verdict(model: Path, n_threads: int, build: str | None = None) -> dict:
+    """The cached (or fresh) verdict for this build (library_build(), computed when not given),
+    model file and thread count: {"ok": bool, "returncode": int, "system_info": str, "error": str}."""
+    build = build or library_build()
     with _lock:
         store = _read_store()
         key = f"{build}|{model_hash(model, store)}|{n_threads}"
@@ -160,7 +152,7 @@ def ensure_works(model: Path, n_threads: int) -> None:
     memo = f"{build}|{model}|{n_threads}"
     if memo in _checked:
         return
-    result = verdict(model, n_threads)
+    result = verdict(model, n_threads, build)
     code = int(result["returncode"])
     if code < 0 or code == 124:  # a signal, or no answer
         what = f"decoding a few tokens of {model.name} with {n_threads} thread(s)"
