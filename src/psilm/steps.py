@@ -24,6 +24,7 @@ from psilm.tasks import Example
 def principles_job(ctx: Context) -> Job:
     """principles.json: the teacher's principles (error level: with the student's mistakes), or a file's."""
     from psilm.stages import principles as P
+    from psilm.stages.principle_prompts import PROMPTS_VERSION
     from psilm.stages.principles_file import load_principles_file
 
     cfg, path = ctx.cfg, ctx.run.principles
@@ -38,6 +39,7 @@ def principles_job(ctx: Context) -> Job:
         parts["file"] = file_hash(settings.file)
     else:
         parts["teacher"] = model_key(cfg.models.teacher)
+        parts["prompts"] = PROMPTS_VERSION
         if "error" in settings.levels:
             parts["student"] = model_key(cfg.models.student)
 

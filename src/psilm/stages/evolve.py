@@ -231,7 +231,8 @@ def mistake_principles(
 ) -> tuple[list[dict], dict[str, Any]]:
     """One principle per mistake (up to max_mistakes, spread over categories), attached to the
     mistake's category (None for tasks without fixed categories). Returns (principles, notes)."""
-    from psilm.stages.principles import mistake_prompt, parse_list
+    from psilm.stages.principle_prompts import mistake_prompt
+    from psilm.stages.principles import parse_list
 
     used = round_robin(mistakes, max_mistakes, lambda m: str(m["category"]))
     params = SamplingParams(temperature=0.7, top_p=1.0, max_tokens=max_tokens, seed=seed)

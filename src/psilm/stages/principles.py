@@ -36,6 +36,7 @@ from psilm.errors import ConfigError, DataError
 from psilm.llm.base import Completion, Messages, SamplingParams
 from psilm.llm.calls import ModelCaller
 from psilm.settings import Settings
+from psilm.stages import principle_prompts as prompts_
 from psilm.tasks import Example, Task
 
 # teachers too small to write principles: a run that uses one says so (console, manifest, report)
@@ -59,6 +60,12 @@ class PrinciplesSettings(Settings):
     # --- how many: few and short, since each generation prompt carries only one or two
     task_count: int = Field(3, ge=1, description="Task-level principles asked for.")
     per_category: int = Field(2, ge=1, description="Principles per category per kind (create/solve).")
+    extra_forms: int = Field(
+        2,
+        ge=0,
+        description="Create forms asked beyond per_category, so that the example checks (off-label, "
+        "a copy of a seed, a placeholder) can drop some and leave per_category.",
+    )
     max_categories: int = Field(
         4, ge=1, description="Sub-types the teacher may find in non-classification seeds."
     )
@@ -169,118 +176,6 @@ def parse_categories(text: str | None, n_seeds: int, cap: int, dropped: Counter)
 
 
 # ---------------------------------------------------------------------------------------------
-# Teacher prompts: short, one job each, a numbered list back
-# ---------------------------------------------------------------------------------------------
-def _shown(task: Task, seeds: list[Example], n: int, with_answers: bool = True) -> str:
-    name = task.config.input_name.capitalize()
-    rows = []
-    for i, s in enumerate(seeds[:n], start=1):
-        row = f"{i}. {name}: {_trim(s.input)}"
-        if with_answers:
-            row += f"\n   Answer: {_trim(s.output)}"
-        rows.append(row)
-    return "\n".join(rows)
-
-
-def _trim(text: str, n: int = 400) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 3] + "..."
-
-
-def _about(task: Task) -> str:
-    c = task.config
-    lines = [f"Task: {c.description}", f"One input is a {c.input_name}."]
-    fixed = task.fixed_categories()
-    if fixed is not None:
-        labels = [f"{lb} ({desc})" if desc else lb for lb, desc in fixed.items()]
-        lines.append("Labels: " + "; ".join(labels) + ".")
-    return "\n".join(lines)
-
-
-def _list_request(n: int, what: str) -> str:
-    return (
-        f"Write {n} short principles {what}. One sentence each, concrete, no examples copied. "
-        "Reply with a numbered list only."
-    )
-
-
-_PLAIN = "Reply with a numbered list only, one line each, no headings and no bold."
-
-
-def task_prompt(task: Task, seeds: list[Example], s: PrinciplesSettings) -> Messages:
-    noun = task.config.input_name
-    body = (
-        f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown)}\n\n"
-        f"Write {s.task_count} short rules that every new {noun} written for this task must follow: "
-        f"what it is, its form and length, and what it must not contain. One sentence each. {_PLAIN}"
-    )
-    return [{"role": "user", "content": body}]
-
-
-def grouping_prompt(task: Task, seeds: list[Example], s: PrinciplesSettings) -> Messages:
-    body = (
-        f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown, False)}\n\n"
-        f"Group these {task.config.input_name}s into at most {s.max_categories} sub-types. "
-        "Reply with a numbered list, one line per sub-type: "
-        "'name: one-sentence description (examples 1, 3)'."
-    )
-    return [{"role": "user", "content": body}]
-
-
-def category_prompt(
-    task: Task, name: str, desc: str, shown: list[Example], use: str, s: PrinciplesSettings
-) -> Messages:
-    noun = task.config.input_name
-    label = task.category_word
-    head = f"{_about(task)}\n\nThe {label} '{name}'" + (f" means: {desc}" if desc else "") + "."
-    examples = f"\n\nExamples of '{name}':\n{_shown(task, shown, s.seeds_shown)}" if shown else ""
-    if use == "solve":
-        ask = _list_request(s.per_category, f"for solving a {noun} of {label} '{name}' correctly")
-        return [{"role": "user", "content": f"{head}{examples}\n\n{ask}"}]
-    fixed = task.fixed_categories() or {}
-    others = [c for c in fixed if c != name]
-    apart = f" Each example must clearly be '{name}', not {', '.join(others)}." if others else ""
-    ask = (
-        f"Write {s.per_category} instructions for writing a new {noun} whose {label} is '{name}'. "
-        f"Each names one form such a {noun} takes, then gives one new example in double quotes: "
-        f'<what the {noun} does>, for example "<a new {noun}>".{apart} {_PLAIN}'
-    )
-    return [{"role": "user", "content": f"{head}{examples}\n\n{ask}"}]
-
-
-_QUOTED = re.compile(r'["\u201c](?P<text>[^"\u201c\u201d]{8,})["\u201d]')
-
-
-def quoted_example(principle: str) -> str | None:
-    """The last double-quoted stretch of a principle: its example instance, if it gives one."""
-    found = _QUOTED.findall(principle)
-    return found[-1].strip() if found else None
-
-
-def mistake_prompt(task: Task, seed: Example, student_text: str) -> Messages:
-    name = task.config.input_name
-    body = (
-        f"{_about(task)}\n\nA small model was given this {name}:\n{_trim(seed.input)}\n\n"
-        f"It answered:\n{_trim(student_text)}\n\nThe correct answer is:\n{_trim(seed.output)}\n\n"
-        f"We will write new training {name}s so that the model learns this. Write one instruction "
-        f"(one sentence) for writing such a {name}: what it must show so that the correct answer is "
-        f'clear, then one new example in double quotes: <instruction>, for example "<a new {name}>". '
-        "Reply with the instruction only."
-    )
-    return [{"role": "user", "content": body}]
-
-
-def condense_prompt(task: Task, specific: list[str], s: PrinciplesSettings) -> Messages:
-    listed = "\n".join(f"{i}. {p}" for i, p in enumerate(specific, start=1))
-    body = (
-        f"{_about(task)}\n\nPrinciples learned from a small model's mistakes:\n{listed}\n\n"
-        f"Merge them into at most {s.condense_to} general principles. One sentence each. "
-        "Reply with a numbered list only."
-    )
-    return [{"role": "user", "content": body}]
-
-
-# ---------------------------------------------------------------------------------------------
 # The stage
 # ---------------------------------------------------------------------------------------------
 def write_principles(
@@ -340,6 +235,8 @@ def write_principles(
                 }
             )
 
+    forms = _Forms(task, seeds, s, seed, ask, dropped, "chat" in teacher.json_constrained)
+
     # --- categories: the labels, or sub-types the teacher finds in the seeds
     categories: dict[str, str] = {}
     members: dict[str, list[Example]] = {}
@@ -349,7 +246,7 @@ def write_principles(
         members = {lb: [x for x in seeds if x.answer == lb] for lb in fixed}
     elif "category" in s.levels:
         rid = f"principles/{seed}/categories"
-        text = ask("category", [(rid, grouping_prompt(task, seeds, s))])[rid].text
+        text = ask("category", [(rid, prompts_.grouping_prompt(task, seeds, s))])[rid].text
         found = parse_categories(text, min(len(seeds), s.seeds_shown), s.max_categories, dropped)
         categories = {k: v["description"] for k, v in found.items()}
         members = {k: [seeds[i] for i in v["seeds"]] for k, v in found.items()}
@@ -359,34 +256,40 @@ def write_principles(
     # --- task level
     if "task" in s.levels:
         rid = f"principles/{seed}/task"
-        out = ask("task", [(rid, task_prompt(task, seeds, s))])
+        out = ask("task", [(rid, prompts_.task_prompt(task, seeds, s))])
         add("task", None, "both", items(out[rid], s.task_count), "t")
 
-    # --- category level: how to create and how to solve, per category
+    # --- category level: forms of a new instance (each with a checked example), solving advice
     if "category" in s.levels and categories:
-        requests = [
-            (
-                f"principles/{seed}/category/{name}/{use}",
-                category_prompt(task, name, desc, members.get(name, []), use, s),
-            )
+        n = s.per_category + s.extra_forms
+        rid = {name: f"principles/{seed}/category/{name}/create" for name in categories}
+        reqs = [
+            (rid[name], prompts_.create_prompt(task, name, desc, members.get(name, []), n, s))
             for name, desc in categories.items()
-            for use in ("create", "solve")
         ]
-        out = ask("category", requests)
-        got = {
-            (name, use): items(out[f"principles/{seed}/category/{name}/{use}"], s.per_category)
-            for name in categories
-            for use in ("create", "solve")
-        }
-        if fixed is not None:  # the teacher labels each principle's own example: off-label ones go
-            got = _on_label(task, got, seed, ask, dropped)
-        for (name, use), texts in got.items():
-            add("category", name, use, texts, f"c-{name}-")
+        answers = forms.ask_forms("category", reqs, n)
+        create = {name: answers[rid[name]] for name in categories}
+        solved = {}
+        if task.solves_inputs:  # solving advice is read only where the generator answers its inputs
+            requests = [
+                (
+                    f"principles/{seed}/category/{name}/solve",
+                    prompts_.solve_prompt(task, name, desc, members.get(name, []), s),
+                )
+                for name, desc in categories.items()
+            ]
+            solved = ask("category", requests)
+        kept = forms.keep(create, s.per_category)
+        for name in categories:
+            add("category", name, "create", kept[name], f"c-{name}-")
+            if solved:
+                texts = items(solved[f"principles/{seed}/category/{name}/solve"], s.per_category)
+                add("category", name, "solve", texts, f"c-{name}-")
 
     # --- error level: the student's mistakes on the seeds
     error: dict[str, Any] | None = None
     if "error" in s.levels:
-        error = _error_level(task, seeds, student, s, seed, ask, items)
+        error = _error_level(task, seeds, student, s, seed, ask, items, forms)
         for category, text in error.pop("principles"):
             add("error", category, "both", [text], "e")
         if error["mistakes"] == 0:
@@ -396,7 +299,7 @@ def write_principles(
     if teacher.model_id in WEAK_TEACHERS:
         warning = (
             f"principles written by {teacher.model_id}, a 135M model: when measured its principles "
-            "were junk (\"One principle: 10.\"); install the embedded 1.5B teacher with "
+            'were junk ("One principle: 10."); install the embedded 1.5B teacher with '
             "`pip install 'psilm[teacher]'`, point models.teacher at a server, or set principles.file"
         )
         notes.append(warning)
@@ -412,10 +315,108 @@ def write_principles(
     }
 
 
+class _Forms:
+    """Create and mistake principles: the teacher's (form, example) items, each example cleaned
+    and checked (not a copy of a seed; for a classification task, labelled by the teacher as the
+    category it is written for), then rendered as one principle each."""
+
+    def __init__(
+        self, task: Task, seeds: list[Example], s: PrinciplesSettings, seed: int, ask, dropped, as_json: bool
+    ):
+        self.task, self.seeds, self.s, self.seed, self.ask, self.dropped = task, seeds, s, seed, ask, dropped
+        self.as_json = as_json  # the teacher's backend holds chat answers to a schema
+        self.noun = task.config.input_name
+        # where every seed is a question, an example that is none (a statement, an answer) goes
+        self.questions = all(x.input.rstrip().endswith("?") for x in seeds)
+
+    def ask_forms(self, level: str, requests: list[tuple[str, Messages]], n: int) -> dict[str, list]:
+        """Per request id: (principle text, its example or None) for each usable item of the answer."""
+        s = self.s
+        how = SamplingParams(
+            temperature=s.temperature,
+            top_p=1.0,
+            max_tokens=max(s.max_tokens, 96 * n),  # n items of form + example
+            seed=self.seed,
+            json_schema=prompts_.forms_schema(n) if self.as_json else None,
+        )
+        out = self.ask(level, requests, how)
+        return {rid: self._read(out[rid], n) for rid, _ in requests}
+
+    def _read(self, c: Completion, n: int) -> list[tuple[str, str | None]]:
+        s = self.s
+        pairs = prompts_.read_forms(c.text)
+        if pairs is None:  # no JSON: read it as a list, each line's quoted example (or itself, a bare one)
+            lines = parse_list(c.text, s.min_chars, s.max_chars, self.dropped, c.finish_reason == "length")
+            pairs = [(ln, prompts_.quoted_example(ln) or (ln if ln.endswith("?") else None)) for ln in lines]
+            got = [self._one(text, ex, raw=True) for text, ex in pairs[:n]]
+        else:
+            got = [self._one(form, ex) for form, ex in pairs[:n]]
+        return [g for g in got if g]
+
+    def _one(self, form: str, example: str | None, raw: bool = False) -> tuple[str, str | None] | None:
+        if example is None:
+            return (form, None) if raw else None
+        ex = prompts_.clean_example(example, self.noun)
+        if ex is None:
+            self.dropped["example_placeholder"] += 1
+            return None
+        if self.questions and not ex.endswith("?"):
+            self.dropped["example_not_a_question"] += 1
+            return None
+        if any(prompts_.overlap(ex, x.input) > 0.8 for x in self.seeds):
+            self.dropped["example_copies_seed"] += 1
+            return None
+        text = form if raw and form.strip().strip('"') != example else prompts_.render(form, ex, self.noun)
+        if len(text) > self.s.max_chars:
+            self.dropped["too_long"] += 1
+            return None
+        return text, ex
+
+    def keep(self, got: dict[str, list[tuple[str, str | None]]], cap: int) -> dict[str, list[str]]:
+        """Per category: its principles whose example is new (not one kept already) and, for a
+        classification task, labelled as that category by the teacher; at most `cap`."""
+        task, fixed = self.task, self.task.fixed_categories()
+        labelled: dict[str, str | None] = {}
+        if fixed is not None:
+            greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=16, seed=self.seed)
+            examples = sorted({ex for pairs in got.values() for _, ex in pairs if ex is not None})
+            reqs = [
+                (f"principles/{self.seed}/check/{k}", prompts_.label_prompt(task, self.seeds, ex, self.s))
+                for k, ex in enumerate(examples)
+            ]
+            out = self.ask("check", reqs, greedy) if reqs else {}
+            labelled = {ex: task.extract(out[rid].text) for ex, (rid, _) in zip(examples, reqs, strict=True)}
+        kept: dict[str, list[str]] = {}
+        seen: set[str] = set()
+        for name, pairs in got.items():
+            kept[name] = []
+            for text, ex in pairs:
+                key = None if ex is None else " ".join(sorted(prompts_._words(ex)))
+                if ex is not None and fixed is not None and labelled.get(ex) != name:
+                    self.dropped["example_off_label"] += 1
+                elif key is not None and key in seen:
+                    self.dropped["duplicate"] += 1
+                elif len(kept[name]) >= cap:
+                    self.dropped["over_cap"] += 1
+                else:
+                    kept[name].append(text)
+                    if key is not None:
+                        seen.add(key)
+        return kept
+
+
 def _error_level(
-    task: Task, seeds: list[Example], student: ModelCaller, s: PrinciplesSettings, seed: int, ask, items
+    task: Task,
+    seeds: list[Example],
+    student: ModelCaller,
+    s: PrinciplesSettings,
+    seed: int,
+    ask,
+    items,
+    forms,
 ) -> dict[str, Any]:
-    """Mistakes of the student on the seeds -> one principle each -> condensed general ones."""
+    """Mistakes of the student on the seeds -> one principle each -> condensed general ones
+    (classification: each stays with the label the student missed, its example checked)."""
     n_tokens = s.student_max_tokens or (16 if task.short_answers else 256)
     greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=n_tokens, seed=seed)
     requests = [(f"principles/{seed}/student/{i}", task.prompt(x.input)) for i, x in enumerate(seeds)]
@@ -427,26 +428,41 @@ def _error_level(
         if task.score(pred, x.answer) < 1.0:
             mistakes.append({"seed": i, "predicted": pred, "gold": x.answer, "response": text})
     used = mistakes[: s.max_mistakes]
-    specific: list[str] = []
-    about: list[str | None] = []  # the label each specific principle is about (classification)
     fixed = task.fixed_categories()
-    if used:
+    general: list[tuple[str | None, str]] = []
+    specific: list[str] = []
+    if used and fixed is not None:  # one form + example per mistake, kept with the missed label
         reqs = [
-            (f"principles/{seed}/mistake/{m['seed']}", mistake_prompt(task, seeds[m["seed"]], m["response"]))
+            (
+                f"principles/{seed}/mistake/{m['seed']}",
+                prompts_.mistake_prompt(task, seeds[m["seed"]], m["response"], as_json=True),
+            )
+            for m in used
+        ]
+        answers = forms.ask_forms("error", reqs, 1)
+        got: dict[str, list] = {}
+        for (rid, _), m in zip(reqs, used, strict=True):
+            got.setdefault(m["gold"], []).extend(answers[rid])
+        kept = forms.keep(got, s.max_mistakes)
+        general = [(label, text) for label, texts in kept.items() for text in texts]
+        specific = [text for _, text in general]
+    elif used:
+        reqs = [
+            (
+                f"principles/{seed}/mistake/{m['seed']}",
+                prompts_.mistake_prompt(task, seeds[m["seed"]], m["response"]),
+            )
             for m in used
         ]
         out = ask("error", reqs)
-        for (rid, _), m in zip(reqs, used, strict=True):
-            got = items(out[rid], 1)
-            specific.extend(got)
-            about.extend([m["gold"] if fixed is not None and m["gold"] in fixed else None] * len(got))
-    general: list[tuple[str | None, str]] = []
-    if fixed is not None:  # each stays with the label the student missed: it reaches that label's prompts
-        general = list(zip(about, specific, strict=True))
-    elif specific:
-        rid = f"principles/{seed}/condense"
-        merged = items(ask("error", [(rid, condense_prompt(task, specific, s))])[rid], s.condense_to)
-        general = [(None, text) for text in merged]
+        for rid, _ in reqs:
+            specific.extend(items(out[rid], 1))
+        if specific:
+            rid = f"principles/{seed}/condense"
+            merged = items(
+                ask("error", [(rid, prompts_.condense_prompt(task, specific, s))])[rid], s.condense_to
+            )
+            general = [(None, text) for text in merged]
     return {
         "student": student.model_id,
         "seeds": len(seeds),
@@ -456,31 +472,3 @@ def _error_level(
         "specific": specific,
         "principles": general,
     }
-
-
-def _on_label(task: Task, got: dict, seed: int, ask, dropped: Counter) -> dict:
-    """Keep a create principle whose quoted example the teacher labels as its own category (asked
-    with the task's own prompt, greedily); a principle without an example is kept as it is."""
-    greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=16, seed=seed)
-    examples = {
-        (name, use, k): quoted_example(text)
-        for (name, use), texts in got.items()
-        if use == "create"
-        for k, text in enumerate(texts)
-    }
-    requests = [
-        (f"principles/{seed}/check/{name}/{k}", task.prompt(ex))
-        for (name, _, k), ex in examples.items()
-        if ex is not None
-    ]
-    answers = ask("check", requests, greedy) if requests else {}
-    kept: dict = {}
-    for (name, use), texts in got.items():
-        kept[(name, use)] = []
-        for k, text in enumerate(texts):
-            rid = f"principles/{seed}/check/{name}/{k}"
-            if use == "create" and rid in answers and task.extract(answers[rid].text) != name:
-                dropped["example_off_label"] += 1
-            else:
-                kept[(name, use)].append(text)
-    return kept

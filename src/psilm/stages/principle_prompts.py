@@ -1,0 +1,248 @@
+"""The teacher's prompts in the principles stage, and how its answers become principle texts.
+
+Each prompt has one job. Lists come back numbered (task rules, solving advice, condensed error
+principles; `principles.parse_list` reads them). Create principles and mistake principles come
+back as JSON, `{"items": [{"form": ..., "example": ...}]}`, held to a schema where the teacher's
+backend can constrain decoding (llama.cpp's grammar, a server's response_format) and read
+forgivingly elsewhere: a cut-off answer keeps its complete items, and an answer that is no JSON at
+all is read as a list. Each item becomes one principle in the shape a person writes: the form,
+then its example (`Ask what an acronym stands for, for example "What does NASA stand for?".`).
+
+Why JSON: asked for that shape as free text, a 1.5B teacher (Qwen2.5-Coder-1.5B) wrote bare
+questions, echoed the template's placeholders ("<what the question does>") and mixed in advice for
+answering (TREC seed 0: 29 principles, 8 of them placeholder echoes or bare questions); held to
+the schema it writes one form and one new example per item. Its forms are weaker than its
+examples (some restate the example): a form that is a question or repeats the example is left out
+and the principle reads `Write a question like "..."`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING
+
+from psilm.llm.base import Messages
+from psilm.tasks import Example, Task
+
+# in the principles stage's key: new wording writes new principles in an old run folder
+# (2: create and mistake principles as JSON items, examples checked with the labels' meanings)
+PROMPTS_VERSION = 2
+
+if TYPE_CHECKING:
+    from psilm.stages.principles import PrinciplesSettings
+
+
+def _shown(task: Task, seeds: list[Example], n: int, with_answers: bool = True) -> str:
+    name = task.config.input_name.capitalize()
+    rows = []
+    for i, s in enumerate(seeds[:n], start=1):
+        row = f"{i}. {name}: {_trim(s.input)}"
+        if with_answers:
+            row += f"\n   Answer: {_trim(s.output)}"
+        rows.append(row)
+    return "\n".join(rows)
+
+
+def _trim(text: str, n: int = 400) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _about(task: Task) -> str:
+    c = task.config
+    lines = [f"Task: {c.description}", f"One input is a {c.input_name}."]
+    fixed = task.fixed_categories()
+    if fixed is not None:
+        labels = [f"{lb} ({desc})" if desc else lb for lb, desc in fixed.items()]
+        lines.append("Labels: " + "; ".join(labels) + ".")
+    return "\n".join(lines)
+
+
+def _list_request(n: int, what: str) -> str:
+    return (
+        f"Write {n} short principles {what}. One sentence each, concrete, no examples copied. "
+        "Reply with a numbered list only."
+    )
+
+
+_PLAIN = "Reply with a numbered list only, one line each, no headings and no bold."
+
+
+def task_prompt(task: Task, seeds: list[Example], s: PrinciplesSettings) -> Messages:
+    noun = task.config.input_name
+    body = (
+        f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown)}\n\n"
+        f"Write {s.task_count} short rules that every new {noun} written for this task must follow: "
+        f"what it is, its form and length, and what it must not contain. One sentence each. {_PLAIN}"
+    )
+    return [{"role": "user", "content": body}]
+
+
+def grouping_prompt(task: Task, seeds: list[Example], s: PrinciplesSettings) -> Messages:
+    body = (
+        f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown, False)}\n\n"
+        f"Group these {task.config.input_name}s into at most {s.max_categories} sub-types. "
+        "Reply with a numbered list, one line per sub-type: "
+        "'name: one-sentence description (examples 1, 3)'."
+    )
+    return [{"role": "user", "content": body}]
+
+
+def _category_head(task: Task, name: str, desc: str, shown: list[Example], s: PrinciplesSettings) -> str:
+    label = task.category_word
+    head = f"{_about(task)}\n\nThe {label} '{name}'" + (f" means: {desc}" if desc else "") + "."
+    examples = f"\n\nExamples of '{name}':\n{_shown(task, shown, s.seeds_shown)}" if shown else ""
+    return head + examples
+
+
+def solve_prompt(task: Task, name: str, desc: str, shown: list[Example], s: PrinciplesSettings) -> Messages:
+    """Advice for solving an instance of the category (read where the generator answers its own inputs)."""
+    what = f"for solving a {task.config.input_name} of {task.category_word} '{name}' correctly"
+    ask = _list_request(s.per_category, what)
+    return [{"role": "user", "content": f"{_category_head(task, name, desc, shown, s)}\n\n{ask}"}]
+
+
+def _json_shape(noun: str) -> str:
+    return (
+        f'Reply in JSON: {{"items": [{{"example": "...", "form": "..."}}]}}, where "example" is the new '
+        f'{noun} and "form" says in a few words what kind of {noun} it is.'
+    )
+
+
+def create_prompt(
+    task: Task, name: str, desc: str, shown: list[Example], n: int, s: PrinciplesSettings
+) -> Messages:
+    """n new instances of the category, each with a few words on its form (JSON items)."""
+    noun, label = task.config.input_name, task.category_word
+    fixed = task.fixed_categories() or {}
+    others = [c for c in fixed if c != name]
+    apart = f" Each must clearly be '{name}', not {', '.join(others)}." if others else ""
+    ask = (
+        f"Write {n} new {noun}s whose {label} is '{name}', each different from the others and from "
+        f"the examples above.{apart} {_json_shape(noun)}"
+    )
+    return [{"role": "user", "content": f"{_category_head(task, name, desc, shown, s)}\n\n{ask}"}]
+
+
+def mistake_prompt(task: Task, seed: Example, student_text: str, as_json: bool = False) -> Messages:
+    """One instruction for writing training instances that teach what the student got wrong;
+    as_json: one JSON item (form + example), as create_prompt's; else one line of text."""
+    name = task.config.input_name
+    head = (
+        f"{_about(task)}\n\nA small model was given this {name}:\n{_trim(seed.input)}\n\n"
+        f"It answered:\n{_trim(student_text)}\n\nThe correct answer is:\n{_trim(seed.output)}\n\n"
+    )
+    if as_json:
+        ask = (
+            f"We will write new training {name}s so that the model learns this. Write one new {name}, "
+            f"unlike this one in topic, whose correct answer is as clearly {_trim(seed.output, 80)}. "
+            f"{_json_shape(name)}"
+        )
+        return [{"role": "user", "content": head + ask}]
+    ask = (
+        f"We will write new training {name}s so that the model learns this. Write one instruction "
+        f"(one sentence) for writing such a {name}: what it must show so that the correct answer is "
+        f'clear, then one new example in double quotes: <instruction>, for example "<a new {name}>". '
+        "Reply with the instruction only."
+    )
+    return [{"role": "user", "content": head + ask}]
+
+
+def condense_prompt(task: Task, specific: list[str], s: PrinciplesSettings) -> Messages:
+    listed = "\n".join(f"{i}. {p}" for i, p in enumerate(specific, start=1))
+    body = (
+        f"{_about(task)}\n\nPrinciples learned from a small model's mistakes:\n{listed}\n\n"
+        f"Merge them into at most {s.condense_to} general principles. One sentence each. "
+        "Reply with a numbered list only."
+    )
+    return [{"role": "user", "content": body}]
+
+
+def label_prompt(task: Task, seeds: list[Example], text: str, s: PrinciplesSettings) -> Messages:
+    """The teacher labels one example, shown the labels' meanings and the seeds (all prompts share
+    that prefix, so a backend with a prompt cache reads it once). The task's own prompt (label
+    names only) put every 'human' example of a 1.5B teacher under 'entity' on TREC."""
+    noun = task.config.input_name
+    body = (
+        f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown)}\n\n"
+        f"{noun.capitalize()}: {_trim(text)}\nWhich label does this {noun} have? Reply with the label only."
+    )
+    return [{"role": "user", "content": body}]
+
+
+def forms_schema(n: int) -> dict:
+    """The JSON schema of create_prompt's and mistake_prompt's answers: n items, example then form
+    (the order they are written in: a 1.5B teacher asked for the form first wrote a question there
+    and a statement or a copied seed as the example)."""
+    item = {
+        "type": "object",
+        "properties": {"example": {"type": "string"}, "form": {"type": "string"}},
+        "required": ["example", "form"],
+    }
+    items = {"type": "array", "items": item, "minItems": n, "maxItems": n}
+    return {"type": "object", "properties": {"items": items}, "required": ["items"]}
+
+
+_STRING = r'"((?:[^"\\]|\\.)*)"'
+_OBJECT = re.compile(r"\{[^{}]*\}")
+_FIELD = {k: re.compile(rf'"{k}"\s*:\s*' + _STRING) for k in ("example", "form")}
+
+
+def read_forms(text: str | None) -> list[tuple[str, str]] | None:
+    """(form, example) pairs of a JSON answer, complete items only (an answer cut off at
+    max_tokens keeps those before the cut; a missing form is ''); None where it holds no item."""
+    found = []
+    for obj in _OBJECT.findall(text or ""):
+        got = {k: rx.search(obj) for k, rx in _FIELD.items()}
+        if got["example"] is None:
+            continue
+        try:
+            example = json.loads(f'"{got["example"].group(1)}"')
+            form = json.loads(f'"{got["form"].group(1)}"') if got["form"] else ""
+        except json.JSONDecodeError:
+            continue
+        found.append((form, example))
+    return found or None
+
+
+_QUOTED = re.compile(r'["\u201c](?P<text>[^"\u201c\u201d]{8,})["\u201d]')
+_PLACEHOLDER = re.compile(r"<[^<>]{0,40}>|\.\.\.|\u2026")
+
+
+def quoted_example(principle: str) -> str | None:
+    """The last double-quoted stretch of a principle: its example instance, if it gives one."""
+    found = _QUOTED.findall(principle)
+    return found[-1].strip() if found else None
+
+
+def clean_example(example: str, noun: str) -> str | None:
+    """The example as one instance: a question ends at its first question mark (the 1.5B teacher
+    went on to answer it); None for a placeholder echo ("<a new question>", "...")."""
+    text = " ".join(example.split()).strip().strip("\"'\u201c\u201d").strip()
+    if not text or _PLACEHOLDER.search(text):
+        return None
+    if noun.lower() == "question" and "?" in text:
+        text = text[: text.index("?") + 1]
+    return text
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def overlap(a: str, b: str) -> float:
+    """Share of the shorter text's words that the other has (0 for an empty one)."""
+    wa, wb = _words(a), _words(b)
+    return len(wa & wb) / min(len(wa), len(wb)) if wa and wb else 0.0
+
+
+def render(form: str, example: str, noun: str) -> str:
+    """One principle from a form and its example, in the shape a person writes."""
+    form = " ".join(form.split()).strip().strip("\"'").rstrip(".:;, ")
+    if form.lower().startswith("asks "):  # a description of the example, as an instruction
+        form = "Ask " + form[5:]
+    vague = len(form.split()) < 3  # "abbreviation", "What is": the label or a question's start
+    if vague or "?" in form or _PLACEHOLDER.search(form) or overlap(form, example) > 0.6:
+        return f'Write a {noun} like "{example}".'
+    return f'{form[0].upper()}{form[1:]}, for example "{example}".'
