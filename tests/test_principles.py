@@ -79,16 +79,18 @@ def test_task_and_category_levels_parse_numbered_lists(tmp_path, trec, trec_seed
     assert [p["id"] for p in task_level] == ["t1", "t2", "t3"]  # capped at task_count
     assert task_level[0]["text"] == "Ask one short factual question per input."
     assert {p["source"] for p in out["principles"]} == {"teacher:big-teacher"}
-    for lb in trec.labels:  # per category: per_category create + per_category solve
-        mine = [p for p in out["principles"] if p["category"] == lb]
-        assert [p["use"] for p in mine] == ["create", "create", "solve", "solve"]
-        assert [p["id"] for p in mine] == [f"c-{lb}-{k}" for k in (1, 2, 3, 4)]
-    assert out["dropped"]["heading"] == 1 + 12  # one heading per response
-    assert out["dropped"]["over_cap"] == 1 + 12 * 2
-    assert len(out["prompts"]) == 1 + 12 and all(p["response"] for p in out["prompts"])
-    # the label's own seeds are shown in its category prompts
-    numeric = next(c for c, _ in teacher.prompts if "'numeric'" in c and "creat" not in c)
+    for lb in trec.labels:  # per category: per_category create; no solving advice (TREC's
+        mine = [p for p in out["principles"] if p["category"] == lb]  # generator does not solve)
+        assert [p["use"] for p in mine] == ["create", "create"]
+        assert [p["id"] for p in mine] == [f"c-{lb}-{k}" for k in (1, 2)]
+    assert not any("solving" in c for c, _ in teacher.prompts)
+    assert out["dropped"]["heading"] == 1 + 6  # one heading per response
+    assert out["dropped"]["over_cap"] == 1 + 6 * 2  # task: 4 for 3; create: 4 lines read for 2
+    assert len(out["prompts"]) == 1 + 6 and all(p["response"] for p in out["prompts"])
+    # the label's own seeds are shown in its create prompt, which asks for per_category + extra_forms
+    numeric = next(c for c, _ in teacher.prompts if "whose label is 'numeric'" in c)
     assert "How far is the Moon" in numeric and "Who wrote Hamlet" not in numeric.split("Examples")[1]
+    assert "Write 4 new questions" in numeric and '"example"' in numeric
 
 
 def test_teacher_garbage_is_counted_and_dropped(tmp_path, trec, trec_seeds):
@@ -194,34 +196,110 @@ def test_error_level_writes_principles_only_from_mistakes(tmp_path, trec, trec_s
     assert not any("Merge them" in c for c, _ in teacher.prompts)
     assert {p["category"] for p in out["principles"]} == {"human", "numeric"}
     assert all(p["level"] == "error" for p in out["principles"])
-    assert "new training questions" in mistake_prompts[0] and 'for example "' in mistake_prompts[0]
+    assert "new training questions" in mistake_prompts[0] and '{"items": [{"example"' in mistake_prompts[0]
 
 
-def test_a_create_principle_whose_example_the_teacher_labels_otherwise_is_dropped(tmp_path, trec, trec_seeds):
-    """The create prompt asks for a form and one quoted example; the teacher labels each example
-    with the task's own prompt, and a principle whose example is off its label goes."""
+def items_json(*pairs: tuple[str, str]) -> str:
+    return json.dumps({"items": [{"example": ex, "form": form} for ex, form in pairs]})
+
+
+def test_create_principles_are_checked_examples_in_a_persons_shape(tmp_path, trec, trec_seeds):
+    """The create prompt asks for JSON items (example, then form); each example is cleaned and
+    checked: a placeholder, a statement where the seeds are questions, a copy of a seed, and one the
+    teacher labels as another label (shown the labels' meanings and the seeds) go."""
 
     def reply(prompt: str, params) -> str:
-        if params.temperature == 0:  # the check: the task's own prompt, answered greedily
+        if params.temperature == 0:  # the check
+            assert "abbreviation (asks what" in prompt and "Who wrote Hamlet ?" in prompt
+            assert prompt.endswith("Which label does this question have? Reply with the label only.")
             return "location" if "capital of France" in prompt else "abbreviation"
-        if "instructions for writing a new question whose label is 'abbreviation'" in prompt:
+        if "whose label is 'abbreviation'" in prompt:
             assert "not description, entity, human, location, numeric" in prompt
-            return (
-                '1. Ask what an acronym stands for, for example "What does NASA stand for?".\n'
-                '2. Ask for a famous capital, for example "What is the capital of France?".'
+            return items_json(
+                (
+                    "What does NASA stand for ? It stands for National Aeronautics.",
+                    "asks what an acronym stands for",
+                ),
+                ("What is the capital of France?", "asks for a capital"),
+                ("<a new question>", "placeholder"),
+                ("HTML stands for HyperText Markup Language.", "a statement"),
+                ("What does NASA stand for?", "abbreviation"),  # the seed, again
+                ("What does CPU stand for?", "abbreviation"),
             )
-        return "1. Keep every question short and about one fact."
+        return items_json()
 
     teacher = Scripted(reply)
-    settings = PrinciplesSettings(levels=["category"])
+    settings = PrinciplesSettings(levels=["category"], per_category=2, extra_forms=4)
     out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"), settings, seed=0)
-    abbr = [p["text"] for p in out["principles"] if p["category"] == "abbreviation" and p["use"] == "create"]
-    assert abbr == ['Ask what an acronym stands for, for example "What does NASA stand for?".']
-    assert out["dropped"]["example_off_label"] == 1
+    abbr = [p["text"] for p in out["principles"] if p["category"] == "abbreviation"]
+    assert abbr == ['Write a question like "What does CPU stand for?".']
+    d = out["dropped"]
+    assert d["example_off_label"] == 1 and d["example_placeholder"] == 1
+    assert d["example_not_a_question"] == 1 and d["example_copies_seed"] == 2
     checked = [str(p["messages"]) for p in out["prompts"] if p["level"] == "check"]
     assert len(checked) == 2 and any("capital of France" in c for c in checked)
-    # a principle without a quoted example is kept unchecked
-    assert any(p["text"].startswith("Keep every question short") for p in out["principles"])
+
+
+def test_a_form_worth_keeping_leads_the_principle(tmp_path, trec, trec_seeds):
+    from psilm.stages.principle_prompts import render
+
+    assert render("asks what an acronym stands for", "What does CPU stand for?", "question") == (
+        'Ask what an acronym stands for, for example "What does CPU stand for?".'
+    )
+    for vague in ("abbreviation", "What is", "What does CPU stand for?", "<what the question does>", ""):
+        assert (
+            render(vague, "What does CPU stand for?", "question")
+            == 'Write a question like "What does CPU stand for?".'
+        )
+
+
+def test_forms_are_read_from_cut_or_odd_json(tmp_path, trec, trec_seeds):
+    from psilm.stages.principle_prompts import read_forms
+
+    cut = '{"items": [{"example": "Who \\"wrote\\" it?", "form": "asks who"}, {"example": "What is'
+    assert read_forms(cut) == [("asks who", 'Who "wrote" it?')]
+    assert read_forms('{"items": [{"form": "first", "example": "Where is Rome?"}, {"example": "Why?"}]}') == [
+        ("first", "Where is Rome?"),
+        ("", "Why?"),
+    ]
+    for junk in (None, "", "1. a list", '{"items": []}', '{"example": 3}'):
+        assert read_forms(junk) is None
+
+
+def test_the_forms_schema_goes_to_a_teacher_that_holds_answers_to_it(tmp_path, trec, trec_seeds):
+    """A backend that constrains chat answers gets the schema; a list answer from one that does not
+    is read as before (a line's quoted example, or a bare question as its own example)."""
+    seen: list = []
+
+    def reply(prompt: str, params) -> str:
+        seen.append(params.json_schema)
+        if params.temperature == 0:
+            return "abbreviation"
+        return (
+            '1. Ask what it stands for, for example "What does CPU stand for?".\n2. What does RAM stand for?'
+        )
+
+    backend = Scripted(reply)
+    held = ModelCaller(
+        "teacher", "t", lambda: backend, JsonlLog(tmp_path / "t.jsonl"), json_constrained=("chat",)
+    )
+    write_principles(trec, trec_seeds, held, PrinciplesSettings(levels=["category"]), seed=0)
+    schemas = [x for x in seen if x is not None]
+    assert len(schemas) == 6 and schemas[0]["properties"]["items"]["minItems"] == 4
+    seen.clear()
+    out = write_principles(
+        trec,
+        trec_seeds,
+        caller(tmp_path, Scripted(reply), "plain"),
+        PrinciplesSettings(levels=["category"]),
+        seed=0,
+    )
+    assert seen and all(x is None for x in seen)
+    abbr = [p["text"] for p in out["principles"] if p["category"] == "abbreviation"]
+    assert abbr == [
+        'Ask what it stands for, for example "What does CPU stand for?".',
+        'Write a question like "What does RAM stand for?".',
+    ]
 
 
 def test_error_level_without_mistakes_says_so(tmp_path, trec, trec_seeds):
