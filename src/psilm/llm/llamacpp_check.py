@@ -100,9 +100,10 @@ def crash_line(what: str, returncode: int) -> str:
     else:
         how = f"failed (exit {returncode})"
     return (
-        f"llama.cpp {how} while {what}: this build of llama-cpp-python does not run on this CPU "
-        f"(often a native build with AMX on an Intel Xeon); rebuild it for this CPU: {rebuild_command()}; "
-        "or set backend: transformers for this model"
+        f"llama.cpp {how} while {what}: this build of llama-cpp-python does not run on this machine "
+        "(often a native build with AMX on an Intel Xeon, or one built by a compiler whose C++ "
+        f"library differs from the system's); rebuild it: {rebuild_command()} (with CC/CXX set to the "
+        "system's gcc/g++ if they point elsewhere); or set backend: transformers for this model"
     )
 
 
