@@ -28,6 +28,8 @@ Ablations on psi (tasks in --ablation-tasks):
   gemma_2                           psi alone with Gemma writing, two principles per prompt (vs psi_gemma)
   verifier_on                       the generator re-labels each input 3 times; the filter keeps agreement
   error_off                         psi_teacher without the error level (no student mistakes)
+  teacher_mix, teacher_header       psi_teacher with every level in the prompts: principle_mix levels
+                                    (one own + one task-level) or task_header (the task's rules head each)
 Self-evolution (evolve.rounds 2, docs/evolve.md), in --ablation-tasks or with --variants evolve:
   evolve                            direct and psi again as round 1 (psi_round1, direct_round1), and
                                     round 2 of each (psi_round2, direct_round2)
@@ -181,6 +183,19 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
     # the default was 1 until 2026-11-30 (per_instance_2 against it: TREC +4.3, SST-2 +2.0, 3 seeds)
     "per_instance_1": (["psi"], {"generate": {"principles_per_instance": 1}}, {"psi": "per_instance_1"}),
     "per_instance_3": (["psi"], {"generate": {"principles_per_instance": 3}}, {"psi": "per_instance_3"}),
+    # the teacher's principles, every level reaching the prompts: one of the category's own and one
+    # task-level principle per prompt (principle_mix: levels), or the task's rules heading every
+    # prompt beside two of the others (principle_mix: task_header)
+    "teacher_mix": (
+        ["psi"],
+        {"principles": {"file": None}, "generate": {"principle_mix": "levels"}},
+        {"psi": "teacher_mix"},
+    ),
+    "teacher_header": (
+        ["psi"],
+        {"principles": {"file": None}, "generate": {"principle_mix": "task_header"}},
+        {"psi": "teacher_header"},
+    ),
     "error_off": (
         ["psi"],
         {"principles": {"file": None, "levels": ["task", "category"]}},
@@ -235,6 +250,8 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "per_instance_all": "psi_person",
     "verifier_on": "psi_person",
     "error_off": "psi_teacher",
+    "teacher_mix": "psi_teacher",
+    "teacher_header": "psi_teacher",
     "direct_bare": "direct",
     "psi_bare": "direct_bare",
     "direct_prior": "direct",
@@ -403,8 +420,12 @@ def machine() -> dict[str, Any]:
     from psilm.llm.registry import resolve_model
 
     info = verdict(resolve_model("smollm2-135m").file, 1)["system_info"]  # cached once per machine
-    return {"cores": os.cpu_count(), "cpu": cpu_name(), "python": platform.python_version(),
-            "llama_cpp_system_info": info}
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu_name(),
+        "python": platform.python_version(),
+        "llama_cpp_system_info": info,
+    }
 
 
 # --- plot -------------------------------------------------------------------------------------------

@@ -212,6 +212,22 @@ def test_principle_mix_levels_shows_every_level(trec, trec_seeds, trec_principle
         assert (principles_shown(trec_principles, plans)[1] is None) == task_shown
 
 
+def test_principle_mix_task_header_puts_the_tasks_rules_in_every_prompt(trec, trec_seeds, trec_principles):
+    """task_header: every task-level principle heads every prompt, outside principles_per_instance,
+    which the category's own fill; no written level goes unseen."""
+    by_id = {p["id"]: p for p in trec_principles}
+    rules = [p["id"] for p in trec_principles if p["level"] == "task" and p["use"] in ("create", "both")]
+    assert rules
+    plans = plan_instances(
+        trec, trec_seeds, trec_principles, GenerateSettings(n=30, principle_mix="task_header"), 2
+    )
+    for plan in plans:
+        ids = plan["principle_ids"]
+        assert ids[: len(rules)] == rules
+        assert [by_id[i]["category"] for i in ids[len(rules) :]] == [plan["category"]] * 2
+    assert principles_shown(trec_principles, plans)[1] is None
+
+
 def test_category_weights(trec, trec_seeds, trec_principles):
     w = {"human": 3, "numeric": 1}
     plans = plan_instances(

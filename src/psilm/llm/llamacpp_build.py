@@ -107,13 +107,28 @@ def build(python: str, force: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for old in wheels:
         old.unlink()
-    print(f"building llama-cpp-python {VERSION} for this CPU (3-10 min on 2 cores): CMAKE_ARGS={args!r}",
-          flush=True)
+    print(
+        f"building llama-cpp-python {VERSION} for this CPU (3-10 min on 2 cores): CMAKE_ARGS={args!r}",
+        flush=True,
+    )
     env = {**os.environ, "CMAKE_ARGS": args, "FORCE_CMAKE": "1"}
     subprocess.run(
-        [python, "-m", "pip", "wheel", "-q", "--no-cache-dir", "--no-deps",
-         "--no-binary", "llama-cpp-python", f"llama-cpp-python=={VERSION}", "-w", str(folder)],
-        env=env, check=True,
+        [
+            python,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-cache-dir",
+            "--no-deps",
+            "--no-binary",
+            "llama-cpp-python",
+            f"llama-cpp-python=={VERSION}",
+            "-w",
+            str(folder),
+        ],
+        env=env,
+        check=True,
     )
     (folder / "CMAKE_ARGS").write_text(args + "\n")
     return sorted(folder.glob("llama_cpp_python-*.whl"))[0]
@@ -132,8 +147,10 @@ def install(python: str, force: bool = False) -> None:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("flags", "wheel", "install"):
-        print("usage: llamacpp_build.py flags | wheel [--force] | install [--force] [--python PY]",
-              file=sys.stderr)
+        print(
+            "usage: llamacpp_build.py flags | wheel [--force] | install [--force] [--python PY]",
+            file=sys.stderr,
+        )
         return 2
     python = argv[argv.index("--python") + 1] if "--python" in argv else sys.executable
     force = "--force" in argv

@@ -132,11 +132,13 @@ def _run_child(model: Path, n_threads: int) -> dict:
     try:
         proc = subprocess.run(
             [sys.executable, "-c", _CHILD, str(model), str(n_threads)],
-            capture_output=True, text=True, timeout=TIMEOUT_S, env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            env=env,
         )
     except subprocess.TimeoutExpired:
-        return {"ok": False, "returncode": 124, "system_info": "",
-                "error": f"no answer within {TIMEOUT_S} s"}
+        return {"ok": False, "returncode": 124, "system_info": "", "error": f"no answer within {TIMEOUT_S} s"}
     lines = (proc.stdout or "").strip().splitlines()
     errs = (proc.stderr or "").strip().splitlines()
     return {

@@ -85,12 +85,14 @@ class GenerateSettings(Settings):
         description="Sample the category's own principles before task/error ones "
         "(the category's own principles are what helped on TREC).",
     )
-    principle_mix: Literal["own_first", "levels"] = Field(
+    principle_mix: Literal["own_first", "levels", "task_header"] = Field(
         "own_first",
         description="own_first: the category's own principles fill the prompt first (task-level ones "
         "reach a prompt only when too few are left); levels: one of the category's own, then one from "
         "the other levels written (task, and error principles not tied to a category), alternating, so "
-        "every level reaches prompts. Not the default until measured on students over three seeds.",
+        "every level reaches prompts; task_header: every task-level principle in every prompt (rules "
+        "for every instance), then principles_per_instance of the others, own first. Not the default "
+        "until measured on students over three seeds.",
     )
     category_weights: dict[str, float] | Literal["train"] | None = Field(
         None,
@@ -170,7 +172,12 @@ def plan_instances(
         }
         if not direct:
             k = s.principles_per_instance
-            plan["principle_ids"] = _sample(_pool(principles, cat, "create"), k, s, rng)
+            pool = _pool(principles, cat, "create")
+            if s.principle_mix == "task_header":  # the task's rules head every prompt, outside the k
+                rules = [p["id"] for p in pool if p["level"] == "task"]
+                plan["principle_ids"] = rules + _sample([p for p in pool if p["level"] != "task"], k, s, rng)
+            else:
+                plan["principle_ids"] = _sample(pool, k, s, rng)
             if task.solves_inputs:
                 plan["solve_principle_ids"] = _sample(_pool(principles, cat, "solve"), k, s, rng)
         plans.append(plan)

@@ -2,18 +2,19 @@
 
 Each prompt has one job. Lists come back numbered (task rules, solving advice, condensed error
 principles; `principles.parse_list` reads them). Create principles and mistake principles come
-back as JSON, `{"items": [{"form": ..., "example": ...}]}`, held to a schema where the teacher's
+back as JSON, `{"items": [{"example": ..., "form": ...}]}`, held to a schema where the teacher's
 backend can constrain decoding (llama.cpp's grammar, a server's response_format) and read
 forgivingly elsewhere: a cut-off answer keeps its complete items, and an answer that is no JSON at
 all is read as a list. Each item becomes one principle in the shape a person writes: the form,
-then its example (`Ask what an acronym stands for, for example "What does NASA stand for?".`).
+then its example (`Ask what an acronym stands for, for example "What does NASA stand for?".`), or,
+where the form says nothing, `Write a question like "What does NASA stand for?".`
 
-Why JSON: asked for that shape as free text, a 1.5B teacher (Qwen2.5-Coder-1.5B) wrote bare
-questions, echoed the template's placeholders ("<what the question does>") and mixed in advice for
-answering (TREC seed 0: 29 principles, 8 of them placeholder echoes or bare questions); held to
-the schema it writes one form and one new example per item. Its forms are weaker than its
-examples (some restate the example): a form that is a question or repeats the example is left out
-and the principle reads `Write a question like "..."`.
+Why so, from the 1.5B teacher (Qwen2.5-Coder-1.5B) on TREC seed 0: asked for that shape as free
+text it wrote bare questions, echoed the template's placeholders ("<what the question does>") and
+mixed in advice for answering. Held to a schema with the form first, it put a question in the form
+and a statement or a copied seed in the example; with the example first, it wrote on-label new
+questions and a form that was the label's name. So the example comes first and a form is used only
+where it has three words or more and does not restate the example.
 """
 
 from __future__ import annotations

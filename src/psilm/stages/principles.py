@@ -16,11 +16,15 @@ it: one form the instance takes and one new example ("Ask what an acronym stands
 \"What does NASA stand for?\""). Measured on TREC (a 1.5B teacher, SmolLM2 writing): abstract
 advice, some of it for answering rather than writing, steered the generator no better than no
 principles (53% of rows asked for their label's type against direct's 54%; a person's 67%). So the
-create prompts ask for that shape and name the neighbouring labels to stay clear of; for a
-classification task the teacher then labels each principle's own example with the task's prompt,
-and a principle whose example it puts under another label is dropped (counted as
-`example_off_label`). Error principles of a classification task stay with the label the student
-missed, so they reach that label's generation prompts.
+create prompts and, for a classification task, the mistake prompts ask for JSON items, a new
+example and a few words on its form (principle_prompts.py says why in that order); each example is
+cleaned and checked (`_Forms`): a placeholder echo, a statement where every seed is a question, a
+near copy of a seed, and, for a classification task, an example the teacher itself puts under
+another label (asked with the labels' meanings and the seeds shown) are dropped and counted by
+reason; per_category + extra_forms are asked for so that per_category remain. Error principles of a
+classification task stay with the label the student missed, so they reach that label's generation
+prompts. Solving advice is asked for only where the generator solves its own inputs (it is read
+nowhere else).
 """
 
 from __future__ import annotations
