@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from runfolder import make_run
 
 from psilm.cli import main
 from psilm.config import load_config
@@ -261,3 +262,36 @@ def test_cli_mix_blend_on_a_task_without_categories_exits_2(tmp_path, tiny_confi
     assert main(["run", str(tmp_path / "g.yaml"), "--out", str(tmp_path / "run"), "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "evolve.mix_blend: 0.5" in err and "drop evolve.mix_blend" in err
+
+
+# --- the report: per class accuracy per round, and which judge each round used ----------------------
+def test_report_shows_accuracy_per_class_per_round_and_the_judge(tmp_path):
+    from psilm.report import write_report
+
+    run = make_run(tmp_path, ["direct", "psi"])
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["arms"] = ["direct", "psi", "psi_round2"]
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    manifest = json.loads((run / "manifest.json").read_text())
+    line = "judge: seeds_cv (2 folds; no labelled rows beyond the seeds)"
+    judge = {"on": "seeds_cv", "n": 4, "accuracy": 0.5, "labelled_rows": 0, "judge": line}
+    manifest["stages"]["judge/psi_round2"] = {"status": "done", "key": "k", **judge}
+    manifest["stages"]["train/psi_round2"] = {"status": "done", "key": "k", "n_train": 60}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    psi = json.loads((run / "arms/psi/metrics.json").read_text())
+    psi["per_class"] = {POS: {"accuracy": 0.8, "n": 50}, NEG: {"accuracy": 0.6, "n": 50}}
+    (run / "arms/psi/metrics.json").write_text(json.dumps(psi))
+    (run / "arms/psi_round2").mkdir()
+    (run / "arms/psi_round2/metrics.json").write_text(json.dumps({
+        "accuracy": 0.55, "n": 100, "correct": 55, "ci95": [0.45, 0.65], "predictions": [],
+        "per_class": {POS: {"accuracy": 0.3, "n": 50}, NEG: {"accuracy": 0.8, "n": 50}}}))  # fmt: skip
+    write_report(run)
+    md = (run / "report.md").read_text()
+    assert "### Accuracy per class and round" in md
+    assert f"| arm | round | {POS} | {NEG} |" in md
+    assert "| psi | 1 | 80.0% | 60.0% |" in md
+    assert "| psi | 2 | 30.0% (-50.0) | 80.0% (+20.0) |" in md  # the class that fell shows
+    assert "- psi_round2: judge: seeds_cv (2 folds; no labelled rows beyond the seeds)" in md
+    page = (run / "report.html").read_text()
+    assert "Accuracy per class and round" in page and 'alt="accuracy per class and round"' in page
+    assert "30.0% (-50.0)" in page
