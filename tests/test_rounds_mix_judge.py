@@ -14,14 +14,8 @@ from runfolder import make_run
 from psilm.cli import main
 from psilm.config import load_config
 from psilm.errors import ConfigError
-from psilm.stages.evolve import (
-    EvolveSettings,
-    check_task,
-    error_mix,
-    fold_training,
-    judge_errors,
-    seed_folds,
-)
+from psilm.stages.evolve import EvolveSettings, check_task
+from psilm.stages.judge import error_mix, fold_training, judge_errors, seed_folds
 from psilm.tasks import Example, load_task
 
 SST2 = load_task("sst2")
@@ -100,6 +94,8 @@ def test_judge_errors_records_the_mix_and_the_judge():
     cv = judge_errors(SST2, dev, preds, EvolveSettings(), "seeds_cv", folds=3)
     assert cv["judge"] == "judge: seeds_cv (3 folds; no labelled rows beyond the seeds)"
     assert (cv["labelled_rows"], cv["folds"]) == (0, 3)
+    unseen = judge_errors(SST2, dev, preds, EvolveSettings(), "seeds_cv")  # train.include_seeds false
+    assert unseen["judge"].startswith("judge: seeds_cv (no folds: the student did not train on the seeds")
 
 
 # --- seeds_cv: folds of the seeds, no seed judged by a student trained on it -----------------------
@@ -135,8 +131,8 @@ def round_two(tmp_path, tiny_config, monkeypatch):
     from psilm.stages import evaluate as E
     from psilm.stages import train as T
 
-    def open_run(**evolve):
-        cfg = load_config(data={**tiny_config, "arms": ["psi"],
+    def open_run(train: dict | None = None, **evolve):
+        cfg = load_config(data={**tiny_config, "arms": ["psi"], "train": train or {},
                                 "evolve": {"rounds": 2, "judge": "seeds_cv", **evolve}})  # fmt: skip
         ctx = pipeline.prepare(cfg, tmp_path / "run", log=lambda _: None)
         rows = [
@@ -190,6 +186,19 @@ def test_seeds_cv_judges_every_seed_with_a_student_that_never_trained_on_it(roun
     assert not list(ctx.run.arm("psi_round2").glob("judge_fold[0-9]*"))  # each fold's student removed
     folds = [json.loads(x) for x in ctx.run.judge_folds("psi_round2").read_text().splitlines()]
     assert [f["fold"] for f in folds] == [0, 1, 2]
+
+
+def test_seeds_cv_needs_no_fold_students_where_round_one_never_trained_on_the_seeds(round_two):
+    from psilm.context import run_stage
+    from psilm.rounds import judge_job
+
+    ctx = round_two.open(train={"include_seeds": False})
+    st = run_stage(ctx, judge_job(ctx, "psi_round2"))
+    assert round_two.trained == {}  # no fold trained: psi's own student judges the seeds
+    assert {m for m, _ in round_two.judged} == {str(ctx.run.merged_model("psi"))}
+    assert len(round_two.judged) == 4 and st["labelled_rows"] == 0
+    assert st["judge"].startswith("judge: seeds_cv (no folds: the student did not train on the seeds")
+    assert not ctx.run.judge_folds("psi_round2").exists()
 
 
 def test_a_killed_seeds_cv_judge_resumes_at_the_next_fold(round_two, monkeypatch):

@@ -70,7 +70,8 @@ def judge_job(ctx: Context, arm: str) -> Job:
     judge seeds_cv: the seeds, each answered by a student trained as the previous round's was but
     without that seed's fold (where the previous round trained on the seeds at all)."""
     from psilm.stages import evaluate as E
-    from psilm.stages.evolve import judge_errors, mix_shaped
+    from psilm.stages.evolve import mix_shaped
+    from psilm.stages.judge import judge_errors
 
     cfg, e = ctx.cfg, ctx.cfg.evolve
     model, model_key = _previous_model(ctx, arm)
@@ -117,7 +118,7 @@ def _fold_predictions(
     next fold; its student is removed once it has answered."""
     from psilm.stages import evaluate as E
     from psilm.stages import train as T
-    from psilm.stages.evolve import fold_training, seed_folds
+    from psilm.stages.judge import fold_training, seed_folds
     from psilm.steps import training_examples
 
     cfg, st = ctx.cfg, ctx.cfg.models.student
