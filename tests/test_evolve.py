@@ -17,12 +17,12 @@ from psilm.errors import ConfigError
 from psilm.stages.evolve import (
     EvolveSettings,
     check_rows,
-    judge_errors,
     merge_rows,
     probabilities,
     round_seed,
 )
 from psilm.stages.filter import FilterSettings
+from psilm.stages.judge import judge_errors
 from psilm.tasks import Example, load_task
 
 SST2 = load_task("sst2")
@@ -340,3 +340,28 @@ def test_a_round_arms_cards_show_its_own_principles(two_rounds):
     assert [p["id"] for p in own[: len(first)]] == [p["id"] for p in first]  # round 1's, then its own
     assert card_facts(FinishedRun(two_rounds), "psi_round2").principles == own
     assert card_facts(FinishedRun(two_rounds), "psi").principles == first
+
+
+@pytest.mark.slow
+def test_seeds_cv_judges_the_seeds_with_fold_students_of_the_tiny_model(two_rounds, tmp_path):
+    """judge: seeds_cv for real: a student per fold trained and asked, none left on disk after."""
+    import shutil
+
+    from psilm import pipeline
+    from psilm.context import run_stage
+    from psilm.rounds import judge_job
+
+    run = tmp_path / "run"
+    shutil.copytree(two_rounds, run)  # the module's run folder stays as the other tests read it
+    cfg = load_config(run / "config.yaml", ["evolve.judge=seeds_cv", "evolve.cv_folds=2"])
+    ctx = pipeline.prepare(cfg, run, log=lambda _: None)
+    st = run_stage(ctx, judge_job(ctx, "psi_round2"))
+    judge = json.loads((run / "arms/psi_round2/judge.json").read_text())
+    assert (judge["on"], judge["n"], judge["folds"], judge["labelled_rows"]) == ("seeds_cv", 6, 2, 0)
+    assert st["judge"] == "judge: seeds_cv (2 folds; no labelled rows beyond the seeds)"
+    assert st["student_tokens"]["trained"] > 0 and st["student_tokens"]["prompt"] > 0
+    folds = [json.loads(x) for x in (run / "arms/psi_round2/judge_folds.jsonl").read_text().splitlines()]
+    assert sorted(i for f in folds for i in f["held"]) == list(range(6))
+    psi_rows = ctx.run.manifest["stages"]["train/psi"]["n_train"]
+    assert all(f["n_train"] == psi_rows - len(f["held"]) for f in folds)  # round 1's rows less the fold
+    assert not list((run / "arms/psi_round2").glob("judge_fold[0-9]*"))

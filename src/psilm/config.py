@@ -20,7 +20,7 @@ from psilm.llm.base import SCORING_BACKENDS
 from psilm.llm.settings import ModelSettings, TransformersModel, backend_of, default_teacher, explain
 from psilm.settings import Settings
 from psilm.stages.evaluate import EvaluateSettings
-from psilm.stages.evolve import EvolveSettings
+from psilm.stages.evolve import EvolveSettings, mix_shaped
 from psilm.stages.filter import FilterSettings
 from psilm.stages.generate import GenerateSettings
 from psilm.stages.principles import PrinciplesSettings
@@ -141,7 +141,13 @@ class RunConfig(Settings):
             if e.judge == "dev" and self.data.train is None:
                 raise ValueError(
                     "evolve.judge: dev draws a dev slice from data.train, which is not set; set data.train "
-                    "or evolve.judge=seeds"
+                    "or evolve.judge=seeds_cv (no labelled rows beyond the seeds)"
+                )
+            if not e.error_mix and (shaped := mix_shaped(e)):
+                name, value = next(iter(shaped.items()))
+                raise ValueError(
+                    f"evolve.{name}: {value} shapes the error mix, and evolve.error_mix is false; "
+                    f"set evolve.error_mix=true, or drop evolve.{name}"
                 )
             if e.error_principles == "file" and e.principles_file is None:
                 raise ValueError(

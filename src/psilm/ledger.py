@@ -279,8 +279,17 @@ def savings_sentence(cmp: dict[str, Any]) -> str:
 
 
 # --- self-evolution rounds -----------------------------------------------------------------------
+JUDGE_KEYS = ("on", "n", "accuracy", "judge", "labelled_rows")  # the last two: runs made since seeds_cv
+
+
+def _per_class(per: dict | None) -> dict[str, float | None] | None:
+    """{label: test accuracy} from an arm's metrics (classification tasks), or None."""
+    return {label: v.get("accuracy") for label, v in per.items()} if per else None
+
+
 def round_curve(ledger: dict, stages: dict, results: dict[str, dict], arms: list[str]) -> list[dict]:
-    """Per evolved arm and round (evolve.rounds): accuracy, rows, the check, tokens and CO2.
+    """Per evolved arm and round (evolve.rounds): accuracy (per class too), rows, the judge, the
+    check, tokens and CO2.
 
     A round's cost is its own stages (judge, principles, generate, filter, check, train, evaluate);
     round 1's is the arm's total, shared principles included; `co2_kg_so_far` sums the rounds up to it.
@@ -309,7 +318,8 @@ def round_curve(ledger: dict, stages: dict, results: dict[str, dict], arms: list
                     "check": {k: check.get(k) for k in ("policy", "n_in", "n_kept", "agree")}
                     if check
                     else None,
-                    "judge": {k: judge.get(k) for k in ("on", "n", "accuracy")} if judge else None,
+                    "judge": {k: judge.get(k) for k in JUDGE_KEYS if k in judge} if judge else None,
+                    "per_class": _per_class((results.get(arm) or {}).get("per_class")),
                     "teacher_tokens": sum((tot["tokens"].get("teacher") or {}).values()),
                     "generator_tokens": sum((tot["tokens"].get("generator") or {}).values()),
                     "co2_kg": tot["co2_kg"],

@@ -83,7 +83,7 @@ def _inputs(
     if cfg.evolve.rounds > 1:
         from psilm.stages.evolve import check_task
 
-        check_task(task, cfg.evolve)
+        check_task(task, cfg.evolve, len(seeds))
         if cfg.evolve.error_principles == "file" and cfg.evolve.principles_file is not None:
             from psilm.stages.principles_file import load_principles_file
 
@@ -216,6 +216,10 @@ def run_all(ctx: Context) -> dict:
     }
     if len(round_numbers) > 1:
         metrics["train_count_per_round"] = {str(r): equal_count(ctx, r) for r in round_numbers}
+        stages = ctx.run.manifest["stages"]  # which judge each round arm's mix came from
+        judged = {a: stages[f"judge/{a}"].get("judge") for a in ctx.cfg.arms if f"judge/{a}" in stages}
+        if any(judged.values()):
+            metrics["judge"] = judged
     if results:
         atomic_write_json(ctx.run.metrics, metrics)
     store_arm_ledger(ctx, results)

@@ -12,12 +12,22 @@ before the round's generate step and check after its filter; each function here 
 from __future__ import annotations
 
 import random
+import shutil
+from collections.abc import Callable
 from typing import Any
 
 from psilm import arms
 from psilm import data as data_mod
 from psilm.context import Context, Job, equal_count, model_key, per_level, read_records
-from psilm.durable import atomic_write_json, file_hash, fingerprint, read_json, write_jsonl
+from psilm.durable import (
+    JsonlLog,
+    atomic_write_json,
+    file_hash,
+    fingerprint,
+    is_main_process,
+    read_json,
+    write_jsonl,
+)
 from psilm.errors import DataError
 from psilm.tasks import Example
 
@@ -33,11 +43,17 @@ def _previous_model(ctx: Context, arm: str) -> tuple[str, str]:
     return str(ctx.run.merged_model(prev)), st["key"]
 
 
+def _rows_bar(ctx: Context, label: str, n: int) -> Callable[[int], None] | None:
+    """A progress bar over n rows: advance(k) per batch (predict_examples' on_progress), or None."""
+    bar = ctx.bar(label)
+    return bar(n) if bar is not None else None
+
+
 def judge_slice(ctx: Context) -> tuple[str, list[Example]]:
-    """('dev', n_dev rows of data.train less seeds and test rows) or ('seeds', the seeds)."""
+    """('dev', n_dev rows of data.train less seeds and test rows), or ('seeds' / 'seeds_cv', the seeds)."""
     e = ctx.cfg.evolve
     on = e.judge if e.judge != "auto" else ("dev" if ctx.cfg.data.train is not None else "seeds")
-    if on == "seeds":
+    if on != "dev":
         return on, list(ctx.seeds)
     pool = arms.human_pool(data_mod.load_examples(ctx.task, ctx.cfg.data.train), ctx.seeds, ctx.test or [])
     if not pool:
@@ -49,37 +65,93 @@ def judge_slice(ctx: Context) -> tuple[str, list[Example]]:
 
 
 def judge_job(ctx: Context, arm: str) -> Job:
-    """The previous round's student answers the judge slice: its errors per category and mistakes."""
+    """The previous round's student answers the judge slice: its errors per category and mistakes.
+
+    judge seeds_cv: the seeds, each answered by a student trained as the previous round's was but
+    without that seed's fold (where the previous round trained on the seeds at all)."""
     from psilm.stages import evaluate as E
-    from psilm.stages.evolve import judge_errors
+    from psilm.stages.evolve import mix_shaped
+    from psilm.stages.judge import judge_errors
 
     cfg, e = ctx.cfg, ctx.cfg.evolve
     model, model_key = _previous_model(ctx, arm)
     on, rows = judge_slice(ctx)
     out = ctx.run.judge(arm)
+    used = {"judge", "n_dev", "error_mix", "mix_floor", "mix_prior_rows"}
+    if on == "seeds_cv":
+        used.add("cv_folds")
     parts = {
-        "settings": e.model_dump(
-            mode="json", include={"judge", "n_dev", "error_mix", "mix_floor", "mix_prior_rows"}
-        ),
+        "settings": {**e.model_dump(mode="json", include=used), **mix_shaped(e)},
         "model": model_key,
         "rows": fingerprint([x.to_dict() for x in rows]),
         "evaluate": cfg.evaluate.model_dump(mode="json"),
     }
+    if mix_shaped(e):  # a blended mix reads generate's category weights
+        parts["original"] = ctx.category_weights
+    folded = on == "seeds_cv" and cfg.train.include_seeds  # else the student never trained on the seeds
+    outputs = [out, ctx.run.judge_folds(arm)] if folded else [out]
 
     def work(mode: str) -> dict:
         st = cfg.models.student
-        p = E.predict_examples(
-            ctx.task, model, rows, cfg.evaluate, st.device, ctx.bar(f"judge/{arm}"), st.dtype
-        )
-        res = judge_errors(ctx.task, rows, p.preds, e, on)
+        if folded:
+            preds, tokens, folds = _fold_predictions(ctx, arm, rows, fingerprint(parts)[:8])
+        else:
+            advance = _rows_bar(ctx, f"judge/{arm}", len(rows))
+            p = E.predict_examples(ctx.task, model, rows, cfg.evaluate, st.device, advance, st.dtype)
+            preds, tokens, folds = p.preds, p.tokens, None
+        res = judge_errors(ctx.task, rows, preds, e, on, ctx.category_weights, folds)
         atomic_write_json(out, {"model": model, **res})
-        ctx.log(
-            f"[judge/{arm}] {arms.ARMS[arm].previous} on {res['n']} {on} rows: accuracy {res['accuracy']:.1%}"
-        )
-        keys = ("on", "n", "accuracy", "category_weights")
-        return {**{k: res[k] for k in keys}, "student_tokens": p.tokens}
+        ctx.log(f"[judge/{arm}] {arms.ARMS[arm].previous} on {res['n']} {on} rows: accuracy "
+                f"{res['accuracy']:.1%}; {res['judge']}")  # fmt: skip
+        keys = ("on", "judge", "labelled_rows", "n", "accuracy", "category_weights")
+        return {**{k: res[k] for k in keys}, "student_tokens": tokens}
 
-    return Job(f"judge/{arm}", parts, [out], work)
+    return Job(f"judge/{arm}", parts, outputs, work)
+
+
+def _fold_predictions(
+    ctx: Context, arm: str, seeds: list[Example], tag: str
+) -> tuple[list[str | None], dict[str, int], int]:
+    """(answer per seed, student tokens with the folds' trained ones, folds): cv_folds students, each
+    trained as the previous round's student was less one fold of the seeds, each answering that fold.
+    A fold's answers are appended to judge_folds.jsonl once given, so a killed judge resumes at the
+    next fold; its student is removed once it has answered."""
+    from psilm.stages import evaluate as E
+    from psilm.stages import train as T
+    from psilm.stages.judge import fold_training, seed_folds
+    from psilm.steps import training_examples
+
+    cfg, st = ctx.cfg, ctx.cfg.models.student
+    trained_on = training_examples(ctx, arms.ARMS[arm].previous)
+    folds = seed_folds(seeds, cfg.evolve.cv_folds, cfg.seed)
+    log = JsonlLog(ctx.run.judge_folds(arm))
+    done = {r["fold"]: r for r in log.records}  # the key covers the seeds and cv_folds: same folds
+    preds: list[str | None] = [None] * len(seeds)
+    tokens = {"prompt": 0, "completion": 0, "trained": 0}
+    main = is_main_process()  # under torchrun every rank trains; only rank 0 touches the files
+    for i, held in enumerate(folds):
+        if i not in done:
+            held_rows = [seeds[j] for j in held]
+            examples = fold_training(trained_on, held_rows)
+            target, label = ctx.run.fold_model(arm, i, tag), f"judge/{arm} fold {i + 1}/{len(folds)}"
+            if main:
+                shutil.rmtree(target, ignore_errors=True)  # what a killed fold left
+            try:
+                stats = T.train_model(ctx.task, examples, st, cfg.train, target, cfg.seed, ctx.bar(label))
+                bar, merged = _rows_bar(ctx, label, len(held_rows)), str(target / "merged")
+                p = E.predict_examples(ctx.task, merged, held_rows, cfg.evaluate, st.device, bar, st.dtype)
+            finally:
+                if main:
+                    shutil.rmtree(target, ignore_errors=True)
+            trained = stats["train_tokens"]
+            done[i] = {"fold": i, "held": held, "n_train": stats["n_train"], "preds": p.preds,
+                       "tokens": {**p.tokens, "trained": trained}}  # fmt: skip
+            log.append(done[i])
+        for j, pred in zip(done[i]["held"], done[i]["preds"], strict=True):
+            preds[j] = pred
+        for k, v in done[i]["tokens"].items():
+            tokens[k] = tokens.get(k, 0) + int(v or 0)
+    return preds, tokens, len(folds)
 
 
 def round_principles_job(ctx: Context, arm: str) -> Job:
@@ -154,9 +226,8 @@ def check_job(ctx: Context, arm: str) -> Job:
             examples = [
                 Example(r["input"], str(r["output"]), str(r["answer"]), r.get("category")) for r in rows
             ]
-            p = E.predict_examples(
-                ctx.task, model, examples, cfg.evaluate, st.device, ctx.bar(f"check/{arm}"), st.dtype
-            )
+            advance = _rows_bar(ctx, f"check/{arm}", len(examples))
+            p = E.predict_examples(ctx.task, model, examples, cfg.evaluate, st.device, advance, st.dtype)
             preds, scores, tokens = p.preds, p.scores, p.tokens
         kept, report = V.check_rows(ctx.task, rows, preds, scores, e, cfg.seed)
         merged, dup = V.merge_rows(previous, kept, cfg.filter)

@@ -38,6 +38,8 @@ class Layout:
     arms/<arm>/metrics.json             every arm: its scores on the test rows
     round arms (psi_round2, ...; evolve.rounds), besides the files above:
     arms/<arm>/judge.json               the previous round's student on the judge slice: errors, weights
+    arms/<arm>/judge_folds.jsonl        judge seeds_cv: each fold's held-out seeds and its student's answers
+                                        (arms/<arm>/judge_fold<i>-<tag>/: that student while it answers)
     arms/<arm>/principles.json          psi rounds: the principles generation reads, with this round's
     arms/<arm>/new.jsonl                this round's candidates that passed the filters
     arms/<arm>/check_report.json        what the student's check kept; train.jsonl = old rows + kept new
@@ -109,6 +111,15 @@ class Layout:
     # --- round arms (evolve.rounds)
     def judge(self, arm: str) -> Path:
         return self.arm(arm) / "judge.json"
+
+    def judge_folds(self, arm: str) -> Path:
+        """judge seeds_cv: one record per fold, appended as each fold's student answers (resume)."""
+        return self.arm(arm) / "judge_folds.jsonl"
+
+    def fold_model(self, arm: str, fold: int, tag: str) -> Path:
+        """judge seeds_cv: a fold's student, removed once it has answered its fold. `tag` (from the
+        judge's key) gives each key its own path: the per-process model cache is keyed by path."""
+        return self.arm(arm) / f"judge_fold{fold}-{tag}"
 
     def arm_principles(self, arm: str) -> Path:
         return self.arm(arm) / "principles.json"

@@ -11,14 +11,23 @@ from typing import Any
 from psilm.arms import PSI
 from psilm.ledger import savings_sentence
 from psilm.report.load import sample_instances
-from psilm.report.plots import plot_accuracy, plot_accuracy_vs_co2, plot_rounds, plot_stages
+from psilm.report.plots import (
+    plot_accuracy,
+    plot_accuracy_vs_co2,
+    plot_round_classes,
+    plot_rounds,
+    plot_stages,
+)
 from psilm.report.text import (
     ESTIMATED,
+    ROUND_CLASSES_NOTE,
     ROUNDS_NOTE,
     arm_table,
     clip,
     header_facts,
+    judge_lines,
     pct,
+    round_class_table,
     round_table,
     shown_note,
     stage_table,
@@ -151,11 +160,22 @@ def _rounds_html(r: dict) -> str:
     head, rows = round_table(r)
     if not rows:
         return ""
+    class_head, class_rows = round_class_table(r)
+    judges = "".join(f"<li>{esc(line)}</li>" for line in judge_lines(r))
     return (
         "<h2>Rounds</h2>"
         + _img(plot_rounds(r), "accuracy and CO2 per round")
         + _table([esc(h) for h in head], _html_cells(rows))
         + f"<p class=meta>{esc(ROUNDS_NOTE)}</p>"
+        + (f"<ul class=meta>{judges}</ul>" if judges else "")
+        + (
+            "<h3>Accuracy per class and round</h3>"
+            + _img(plot_round_classes(r), "accuracy per class and round")
+            + _table([esc(h) for h in class_head], _html_cells(class_rows))
+            + f"<p class=meta>{esc(ROUND_CLASSES_NOTE)}</p>"
+            if class_rows
+            else ""
+        )
     )
 
 

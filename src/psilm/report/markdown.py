@@ -9,11 +9,14 @@ from psilm.arms import PSI
 from psilm.ledger import savings_sentence
 from psilm.report.load import sample_instances
 from psilm.report.text import (
+    ROUND_CLASSES_NOTE,
     ROUNDS_NOTE,
     arm_table,
     clip,
     header_facts,
+    judge_lines,
     pct,
+    round_class_table,
     round_table,
     shown_note,
     stage_table,
@@ -55,6 +58,11 @@ def render_md(r: dict) -> str:
     round_head, round_rows = round_table(r)
     if round_rows:
         out += ["## Rounds", "", _md_table(round_head, round_rows), "", ROUNDS_NOTE, ""]
+        out += [f"- {_md_cell(line)}" for line in judge_lines(r)] + [""]
+        class_head, class_rows = round_class_table(r)
+        if class_rows:
+            out += ["### Accuracy per class and round", "", _md_table(class_head, class_rows), ""]
+            out += [ROUND_CLASSES_NOTE, ""]
     out += [
         "## Ledger per stage",
         "",

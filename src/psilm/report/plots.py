@@ -141,3 +141,34 @@ def plot_rounds(r: dict) -> str | None:
         ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     return _png(fig)
+
+
+def plot_round_classes(r: dict) -> str | None:
+    """Test accuracy per class across the rounds, one panel per evolved arm: a class that falls shows."""
+    from matplotlib.figure import Figure
+
+    from psilm.ledger import round_curve
+
+    curves: dict[str, list[dict]] = {}
+    for c in round_curve(r["ledger"], r["manifest"].get("stages", {}), r["results"], r["arms"]):
+        if c.get("per_class"):
+            curves.setdefault(c["base"], []).append(c)
+    if not curves:
+        return None
+    fig = Figure(figsize=(4.6 * len(curves), 3.2))
+    axes = fig.subplots(1, len(curves), squeeze=False)[0]
+    for ax, (base, pts) in zip(axes, curves.items(), strict=True):
+        labels = list(dict.fromkeys(label for c in pts for label in c["per_class"]))
+        for label in labels:
+            xs = [c["round"] for c in pts if c["per_class"].get(label) is not None]
+            ys = [c["per_class"][label] * 100 for c in pts if c["per_class"].get(label) is not None]
+            ax.plot(xs, ys, "o-", label=label)
+        ax.set_xticks(sorted({c["round"] for c in pts}))
+        ax.set_ylim(0, 100)
+        ax.set_xlabel("round")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"{base}: accuracy per class")
+        ax.legend(fontsize=7, frameon=False)
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return _png(fig)

@@ -139,17 +139,63 @@ ROUNDS_NOTE = (
 )
 
 
+def _curve(r: dict) -> list[dict]:
+    return round_curve(r["ledger"], r["manifest"].get("stages", {}), r["results"], r["arms"])
+
+
+def _labelled(judge: dict) -> int:
+    """Labelled rows the judge read beyond the seeds (a run made before seeds_cv: from `on`)."""
+    return judge.get("labelled_rows", judge.get("n", 0) if judge.get("on") == "dev" else 0)
+
+
 def round_table(r: dict) -> tuple[list[str], list[list[str]]]:
     """Self-evolution rounds (evolve.rounds), one row per (arm, round): ledger.round_curve as text."""
     head = ["arm", "round", "accuracy", "trained on", "new rows kept", "student on judge slice",
-            "teacher tokens", "generator tokens", "g CO2eq", "g CO2eq so far"]  # fmt: skip
+            "labelled rows beyond the seeds", "teacher tokens", "generator tokens", "g CO2eq",
+            "g CO2eq so far"]  # fmt: skip
     rows = []
-    for c in round_curve(r["ledger"], r["manifest"].get("stages", {}), r["results"], r["arms"]):
+    for c in _curve(r):
         check, judge = c["check"], c["judge"]
         kept = f"{check['n_kept']} of {check['n_in']} ({check['policy']})" if check else ""
         on = f"{pct(judge['accuracy'])} on {judge['n']} {judge['on']} rows" if judge else ""
         rows.append([c["base"], str(c["round"]), pct(c["accuracy"]),
                      "" if c["n_train"] is None else str(c["n_train"]), kept, on,
+                     str(_labelled(judge)) if judge else "",
                      f"{c['teacher_tokens']:,}", f"{c['generator_tokens']:,}",
                      grams(c["co2_kg"]), grams(c["co2_kg_so_far"])])  # fmt: skip
     return head, rows
+
+
+def judge_lines(r: dict) -> list[str]:
+    """'psi_round2: judge: dev (200 labelled rows beyond the seeds)', one per judged round arm."""
+    out = []
+    for c in _curve(r):
+        if judge := c["judge"]:
+            line = (
+                judge.get("judge")
+                or f"judge: {judge.get('on')} ({_labelled(judge)} labelled rows beyond the seeds)"
+            )
+            out.append(f"{c['arm']}: {line}")
+    return out
+
+
+ROUND_CLASSES_NOTE = (
+    "Test accuracy per class and round; in brackets the change from the round before, in points, "
+    "so a class that a round's mix starved shows as a fall."
+)
+
+
+def round_class_table(r: dict) -> tuple[list[str], list[list[str]]]:
+    """Per class accuracy per (arm, round) on the test rows, with the change from the round before."""
+    curve = [c for c in _curve(r) if c.get("per_class")]
+    labels = list(dict.fromkeys(label for c in curve for label in c["per_class"]))
+    rows, before = [], {}
+    for c in curve:
+        cells = []
+        for label in labels:
+            acc, prev = c["per_class"].get(label), before.get((c["base"], label))
+            change = f" ({(acc - prev) * 100:+.1f})" if acc is not None and prev is not None else ""
+            cells.append(pct(acc) + change)
+            before[(c["base"], label)] = acc
+        rows.append([c["base"], str(c["round"]), *cells])
+    return ["arm", "round", *labels], rows

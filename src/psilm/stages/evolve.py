@@ -4,7 +4,8 @@ Round 1 is the run as it always was. Round r+1 of a generated arm (psi, direct) 
 r's trained student, with no teacher needed for the first two steps:
 
 - errors steer the mix: the student answers a judge slice (a dev slice of data.train it never
-  trained on, or the seeds); categories are drawn by its error rate per category (`error_mix`);
+  trained on, or the seeds); categories are drawn by its error rate per category (`error_mix`;
+  judge.py: the judge and the mix);
 - mistakes become principles (psi arms): the teacher writes one principle per mistake, attached to
   the mistake's category, so the generator shows it when it writes that category
   (`error_principles: teacher`), or a person's file is read instead (`file`);
@@ -74,13 +75,33 @@ class EvolveSettings(Settings):
         "it had this many more rows at that rate, so a category with one or two judged rows cannot take "
         "the mix (TREC's abbreviation: 1 of 200 dev rows, wrong, was weighted highest). 0: raw rates.",
     )
-    judge: Literal["auto", "dev", "seeds"] = Field(
+    mix_blend: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="error_mix: how far the new rows' category shares move from the original shares "
+        "(generate.category_weights; even when unset) toward the error shares: share = (1 - b) * original "
+        "+ b * error. 1 (default): the error shares alone, the mix measured so far; 0: the original shares.",
+    )
+    mix_hold_right: bool = Field(
+        False,
+        description="error_mix: a category the student already gets right keeps its original share of "
+        "the new rows (not less, not more); the others share what is left, by mix_blend. Right: its judge "
+        "accuracy (shrunk as mix_prior_rows says) is at least the slice's accuracy. So the mix moves rows "
+        "only among the categories below the slice's accuracy, never away from one the student knows.",
+    )
+    judge: Literal["auto", "dev", "seeds", "seeds_cv"] = Field(
         "auto",
         description="Where the student's errors are measured: dev (n_dev rows of data.train, less seeds "
-        "and test rows), seeds (the student trained on them: errors are understated), auto: dev when "
-        "data.train is set.",
+        "and test rows: labelled rows beyond the seeds), seeds (the student trained on them: errors are "
+        "understated), seeds_cv (cv_folds students, each trained as the round's student was but without "
+        "one fold of the seeds, judge that fold: no labelled rows beyond the seeds, cv_folds more "
+        "trainings), auto: dev when data.train is set, else seeds.",
     )
     n_dev: int = Field(200, gt=0, description="Rows of the dev slice.")
+    cv_folds: int = Field(
+        3, ge=2, description="judge: seeds_cv: folds of the seeds, one student each (at most one per seed)."
+    )
     # --- mistakes become principles (psi arms)
     error_principles: Literal["off", "teacher", "file"] = Field(
         "teacher",
@@ -91,70 +112,39 @@ class EvolveSettings(Settings):
     principles_file: Path | None = Field(None, description="error_principles: file: a person's principles.")
 
 
+# the settings that shape the error mix, at the values that leave it as it was measured first
+MIX_OFF: dict[str, Any] = {"mix_blend": 1.0, "mix_hold_right": False}
+
+
+def mix_shaped(s: EvolveSettings) -> dict[str, Any]:
+    """The mix settings set away from MIX_OFF (what the judge's key adds; empty: a run made before)."""
+    return {k: getattr(s, k) for k, off in MIX_OFF.items() if getattr(s, k) != off}
+
+
 def round_seed(seed: int, rnd: int) -> int:
     """The sampling seed of round `rnd`: round 1 keeps the run's seed, later rounds draw new data."""
     return seed if rnd == 1 else seed + 7919 * (rnd - 1)
 
 
-def check_task(task: Task, s: EvolveSettings) -> None:
-    """relabel and weight read label probabilities: they need a task with answer options."""
+def check_task(task: Task, s: EvolveSettings, n_seeds: int) -> None:
+    """The settings that need something of the task or the seeds: relabel and weight read label
+    probabilities, a blended mix draws fixed categories, seeds_cv holds out folds of the seeds."""
     if s.check in ("relabel", "weight") and not task.labels:
         raise ConfigError(
             f"evolve.check: {s.check} needs label probabilities, and task {task.name!r} ({task.kind}) "
             "has no label set; use agree or none"
         )
-
-
-# --- judging --------------------------------------------------------------------------------
-def judge_errors(
-    task: Task, examples: list[Example], preds: list[str | None], s: EvolveSettings, on: str
-) -> dict[str, Any]:
-    """The student's answers on the judge slice -> accuracy, error per category, mistakes, weights.
-
-    Categories are the gold labels (tasks with fixed categories); other tasks get no weights.
-    """
-    per: dict[str, dict[str, int]] = {}
-    mistakes = []
-    for i, (ex, pred) in enumerate(zip(examples, preds, strict=True)):
-        ok = task.score(pred, ex.answer) >= 1.0
-        cat = str(ex.answer if task.labels else ex.category)
-        row = per.setdefault(cat, {"n": 0, "errors": 0})
-        row["n"] += 1
-        row["errors"] += not ok
-        if not ok:
-            mistakes.append({"row": i, "input": ex.input, "gold": ex.answer, "output": ex.output,
-                             "predicted": pred, "category": cat if task.labels else None})  # fmt: skip
-    for row in per.values():
-        row["error_rate"] = round(row["errors"] / row["n"], 4)
-    weights = None
-    fixed = task.fixed_categories()
-    if s.error_mix and fixed is not None:
-        # shrunk toward the overall rate by mix_prior_rows pseudo-rows: a category the slice lacks
-        # gets the overall rate, one judged on a row or two stays near it
-        overall = len(mistakes) / len(examples) if examples else 0.5
-        k = s.mix_prior_rows
-
-        def shrunk(c: str) -> float:
-            row = per.get(c, {"n": 0, "errors": 0})
-            return (row["errors"] + k * overall) / (row["n"] + k) if row["n"] + k else overall
-
-        weights = {c: round(shrunk(c) + s.mix_floor, 4) for c in fixed}
-        if sum(weights.values()) <= 0:  # no errors and no floor: draw evenly
-            weights = None
-    n = len(examples)
-    return {
-        "on": on,
-        "n": n,
-        "accuracy": round(1 - len(mistakes) / n, 4) if n else None,
-        "per_category": per,
-        "category_weights": weights,
-        "mistakes": mistakes,
-        "note": (
-            "judged on the seeds, which the student trained on: its errors there understate its errors"
-            if on == "seeds"
-            else "judged on dev rows of data.train the student never trained on"
-        ),
-    }
+    if task.fixed_categories() is None and (shaped := mix_shaped(s)):
+        name, value = next(iter(shaped.items()))
+        raise ConfigError(
+            f"evolve.{name}: {value} shapes the error mix over the task's categories, and task "
+            f"{task.name!r} ({task.kind}) has no fixed categories; drop evolve.{name}"
+        )
+    if s.judge == "seeds_cv" and n_seeds < 2:
+        raise ConfigError(
+            f"evolve.judge: seeds_cv holds out folds of the seeds, and there is {n_seeds} seed; give at "
+            "least 2 seeds (data.seeds or data.n_seeds), or use judge: dev"
+        )
 
 
 def check_rows(
