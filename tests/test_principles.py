@@ -410,3 +410,37 @@ def test_principles_file_unreadable(tmp_path, trec):
     empty.write_text("")
     with pytest.raises(DataError, match="expected a list"):
         load_principles_file(empty, trec)
+
+
+def test_round_mistake_principles_are_checked_examples_of_the_missed_label(tmp_path, trec, trec_seeds):
+    """A round's mistakes become principles as round 1's error level writes them: one JSON example
+    per mistake, kept with the missed label when the teacher reads it as that label."""
+    from psilm.stages.evolve import mistake_principles
+
+    def reply(prompt: str, params) -> str:
+        if params.temperature == 0:
+            return "human" if "Who" in prompt.rsplit("Question:", 1)[1] else "entity"
+        if "Who built the pyramids" in prompt:
+            return items_json(("Who painted the Mona Lisa?", "asks for the person who made something"))
+        return items_json(("What colour is the sky?", "asks for a colour"))
+
+    def mistake(row: int, text: str, gold: str) -> dict:
+        return {
+            "row": row,
+            "input": text,
+            "output": gold,
+            "gold": gold,
+            "predicted": "entity",
+            "category": gold,
+        }
+
+    mistakes = [mistake(3, "Who built the pyramids ?", "human"), mistake(5, "How far is Mars ?", "numeric")]
+    teacher = caller(tmp_path, Scripted(reply), "teacher")
+    added, info = mistake_principles(trec, mistakes, teacher, trec_seeds, PrinciplesSettings(), seed=0, rnd=2)
+    assert [(p["id"], p["category"], p["round"], p["level"]) for p in added] == [
+        ("r2-e1", "human", 2, "error")
+    ]
+    assert (
+        added[0]["text"] == 'Ask for the person who made something, for example "Who painted the Mona Lisa?".'
+    )
+    assert info == {"mistakes_sent": 2, "dropped": {"example_off_label": 1}}

@@ -157,6 +157,7 @@ def _fold_predictions(
 def round_principles_job(ctx: Context, arm: str) -> Job:
     """psi rounds: the previous round's principles plus one per mistake (teacher) or a person's file."""
     from psilm.stages import evolve as V
+    from psilm.stages.principle_prompts import PROMPTS_VERSION
     from psilm.stages.principles_file import load_principles_file
 
     cfg, e, spec = ctx.cfg, ctx.cfg.evolve, arms.ARMS[arm]
@@ -167,11 +168,13 @@ def round_principles_job(ctx: Context, arm: str) -> Job:
     out = ctx.run.arm_principles(arm)
     parts: dict[str, Any] = {"previous": file_hash(prev_path), "how": e.error_principles, "seed": cfg.seed}
     if e.error_principles == "teacher":
-        used = {"max_mistakes", "max_tokens", "min_chars", "max_chars"}
+        used = {"max_mistakes", "max_tokens", "min_chars", "max_chars", "temperature", "seeds_shown"}
         parts.update(
             judge=file_hash(ctx.run.judge(arm)),
             teacher=model_key(cfg.models.teacher),
             principles=cfg.principles.model_dump(mode="json", include=used),
+            prompts=PROMPTS_VERSION,
+            seeds=ctx.seeds_hash,
         )
     elif e.error_principles == "file":
         parts["file"] = file_hash(e.principles_file)
@@ -184,8 +187,9 @@ def round_principles_job(ctx: Context, arm: str) -> Job:
             mistakes = read_json(ctx.run.judge(arm))["mistakes"]
             teacher = ctx.caller("teacher", f"principles/{arm}", cfg.models.teacher)
             p = cfg.principles
-            added, info = V.mistake_principles(ctx.task, mistakes, teacher, p.max_mistakes, p.max_tokens,
-                                               p.min_chars, p.max_chars, cfg.seed, spec.round)  # fmt: skip
+            added, info = V.mistake_principles(
+                ctx.task, mistakes, teacher, ctx.seeds, p, cfg.seed, spec.round
+            )
         elif e.error_principles == "file":
             added = V.file_principles(load_principles_file(e.principles_file, ctx.task), spec.round)
         atomic_write_json(out, {"principles": before + added, "added": [p["id"] for p in added], **info})

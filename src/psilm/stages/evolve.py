@@ -212,45 +212,69 @@ def mistake_principles(
     task: Task,
     mistakes: list[dict],
     teacher: ModelCaller,
-    max_mistakes: int,
-    max_tokens: int,
-    min_chars: int,
-    max_chars: int,
+    seeds: list[Example],
+    settings,
     seed: int,
     rnd: int,
 ) -> tuple[list[dict], dict[str, Any]]:
-    """One principle per mistake (up to max_mistakes, spread over categories), attached to the
-    mistake's category (None for tasks without fixed categories). Returns (principles, notes)."""
+    """One principle per mistake (up to settings.max_mistakes, spread over categories), attached
+    to the mistake's category (None for tasks without fixed categories). A classification task's
+    are written as round 1's error principles are (principles.Forms: an example of the missed label,
+    checked by the teacher); `settings` is the run's PrinciplesSettings. Returns (principles, notes)."""
     from psilm.stages.principle_prompts import mistake_prompt
-    from psilm.stages.principles import parse_list
+    from psilm.stages.principles import Forms, parse_list
 
-    used = round_robin(mistakes, max_mistakes, lambda m: str(m["category"]))
-    params = SamplingParams(temperature=0.7, top_p=1.0, max_tokens=max_tokens, seed=seed)
+    s = settings
+    classify = task.fixed_categories() is not None
+    used = round_robin(mistakes, s.max_mistakes, lambda m: str(m["category"]))
     reqs = [
         (
             f"evolve/{seed}/round{rnd}/mistake/{m['row']}",
-            mistake_prompt(task, Example(m["input"], str(m["output"]), str(m["gold"])), str(m["predicted"])),
+            mistake_prompt(
+                task,
+                Example(m["input"], str(m["output"]), str(m["gold"])),
+                str(m["predicted"]),
+                as_json=classify,
+            ),
         )
         for m in used
     ]
-    out = teacher(reqs, params) if reqs else {}
     dropped: Counter = Counter()
-    principles = []
-    for m, (rid, _) in zip(used, reqs, strict=True):
-        c = out[rid]
-        texts = parse_list(c.text, min_chars, max_chars, dropped, c.finish_reason == "length")[:1]
-        for text in texts:
-            principles.append(
-                {
-                    "id": f"r{rnd}-e{len(principles) + 1}",
-                    "level": "error",
-                    "category": m["category"],
-                    "use": "create",
-                    "text": text,
-                    "source": f"teacher:{teacher.model_id}",
-                    "round": rnd,
-                }
-            )
+    texts: list[tuple[Any, str]] = []
+    if classify and reqs:
+        forms = Forms(
+            task,
+            seeds,
+            s,
+            seed,
+            lambda _level, r, how: teacher(r, how),
+            dropped,
+            "chat" in teacher.json_constrained,
+        )
+        answers = forms.ask_forms("error", reqs, 1)
+        got: dict[str, list] = {}
+        for (rid, _), m in zip(reqs, used, strict=True):
+            got.setdefault(m["category"], []).extend(answers[rid])
+        texts = [(cat, t) for cat, kept in forms.keep(got, s.max_mistakes).items() for t in kept]
+    elif reqs:
+        params = SamplingParams(temperature=0.7, top_p=1.0, max_tokens=s.max_tokens, seed=seed)
+        out = teacher(reqs, params)
+        for m, (rid, _) in zip(used, reqs, strict=True):
+            c = out[rid]
+            got_texts = parse_list(c.text, s.min_chars, s.max_chars, dropped, c.finish_reason == "length")[:1]
+            texts += [(m["category"], t) for t in got_texts]
+    principles = [
+        {
+            "id": f"r{rnd}-e{k}",
+            "level": "error",
+            "category": category,
+            "use": "create",
+            "text": text,
+            "source": f"teacher:{teacher.model_id}",
+            "round": rnd,
+        }
+        for k, (category, text) in enumerate(texts, start=1)
+    ]
     return principles, {"mistakes_sent": len(used), "dropped": dict(dropped)}
 
 

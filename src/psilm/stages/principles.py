@@ -18,7 +18,7 @@ advice, some of it for answering rather than writing, steered the generator no b
 principles (53% of rows asked for their label's type against direct's 54%; a person's 67%). So the
 create prompts and, for a classification task, the mistake prompts ask for JSON items, a new
 example and a few words on its form (principle_prompts.py says why in that order); each example is
-cleaned and checked (`_Forms`): a placeholder echo, a statement where every seed is a question, a
+cleaned and checked (`Forms`): a placeholder echo, a statement where every seed is a question, a
 near copy of a seed, and, for a classification task, an example the teacher itself puts under
 another label (asked with the labels' meanings and the seeds shown) are dropped and counted by
 reason; per_category + extra_forms are asked for so that per_category remain. Error principles of a
@@ -239,7 +239,7 @@ def write_principles(
                 }
             )
 
-    forms = _Forms(task, seeds, s, seed, ask, dropped, "chat" in teacher.json_constrained)
+    forms = Forms(task, seeds, s, seed, ask, dropped, "chat" in teacher.json_constrained)
 
     # --- categories: the labels, or sub-types the teacher finds in the seeds
     categories: dict[str, str] = {}
@@ -319,7 +319,7 @@ def write_principles(
     }
 
 
-class _Forms:
+class Forms:
     """Create and mistake principles: the teacher's (form, example) items, each example cleaned
     and checked (not a copy of a seed; for a classification task, labelled by the teacher as the
     category it is written for), then rendered as one principle each."""
