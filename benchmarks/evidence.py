@@ -28,6 +28,8 @@ Ablations on psi (tasks in --ablation-tasks):
   gemma_2                           psi alone with Gemma writing, two principles per prompt (vs psi_gemma)
   verifier_on                       the generator re-labels each input 3 times; the filter keeps agreement
   error_off                         psi_teacher without the error level (no student mistakes)
+  teacher_rounds                    psi_teacher rounds 1-3 (psi_teacher_r1..r3): judge seeds_cv, teacher round
+                                    principles, mix_blend 0.5 with mix_hold_right
   teacher_mix, teacher_header       psi_teacher with every level in the prompts: principle_mix levels
                                     (one own + one task-level) or task_header (the task's rules head each)
 Self-evolution (evolve.rounds 2, docs/evolve.md), in --ablation-tasks or with --variants evolve:
@@ -213,6 +215,17 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
             "psi_round2": "psi_round2",
         },
     ),  # fmt: skip
+    # rounds on the teacher's principles, with a judge that reads no labelled rows beyond the seeds
+    # (seeds_cv), the teacher writing round 2's principles from the student's mistakes, and a mix
+    # blended half-way that leaves the classes the student already gets right their share
+    "teacher_rounds": (
+        ["psi"],
+        {
+            "principles": {"file": None},
+            "evolve": {"rounds": 3, "judge": "seeds_cv", "mix_blend": 0.5, "mix_hold_right": True},
+        },
+        {"psi": "psi_teacher_r1", "psi_round2": "psi_teacher_r2", "psi_round3": "psi_teacher_r3"},
+    ),
     # each of round 2's policies changed alone (default: check agree, error mix on, teacher principles)
     **{
         f"evolve_{name}": (["psi"], {"evolve": {"rounds": 2, **over}}, {"psi_round2": f"psi_round2_{name}"})
@@ -240,6 +253,8 @@ PAIRS = [
     ("teacher", "direct"),
     ("direct", "seed_only"),
     ("psi_round2", "psi_round1"),  # what a second round adds (issue: psi_round2 - psi)
+    ("psi_teacher_r2", "psi_teacher_r1"),  # the same on the teacher's principles, judge seeds_cv
+    ("psi_teacher_r3", "psi_teacher_r2"),
     ("psi_round2", "direct_round2"),  # principles after a round each
 ]
 ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing of
@@ -252,6 +267,9 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "error_off": "psi_teacher",
     "teacher_mix": "psi_teacher",
     "teacher_header": "psi_teacher",
+    "psi_teacher_r1": "psi_teacher",
+    "psi_teacher_r2": "psi_teacher_r1",
+    "psi_teacher_r3": "psi_teacher_r2",
     "direct_bare": "direct",
     "psi_bare": "direct_bare",
     "direct_prior": "direct",

@@ -54,8 +54,12 @@ def test_every_variant_config_is_valid_and_changes_what_it_names(ev):
     assert trec("base").principles.file.name == "trec.yaml" and trec("base").arms[-1] == "human"
     assert trec("teacher").principles.file is None and "error" in trec("teacher").principles.levels
     # the teacher is psilm's default (the embedded 1.5B where installed) unless --teacher-url names one
-    assert trec("teacher").models.teacher == load_config(data={"task": "trec", "data": {
-        "seeds": str(ev.DATA / "trec/train.jsonl")}}).models.teacher
+    assert (
+        trec("teacher").models.teacher
+        == load_config(
+            data={"task": "trec", "data": {"seeds": str(ev.DATA / "trec/train.jsonl")}}
+        ).models.teacher
+    )
     assert trec("teacher_all").arms == ["teacher"] and trec("teacher_all").principles.file is None
     assert trec("error_off").principles.levels == ["task", "category"]
     assert trec("levels_category").principles.levels == ["category"]
@@ -78,6 +82,15 @@ def test_every_variant_config_is_valid_and_changes_what_it_names(ev):
     ]
     assert trec("evolve_mix_off").evolve.error_mix is False
     assert trec("evolve_principles_off").evolve.error_principles == "off"
+    assert trec("teacher_header").generate.principle_mix == "task_header"
+    assert (
+        trec("teacher_mix").generate.principle_mix == "levels" and trec("teacher_mix").principles.file is None
+    )
+    rounds = trec("teacher_rounds")
+    assert rounds.arms == ["psi", "psi_round2", "psi_round3"] and rounds.principles.file is None
+    assert (
+        rounds.evolve.judge == "seeds_cv" and rounds.evolve.mix_hold_right and rounds.evolve.mix_blend == 0.5
+    )
     # every reported ablation name has the arm it is compared with; the round pairs are reported
     assert all(n in ev.ABLATION_BASE for v in ev.ABLATIONS for n in ev.VARIANTS[v][2].values())
     assert ("psi_round2", "psi_round1") in ev.PAIRS and ("psi_round2", "direct_round2") in ev.PAIRS
