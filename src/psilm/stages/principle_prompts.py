@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from psilm.llm.base import Messages
 from psilm.tasks import Example, Task
@@ -30,8 +30,15 @@ from psilm.tasks import Example, Task
 # (2: create and mistake principles as JSON items, examples checked with the labels' meanings)
 PROMPTS_VERSION = 2
 
-if TYPE_CHECKING:
-    from psilm.stages.principles import PrinciplesSettings
+
+class PromptSizes(Protocol):
+    """The sizes the prompts read (principles.PrinciplesSettings has them)."""
+
+    seeds_shown: int
+    task_count: int
+    per_category: int
+    max_categories: int
+    condense_to: int
 
 
 def _shown(task: Task, seeds: list[Example], n: int, with_answers: bool = True) -> str:
@@ -70,7 +77,7 @@ def _list_request(n: int, what: str) -> str:
 _PLAIN = "Reply with a numbered list only, one line each, no headings and no bold."
 
 
-def task_prompt(task: Task, seeds: list[Example], s: PrinciplesSettings) -> Messages:
+def task_prompt(task: Task, seeds: list[Example], s: PromptSizes) -> Messages:
     noun = task.config.input_name
     body = (
         f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown)}\n\n"
@@ -80,7 +87,7 @@ def task_prompt(task: Task, seeds: list[Example], s: PrinciplesSettings) -> Mess
     return [{"role": "user", "content": body}]
 
 
-def grouping_prompt(task: Task, seeds: list[Example], s: PrinciplesSettings) -> Messages:
+def grouping_prompt(task: Task, seeds: list[Example], s: PromptSizes) -> Messages:
     body = (
         f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown, False)}\n\n"
         f"Group these {task.config.input_name}s into at most {s.max_categories} sub-types. "
@@ -90,14 +97,14 @@ def grouping_prompt(task: Task, seeds: list[Example], s: PrinciplesSettings) -> 
     return [{"role": "user", "content": body}]
 
 
-def _category_head(task: Task, name: str, desc: str, shown: list[Example], s: PrinciplesSettings) -> str:
+def _category_head(task: Task, name: str, desc: str, shown: list[Example], s: PromptSizes) -> str:
     label = task.category_word
     head = f"{_about(task)}\n\nThe {label} '{name}'" + (f" means: {desc}" if desc else "") + "."
     examples = f"\n\nExamples of '{name}':\n{_shown(task, shown, s.seeds_shown)}" if shown else ""
     return head + examples
 
 
-def solve_prompt(task: Task, name: str, desc: str, shown: list[Example], s: PrinciplesSettings) -> Messages:
+def solve_prompt(task: Task, name: str, desc: str, shown: list[Example], s: PromptSizes) -> Messages:
     """Advice for solving an instance of the category (read where the generator answers its own inputs)."""
     what = f"for solving a {task.config.input_name} of {task.category_word} '{name}' correctly"
     ask = _list_request(s.per_category, what)
@@ -111,9 +118,7 @@ def _json_shape(noun: str) -> str:
     )
 
 
-def create_prompt(
-    task: Task, name: str, desc: str, shown: list[Example], n: int, s: PrinciplesSettings
-) -> Messages:
+def create_prompt(task: Task, name: str, desc: str, shown: list[Example], n: int, s: PromptSizes) -> Messages:
     """n new instances of the category, each with a few words on its form (JSON items)."""
     noun, label = task.config.input_name, task.category_word
     fixed = task.fixed_categories() or {}
@@ -150,7 +155,7 @@ def mistake_prompt(task: Task, seed: Example, student_text: str, as_json: bool =
     return [{"role": "user", "content": head + ask}]
 
 
-def condense_prompt(task: Task, specific: list[str], s: PrinciplesSettings) -> Messages:
+def condense_prompt(task: Task, specific: list[str], s: PromptSizes) -> Messages:
     listed = "\n".join(f"{i}. {p}" for i, p in enumerate(specific, start=1))
     body = (
         f"{_about(task)}\n\nPrinciples learned from a small model's mistakes:\n{listed}\n\n"
@@ -160,7 +165,7 @@ def condense_prompt(task: Task, specific: list[str], s: PrinciplesSettings) -> M
     return [{"role": "user", "content": body}]
 
 
-def label_prompt(task: Task, seeds: list[Example], text: str, s: PrinciplesSettings) -> Messages:
+def label_prompt(task: Task, seeds: list[Example], text: str, s: PromptSizes) -> Messages:
     """The teacher labels one example, shown the labels' meanings and the seeds (all prompts share
     that prefix, so a backend with a prompt cache reads it once). The task's own prompt (label
     names only) put every 'human' example of a 1.5B teacher under 'entity' on TREC."""
