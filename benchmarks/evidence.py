@@ -32,6 +32,7 @@ Ablations on psi (tasks in --ablation-tasks):
                                     principles, mix_blend 0.5 with mix_hold_right
   teacher_mix, teacher_header       psi_teacher with every level in the prompts: principle_mix levels
                                     (one own + one task-level) or task_header (the task's rules head each)
+  person_header                     psi_person with principle_mix task_header
 Self-evolution (evolve.rounds 2, docs/evolve.md), in --ablation-tasks or with --variants evolve:
   evolve                            direct and psi again as round 1 (psi_round1, direct_round1), and
                                     round 2 of each (psi_round2, direct_round2)
@@ -198,6 +199,7 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
         {"principles": {"file": None}, "generate": {"principle_mix": "task_header"}},
         {"psi": "teacher_header"},
     ),
+    "person_header": (["psi"], {"generate": {"principle_mix": "task_header"}}, {"psi": "person_header"}),
     "error_off": (
         ["psi"],
         {"principles": {"file": None, "levels": ["task", "category"]}},
@@ -267,6 +269,7 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "error_off": "psi_teacher",
     "teacher_mix": "psi_teacher",
     "teacher_header": "psi_teacher",
+    "person_header": "psi_person",
     "psi_teacher_r1": "psi_teacher",
     "psi_teacher_r2": "psi_teacher_r1",
     "psi_teacher_r3": "psi_teacher_r2",
