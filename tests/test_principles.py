@@ -286,6 +286,17 @@ def test_the_forms_schema_goes_to_a_teacher_that_holds_answers_to_it(tmp_path, t
     write_principles(trec, trec_seeds, held, PrinciplesSettings(levels=["category"]), seed=0)
     schemas = [x for x in seen if x is not None]
     assert len(schemas) == 6 and schemas[0]["properties"]["items"]["minItems"] == 4
+    seen.clear()  # a server is asked in the prompt only: servers differ in the response_format they take
+    served = ModelCaller(
+        "teacher",
+        "t",
+        lambda: backend,
+        JsonlLog(tmp_path / "s.jsonl"),
+        json_constrained=("chat",),
+        remote=True,
+    )
+    write_principles(trec, trec_seeds, served, PrinciplesSettings(levels=["category"]), seed=0)
+    assert seen and all(x is None for x in seen)
     seen.clear()
     out = write_principles(
         trec,

@@ -222,7 +222,7 @@ def mistake_principles(
     are written as round 1's error principles are (principles.Forms: an example of the missed label,
     checked by the teacher); `settings` is the run's PrinciplesSettings. Returns (principles, notes)."""
     from psilm.stages.principle_prompts import mistake_prompt
-    from psilm.stages.principles import Forms, parse_list
+    from psilm.stages.principles import Forms, holds_json, parse_list
 
     s = settings
     classify = task.fixed_categories() is not None
@@ -249,7 +249,7 @@ def mistake_principles(
             seed,
             lambda _level, r, how: teacher(r, how),
             dropped,
-            "chat" in teacher.json_constrained,
+            holds_json(teacher),
         )
         answers = forms.ask_forms("error", reqs, 1)
         got: dict[str, list] = {}

@@ -185,9 +185,15 @@ def forms_schema(n: int) -> dict:
         "type": "object",
         "properties": {"example": {"type": "string"}, "form": {"type": "string"}},
         "required": ["example", "form"],
+        "additionalProperties": False,
     }
     items = {"type": "array", "items": item, "minItems": n, "maxItems": n}
-    return {"type": "object", "properties": {"items": items}, "required": ["items"]}
+    return {
+        "type": "object",
+        "properties": {"items": items},
+        "required": ["items"],
+        "additionalProperties": False,
+    }
 
 
 _STRING = r'"((?:[^"\\]|\\.)*)"'

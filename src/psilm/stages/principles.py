@@ -239,7 +239,7 @@ def write_principles(
                 }
             )
 
-    forms = Forms(task, seeds, s, seed, ask, dropped, "chat" in teacher.json_constrained)
+    forms = Forms(task, seeds, s, seed, ask, dropped, holds_json(teacher))
 
     # --- categories: the labels, or sub-types the teacher finds in the seeds
     categories: dict[str, str] = {}
@@ -317,6 +317,14 @@ def write_principles(
         "error": error,
         "notes": notes,
     }
+
+
+def holds_json(teacher: ModelCaller) -> bool:
+    """Whether the teacher's answers are held to the forms schema: a local backend that constrains
+    chat answers (llama.cpp's grammar, vLLM). A server is only asked in the prompt: servers differ
+    in the response_format they accept (llama-cpp-python's refuses json_schema, OpenAI's strict mode
+    wants more of the schema), and the answer is read forgivingly either way."""
+    return "chat" in teacher.json_constrained and not teacher.remote
 
 
 class Forms:
