@@ -110,9 +110,9 @@ def test_manifest_ledger_per_stage(run_dir):
         assert st["duration_s"] >= 0 and "key" in st
         assert "energy_kwh" in st and st["co2_kg"] >= 0
     assert stages["generate/psi"]["tokens"]["generator"]["completion"] > 0
-    # the demo file's task-level principles reach no prompt with one principle per instance
-    assert stages["generate/psi"]["principles_shown"] == {"task": 0, "category": 6}
-    assert "['task']" in stages["generate/psi"]["warning"]
+    # the demo file's task-level principles head every prompt (principle_mix task_header): no warning
+    assert stages["generate/psi"]["principles_shown"] == {"task": 6, "category": 6}
+    assert "warning" not in stages["generate/psi"]
 
 
 def test_manifest_sums_the_ledger_per_arm(run_dir):

