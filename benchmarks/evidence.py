@@ -266,7 +266,7 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "per_instance_3": "psi_person",
     "per_instance_all": "psi_person",
     "verifier_on": "psi_person",
-    "error_off": "psi_teacher",
+    "error_off": "teacher_header",  # the same prompts (task_header, the default since 2026-12-04)
     "teacher_mix": "psi_teacher",
     "teacher_header": "psi_teacher",
     "person_header": "psi_person",
