@@ -251,11 +251,7 @@ def mistake_principles(
             dropped,
             holds_json(teacher),
         )
-        answers = forms.ask_forms("error", reqs, 1)
-        got: dict[str, list] = {}
-        for (rid, _), m in zip(reqs, used, strict=True):
-            got.setdefault(m["category"], []).extend(answers[rid])
-        texts = [(cat, t) for cat, kept in forms.keep(got, s.max_mistakes).items() for t in kept]
+        texts = forms.per_mistake(reqs, [m["category"] for m in used], s.max_mistakes)
     elif reqs:
         params = SamplingParams(temperature=0.7, top_p=1.0, max_tokens=s.max_tokens, seed=seed)
         out = teacher(reqs, params)

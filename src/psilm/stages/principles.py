@@ -384,6 +384,17 @@ class Forms:
             return None
         return text, ex
 
+    def per_mistake(
+        self, requests: list[tuple[str, Messages]], labels: list[str], cap: int
+    ) -> list[tuple[str, str]]:
+        """(label, principle) for each mistake's one JSON item that passes the checks, kept with
+        the label the student missed (`labels`, one per request); at most `cap` per label."""
+        answers = self.ask_forms("error", requests, 1)
+        got: dict[str, list] = {}
+        for (rid, _), label in zip(requests, labels, strict=True):
+            got.setdefault(label, []).extend(answers[rid])
+        return [(label, text) for label, texts in self.keep(got, cap).items() for text in texts]
+
     def keep(self, got: dict[str, list[tuple[str, str | None]]], cap: int) -> dict[str, list[str]]:
         """Per category: its principles whose example is new (not one kept already) and, for a
         classification task, labelled as that category by the teacher; at most `cap`."""
@@ -451,12 +462,7 @@ def _error_level(
             )
             for m in used
         ]
-        answers = forms.ask_forms("error", reqs, 1)
-        got: dict[str, list] = {}
-        for (rid, _), m in zip(reqs, used, strict=True):
-            got.setdefault(m["gold"], []).extend(answers[rid])
-        kept = forms.keep(got, s.max_mistakes)
-        general = [(label, text) for label, texts in kept.items() for text in texts]
+        general = forms.per_mistake(reqs, [m["gold"] for m in used], s.max_mistakes)
         specific = [text for _, text in general]
     elif used:
         reqs = [
