@@ -30,6 +30,8 @@ Ablations on psi (tasks in --ablation-tasks):
   error_off                         psi_teacher without the error level (no student mistakes)
   teacher_rounds                    psi_teacher rounds 1-3 (psi_teacher_r1..r3): judge seeds_cv, teacher round
                                     principles, mix_blend 0.5 with mix_hold_right
+  teacher_n144                      psi_teacher with generate.n 144: as many rows as round 2 trains on,
+                                    without a round (psi_teacher_r2 - psi_teacher_n144: what a round adds)
   teacher_mix, teacher_header       psi_teacher with every level in the prompts: principle_mix levels
                                     (one own + one task-level) or task_header (the task's rules head each)
   person_header                     psi_person with principle_mix task_header
@@ -228,6 +230,13 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
         },
         {"psi": "psi_teacher_r1", "psi_round2": "psi_teacher_r2", "psi_round3": "psi_teacher_r3"},
     ),
+    # round 1 with as many generated rows as round 2 trains on (96 + the ~48 a round adds): whether a
+    # round beats generating more rows from the same principles
+    "teacher_n144": (
+        ["psi"],
+        {"principles": {"file": None}, "generate": {"n": 144}},
+        {"psi": "psi_teacher_n144"},
+    ),
     # each of round 2's policies changed alone (default: check agree, error mix on, teacher principles)
     **{
         f"evolve_{name}": (["psi"], {"evolve": {"rounds": 2, **over}}, {"psi_round2": f"psi_round2_{name}"})
@@ -257,6 +266,7 @@ PAIRS = [
     ("psi_round2", "psi_round1"),  # what a second round adds (issue: psi_round2 - psi)
     ("psi_teacher_r2", "psi_teacher_r1"),  # the same on the teacher's principles, judge seeds_cv
     ("psi_teacher_r3", "psi_teacher_r2"),
+    ("psi_teacher_r2", "psi_teacher_n144"),  # a round against as many rows without one
     ("psi_round2", "direct_round2"),  # principles after a round each
 ]
 ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing of
@@ -273,6 +283,7 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "psi_teacher_r1": "psi_teacher",
     "psi_teacher_r2": "psi_teacher_r1",
     "psi_teacher_r3": "psi_teacher_r2",
+    "psi_teacher_n144": "psi_teacher_r1",
     "direct_bare": "direct",
     "psi_bare": "direct_bare",
     "direct_prior": "direct",
