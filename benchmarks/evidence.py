@@ -511,10 +511,12 @@ def markdown(result: dict) -> str:
     out = [f"Profile `{result['profile']}`, {result['date']}, {result['machine']['cores']}-core "
            f"{result['machine']['cpu']} ({status}).", ""]  # fmt: skip
     for task, r in result["tasks"].items():
-        if not r["arms"]:
+        if not (r["arms"] or r["ablations"]):
             continue
         rows = [(name, r["arms"][name]) for name in ORDER if name in r["arms"]]
-        out += [f"**{task}**", "", *bench.arm_table(rows), *bench.paired_table(r["paired"])]
+        out += [f"**{task}**", ""]
+        out += [*(bench.arm_table(rows) if rows else []), *bench.paired_table(r["paired"])]
+        out += class_table(r["paired"])
         if r["ablations"]:
             out += [
                 "",
@@ -529,6 +531,21 @@ def markdown(result: dict) -> str:
                 out.append(f"| {name} | {pct(a['mean'])} | {interval(a['ci95'])} | {diff} | {ci} |")
         out.append("")
     return "\n".join(out)
+
+
+def class_table(diffs: dict[str, dict]) -> list[str]:
+    """Per class, each paired difference that has one (mean over seeds, points): a class that a
+    round (or any change) makes fall shows, beside the overall difference."""
+    diffs = {k: d for k, d in diffs.items() if d.get("per_class")}
+    if not diffs:
+        return []
+    classes = sorted({c for d in diffs.values() for c in d["per_class"]})
+    out = ["", "| paired difference, per class (points) | " + " | ".join(classes) + " | largest fall |"]
+    out.append("| --- " * (len(classes) + 2) + "|")
+    for name, d in diffs.items():
+        cells = [pct(d["per_class"][c]) if c in d["per_class"] else "-" for c in classes]
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {pct(d['largest_class_fall'])} |")
+    return out
 
 
 # --- main -------------------------------------------------------------------------------------------

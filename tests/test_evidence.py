@@ -156,6 +156,31 @@ def test_markdown_tables_come_from_the_json(ev):
     assert "-20.0 vs psi_person" in md
 
 
+def test_rounds_show_each_class_that_falls_even_without_main_arms(ev):
+    """A rounds-only result (no main arms) still prints its paired differences, and per class the
+    change from one round to the next, mean over seeds, with the largest fall."""
+    r1, r2 = run([0.5, 0.5], n=20), run([0.6, 0.7], n=20)
+    for seed, (num, loc) in enumerate([(0.8, 0.4), (0.6, 0.6)]):
+        r1[seed]["per_class"] = {"numeric": 0.9, "location": 0.5, "human": 0.5}
+        r2[seed]["per_class"] = {"numeric": num - 0.2, "location": loc + 0.2}  # no human in round 2
+    diff = bench.paired(r2, r1)
+    assert diff["per_class"] == {"location": pytest.approx(0.2), "numeric": pytest.approx(-0.4)}
+    assert diff["largest_class_fall"] == pytest.approx(-0.4)
+    assert bench.summarize_arm(r2)["per_class"] == {"location": 0.7, "numeric": 0.5}
+    assert "per_class" not in bench.paired(run([0.5]), run([0.6]))  # entries without classes
+    result = {
+        "profile": "full", "date": "2026-12-04", "complete": True, "missing": [],
+        "machine": {"cores": 2, "cpu": "AMD EPYC"},
+        "tasks": {"trec": {"arms": {}, "paired": {"psi_teacher_r2 - psi_teacher_r1": diff},
+                           "ablations": {"psi_teacher_r2": bench.summarize_arm(r2)}}},
+    }  # fmt: skip
+    md = ev.markdown(result)
+    assert "| psi_teacher_r2 - psi_teacher_r1 | 15.0 |" in md
+    assert "| paired difference, per class (points) | location | numeric | largest fall |" in md
+    assert "| psi_teacher_r2 - psi_teacher_r1 | 20.0 | -40.0 | -40.0 |" in md
+    assert "| psi_teacher_r2 | 65.0 |" in md
+
+
 def test_trec_label_rule_and_score():
     spec = importlib.util.spec_from_file_location("trec_labels", BENCH / "trec_labels.py")
     tl = importlib.util.module_from_spec(spec)

@@ -60,7 +60,7 @@ def summarize_arm(runs: dict[int, dict]) -> dict[str, Any]:
                 tokens[role][k] += v / len(seeds)
     mean = lambda key: statistics.fmean(runs[s][key] or 0 for s in seeds)  # noqa: E731
     n_train = [runs[s]["n_train"] for s in seeds if runs[s]["n_train"] is not None]
-    return {
+    out = {
         "mean": round(statistics.fmean(accs), 4),
         "ci95": ci,
         "seeds": {str(s): round(runs[s]["accuracy"], 4) for s in seeds},
@@ -71,6 +71,17 @@ def summarize_arm(runs: dict[int, dict]) -> dict[str, Any]:
         "duration_s": round(mean("duration_s"), 1),
         "tokens": {r: {k: round(v) for k, v in c.items()} for r, c in tokens.items()},
     }
+    if per_class := _per_class(runs, seeds, lambda s, c: runs[s]["per_class"][c]):
+        out["per_class"] = per_class  # test accuracy per class, mean over seeds
+    return out
+
+
+def _per_class(runs: dict[int, dict], seeds: list[int], value) -> dict[str, float]:
+    """Class -> mean over `seeds` of value(seed, class), where every seed's run has that class's
+    test accuracy (read_run's per_class; an entry built without one has none)."""
+    got = [set(runs[s].get("per_class") or {}) for s in seeds]
+    classes = sorted(set.intersection(*got)) if got else []
+    return {c: round(statistics.fmean(value(s, c) for s in seeds), 4) for c in classes}
 
 
 def paired(a: dict[int, dict], b: dict[int, dict], boot: int = 2000) -> dict[str, Any] | None:
@@ -90,12 +101,21 @@ def paired(a: dict[int, dict], b: dict[int, dict], boot: int = 2000) -> dict[str
             total += sum(rows[rng.randrange(len(rows))] for _ in range(len(rows))) / max(1, len(rows))
         means.append(total / len(row_diffs))
     means.sort()
+    both = {s: {"per_class": _class_diff(a[s], b[s])} for s in seeds}
+    per_class = _per_class(both, seeds, lambda s, c: both[s]["per_class"][c])
     return {
         "mean": round(statistics.fmean(diffs), 4),
         "ci95": t_interval(diffs, -1.0, 1.0),
         "ci95_rows": [round(means[int(0.025 * boot)], 4), round(means[int(0.975 * boot) - 1], 4)],
         "seeds": {str(s): round(d, 4) for s, d in zip(seeds, diffs, strict=True)},
+        # per class, a's test accuracy minus b's, mean over seeds: a class that falls shows
+        **({"per_class": per_class, "largest_class_fall": min(per_class.values())} if per_class else {}),
     }
+
+
+def _class_diff(a: dict, b: dict) -> dict[str, float]:
+    pa, pb = a.get("per_class") or {}, b.get("per_class") or {}
+    return {c: pa[c] - pb[c] for c in pa if c in pb}
 
 
 # --- reading finished runs ------------------------------------------------------------------------
@@ -127,6 +147,7 @@ def read_run(folder: Path, names: dict[str, str] | None = None) -> dict[str, dic
             "energy_kwh": cost["energy_kwh"],
             "duration_s": cost["duration_s"],
             "tokens": cost["tokens"],
+            "per_class": {c: v["accuracy"] for c, v in (m.get("per_class") or {}).items()},
         }
     return out
 
