@@ -111,6 +111,10 @@ TASKS: dict[str, dict[str, dict]] = {
     },
 }
 
+# the round policy measured first (2026-11-30, benchmarks/results/evolve/trec.json), the defaults
+# until 2026-12-04: a judge of 200 labelled dev rows, the error shares alone as the mix
+FIRST_ROUNDS = {"judge": "dev", "mix_blend": 1.0, "mix_hold_right": False}
+
 # variant -> (arms run in its folder, settings over the task's, {arm in folder: reported name})
 VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
     "base": (
@@ -211,7 +215,7 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
     # again (same settings and seed), round 2 builds on their students; paired within the folder
     "evolve": (
         ["direct", "psi"],
-        {"evolve": {"rounds": 2}},
+        {"evolve": {"rounds": 2, **FIRST_ROUNDS}},
         {
             "direct": "direct_round1",
             "psi": "psi_round1",
@@ -239,7 +243,11 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
     ),
     # each of round 2's policies changed alone (default: check agree, error mix on, teacher principles)
     **{
-        f"evolve_{name}": (["psi"], {"evolve": {"rounds": 2, **over}}, {"psi_round2": f"psi_round2_{name}"})
+        f"evolve_{name}": (
+            ["psi"],
+            {"evolve": {"rounds": 2, **FIRST_ROUNDS, **over}},
+            {"psi_round2": f"psi_round2_{name}"},
+        )
         for name, over in {
             "agree": {"check": "agree"},  # the default, in a psi-only folder like the others
             "check_none": {"check": "none"},

@@ -15,6 +15,7 @@ from psilm.cli import main
 from psilm.config import load_config
 from psilm.errors import ConfigError
 from psilm.stages.evolve import (
+    MIX_OFF,
     EvolveSettings,
     check_rows,
     merge_rows,
@@ -92,20 +93,22 @@ def test_judge_errors_a_category_judged_on_one_row_does_not_take_the_mix():
     # 40 positives, 8 wrong; one negative, wrong: its raw rate 1.0 would draw most new rows
     dev = [Example(f"p {i}", POS, POS, POS) for i in range(40)] + [Example("n", NEG, NEG, NEG)]
     preds = [NEG] * 8 + [POS] * 32 + [POS]
-    raw = judge_errors(SST2, dev, preds, EvolveSettings(mix_floor=0, mix_prior_rows=0), "dev")
+    raw = judge_errors(SST2, dev, preds, EvolveSettings(**MIX_OFF, mix_floor=0, mix_prior_rows=0), "dev")
     assert raw["category_weights"] == {NEG: 1.0, POS: 0.2}
-    w = judge_errors(SST2, dev, preds, EvolveSettings(mix_floor=0), "dev")["category_weights"]
+    w = judge_errors(SST2, dev, preds, EvolveSettings(**MIX_OFF, mix_floor=0), "dev")["category_weights"]
     assert w[NEG] == round((1 + 5 * 9 / 41) / 6, 4) and w[NEG] / w[POS] < 2  # was 5x
 
 
 def test_judge_errors_weights_categories_by_error_and_lists_mistakes():
     dev = [Example(f"text {i}", lbl, lbl, lbl) for i, lbl in enumerate([POS, POS, POS, POS, NEG, NEG])]
     preds = [POS, POS, POS, NEG, NEG, POS]  # 1 of 4 positives wrong, 1 of 2 negatives wrong
-    res = judge_errors(SST2, dev, preds, EvolveSettings(mix_floor=0.1, mix_prior_rows=0), "dev")
+    res = judge_errors(SST2, dev, preds, EvolveSettings(**MIX_OFF, mix_floor=0.1, mix_prior_rows=0), "dev")
     assert res["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
     assert res["per_category"][NEG] == {"n": 2, "errors": 1, "error_rate": 0.5}
     assert res["category_weights"] == {NEG: 0.6, POS: 0.35}  # raw error rates + floor
-    shrunk = judge_errors(SST2, dev, preds, EvolveSettings(mix_floor=0.1), "dev")["category_weights"]
+    shrunk = judge_errors(SST2, dev, preds, EvolveSettings(**MIX_OFF, mix_floor=0.1), "dev")[
+        "category_weights"
+    ]
     overall = 2 / 6  # 5 pseudo-rows at the overall rate: (errors + 5 * overall) / (n + 5)
     assert shrunk == {NEG: round((1 + 5 * overall) / 7 + 0.1, 4), POS: round((1 + 5 * overall) / 9 + 0.1, 4)}
     assert [(m["row"], m["gold"], m["predicted"], m["category"]) for m in res["mistakes"]] == [
@@ -275,10 +278,10 @@ def test_two_rounds_write_each_rounds_files_and_metrics(two_rounds):
     n2 = m["train_count_per_round"]["2"]
     assert st["train/psi_round2"]["n_train"] == st["train/direct_round2"]["n_train"] == n2 + 6  # + 6 seeds
     judge = json.loads((out / "arms/psi_round2/judge.json").read_text())
-    assert (
-        judge["on"] == "dev"
-        and judge["n"] == 12
+    assert (  # the default judge: the seeds, each judged by a fold student (no labelled rows beyond them)
+        (judge["on"], judge["n"], judge["folds"], judge["labelled_rows"]) == ("seeds_cv", 6, 3, 0)
         and set(judge["category_weights"]) == {"positive", "negative"}
+        and judge["mix"]["blend"] == 0.5
     )
     gen = st["generate/psi_round2"]
     assert gen["category_weights"] == judge["category_weights"] and gen["planned"] == 12

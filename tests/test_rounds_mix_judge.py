@@ -14,7 +14,7 @@ from runfolder import make_run
 from psilm.cli import main
 from psilm.config import load_config
 from psilm.errors import ConfigError
-from psilm.stages.evolve import EvolveSettings, check_task
+from psilm.stages.evolve import MIX_OFF, EvolveSettings, check_task, mix_asked, mix_shaped
 from psilm.stages.judge import error_mix, fold_training, judge_errors, seed_folds
 from psilm.tasks import Example, load_task
 
@@ -32,7 +32,8 @@ ERROR = {c: e / 19 for c, e in zip("abcd", (1, 3, 6, 9), strict=True)}  # error 
 
 def mix(original: dict | None = None, **settings) -> dict:
     """error_mix on PER with raw rates (no floor, no prior rows) and the given settings."""
-    return error_mix(PER, OVERALL, CATS, original, EvolveSettings(mix_floor=0, mix_prior_rows=0, **settings))
+    given = MIX_OFF | {"mix_floor": 0, "mix_prior_rows": 0} | settings  # the error mix alone unless set
+    return error_mix(PER, OVERALL, CATS, original, EvolveSettings(**given))
 
 
 def shares(**settings) -> dict:
@@ -82,11 +83,12 @@ def test_judge_errors_records_the_mix_and_the_judge():
         Example(f"n {i}", NEG, NEG, NEG) for i in range(2)
     ]
     preds = [POS] * 8 + [POS, NEG]  # negatives: one wrong of two
-    res = judge_errors(SST2, dev, preds, EvolveSettings(mix_blend=0.5), "dev", {POS: 1.0, NEG: 1.0})
+    s = EvolveSettings(mix_blend=0.5, mix_hold_right=False)
+    res = judge_errors(SST2, dev, preds, s, "dev", {POS: 1.0, NEG: 1.0})
     assert res["judge"] == "judge: dev (10 labelled rows beyond the seeds)" and res["labelled_rows"] == 10
     assert res["mix"]["blend"] == 0.5 and res["mix"]["original"] == {NEG: 0.5, POS: 0.5}
     assert res["category_weights"][NEG] > 0.5 > res["category_weights"][POS]
-    plain = judge_errors(SST2, dev, preds, EvolveSettings(), "dev")
+    plain = judge_errors(SST2, dev, preds, EvolveSettings(**MIX_OFF), "dev")
     shrunk = {NEG: (1 + 5 * 0.1) / 7, POS: (0 + 5 * 0.1) / 13}  # 5 prior rows at the slice's 0.1
     assert "mix" not in plain and plain["category_weights"] == {
         c: round(v + 0.1, 4) for c, v in shrunk.items()
@@ -261,6 +263,21 @@ def test_settings_the_task_or_seeds_cannot_serve():
     ):
         check_task(gsm8k, EvolveSettings(judge="seeds_cv"), 1)
     check_task(SST2, EvolveSettings(judge="seeds_cv", mix_blend=0.5, mix_hold_right=True), 4)  # fine
+    check_task(gsm8k, EvolveSettings(), 8)  # the defaults shape a mix gsm8k has none of: unused, no error
+    check_task(SST2, EvolveSettings(), 1)  # auto falls back to the seeds with one seed
+
+
+def test_the_defaults_are_the_policy_measured_over_three_seeds(tiny_config):
+    """docs/evolve.md: judge auto = seeds_cv (two seeds or more), the mix half-way, the classes
+    already right held; a config can still ask for dev or the error mix alone."""
+    s = EvolveSettings()
+    assert (s.judge, s.mix_blend, s.mix_hold_right) == ("auto", 0.5, True)
+    assert mix_asked(s) == {} and mix_shaped(s) == {"mix_blend": 0.5, "mix_hold_right": True}
+    assert mix_asked(EvolveSettings(mix_blend=0.5)) == {"mix_blend": 0.5}
+    off = load_config(
+        data={**tiny_config, "evolve": {"rounds": 2, "error_mix": False}}
+    )  # no shaping asked: fine
+    assert off.evolve.error_mix is False
 
 
 def test_cli_mix_blend_on_a_task_without_categories_exits_2(tmp_path, tiny_config, write_jsonl, capsys):

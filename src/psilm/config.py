@@ -20,7 +20,7 @@ from psilm.llm.base import SCORING_BACKENDS
 from psilm.llm.settings import ModelSettings, TransformersModel, backend_of, default_teacher, explain
 from psilm.settings import Settings
 from psilm.stages.evaluate import EvaluateSettings
-from psilm.stages.evolve import EvolveSettings, mix_shaped
+from psilm.stages.evolve import EvolveSettings, mix_asked
 from psilm.stages.filter import FilterSettings
 from psilm.stages.generate import GenerateSettings
 from psilm.stages.principles import PrinciplesSettings
@@ -143,7 +143,7 @@ class RunConfig(Settings):
                     "evolve.judge: dev draws a dev slice from data.train, which is not set; set data.train "
                     "or evolve.judge=seeds_cv (no labelled rows beyond the seeds)"
                 )
-            if not e.error_mix and (shaped := mix_shaped(e)):
+            if not e.error_mix and (shaped := mix_asked(e)):
                 name, value = next(iter(shaped.items()))
                 raise ValueError(
                     f"evolve.{name}: {value} shapes the error mix, and evolve.error_mix is false; "

@@ -50,9 +50,10 @@ def _rows_bar(ctx: Context, label: str, n: int) -> Callable[[int], None] | None:
 
 
 def judge_slice(ctx: Context) -> tuple[str, list[Example]]:
-    """('dev', n_dev rows of data.train less seeds and test rows), or ('seeds' / 'seeds_cv', the seeds)."""
+    """('dev', n_dev rows of data.train less seeds and test rows), or ('seeds' / 'seeds_cv', the seeds).
+    auto: seeds_cv where there are two seeds or more (no labelled rows beyond them), else seeds."""
     e = ctx.cfg.evolve
-    on = e.judge if e.judge != "auto" else ("dev" if ctx.cfg.data.train is not None else "seeds")
+    on = e.judge if e.judge != "auto" else ("seeds_cv" if len(ctx.seeds) >= 2 else "seeds")
     if on != "dev":
         return on, list(ctx.seeds)
     pool = arms.human_pool(data_mod.load_examples(ctx.task, ctx.cfg.data.train), ctx.seeds, ctx.test or [])

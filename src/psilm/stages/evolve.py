@@ -76,19 +76,21 @@ class EvolveSettings(Settings):
         "the mix (TREC's abbreviation: 1 of 200 dev rows, wrong, was weighted highest). 0: raw rates.",
     )
     mix_blend: float = Field(
-        1.0,
+        0.5,
         ge=0,
         le=1,
         description="error_mix: how far the new rows' category shares move from the original shares "
         "(generate.category_weights; even when unset) toward the error shares: share = (1 - b) * original "
-        "+ b * error. 1 (default): the error shares alone, the mix measured so far; 0: the original shares.",
+        "+ b * error. 0.5 (default): half-way, as measured over three TREC seeds (docs/evolve.md); 1: the "
+        "error shares alone (the first mix measured); 0: the original shares.",
     )
     mix_hold_right: bool = Field(
-        False,
+        True,
         description="error_mix: a category the student already gets right keeps its original share of "
         "the new rows (not less, not more); the others share what is left, by mix_blend. Right: its judge "
         "accuracy (shrunk as mix_prior_rows says) is at least the slice's accuracy. So the mix moves rows "
-        "only among the categories below the slice's accuracy, never away from one the student knows.",
+        "only among the categories below the slice's accuracy, never away from one the student knows "
+        "(default on, as measured with mix_blend 0.5).",
     )
     judge: Literal["auto", "dev", "seeds", "seeds_cv"] = Field(
         "auto",
@@ -96,7 +98,8 @@ class EvolveSettings(Settings):
         "and test rows: labelled rows beyond the seeds), seeds (the student trained on them: errors are "
         "understated), seeds_cv (cv_folds students, each trained as the round's student was but without "
         "one fold of the seeds, judge that fold: no labelled rows beyond the seeds, cv_folds more "
-        "trainings), auto: dev when data.train is set, else seeds.",
+        "trainings), auto (default): seeds_cv where there are at least 2 seeds, else seeds. dev is the "
+        "labelled-data option: asked for, never chosen for you.",
     )
     n_dev: int = Field(200, gt=0, description="Rows of the dev slice.")
     cv_folds: int = Field(
@@ -121,6 +124,12 @@ def mix_shaped(s: EvolveSettings) -> dict[str, Any]:
     return {k: getattr(s, k) for k, off in MIX_OFF.items() if getattr(s, k) != off}
 
 
+def mix_asked(s: EvolveSettings) -> dict[str, Any]:
+    """The shaping settings a config sets itself (not by default): a setting the run cannot use
+    (no error mix, no fixed categories) is an error only where it was asked for."""
+    return {k: v for k, v in mix_shaped(s).items() if k in s.model_fields_set}
+
+
 def round_seed(seed: int, rnd: int) -> int:
     """The sampling seed of round `rnd`: round 1 keeps the run's seed, later rounds draw new data."""
     return seed if rnd == 1 else seed + 7919 * (rnd - 1)
@@ -134,7 +143,7 @@ def check_task(task: Task, s: EvolveSettings, n_seeds: int) -> None:
             f"evolve.check: {s.check} needs label probabilities, and task {task.name!r} ({task.kind}) "
             "has no label set; use agree or none"
         )
-    if task.fixed_categories() is None and (shaped := mix_shaped(s)):
+    if task.fixed_categories() is None and (shaped := mix_asked(s)):
         name, value = next(iter(shaped.items()))
         raise ConfigError(
             f"evolve.{name}: {value} shapes the error mix over the task's categories, and task "
