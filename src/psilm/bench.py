@@ -71,17 +71,16 @@ def summarize_arm(runs: dict[int, dict]) -> dict[str, Any]:
         "duration_s": round(mean("duration_s"), 1),
         "tokens": {r: {k: round(v) for k, v in c.items()} for r, c in tokens.items()},
     }
-    if per_class := _per_class(runs, seeds, lambda s, c: runs[s]["per_class"][c]):
+    if per_class := _per_class([runs[s].get("per_class") or {} for s in seeds]):
         out["per_class"] = per_class  # test accuracy per class, mean over seeds
     return out
 
 
-def _per_class(runs: dict[int, dict], seeds: list[int], value) -> dict[str, float]:
-    """Class -> mean over `seeds` of value(seed, class), where every seed's run has that class's
-    test accuracy (read_run's per_class; an entry built without one has none)."""
-    got = [set(runs[s].get("per_class") or {}) for s in seeds]
-    classes = sorted(set.intersection(*got)) if got else []
-    return {c: round(statistics.fmean(value(s, c) for s in seeds), 4) for c in classes}
+def _per_class(per_seed: list[dict[str, float]]) -> dict[str, float]:
+    """Class -> mean over the seeds of its value, for the classes every seed has (read_run's
+    per_class; an entry built without one has none)."""
+    classes = sorted(set.intersection(*map(set, per_seed))) if per_seed else []
+    return {c: round(statistics.fmean(d[c] for d in per_seed), 4) for c in classes}
 
 
 def paired(a: dict[int, dict], b: dict[int, dict], boot: int = 2000) -> dict[str, Any] | None:
@@ -101,8 +100,7 @@ def paired(a: dict[int, dict], b: dict[int, dict], boot: int = 2000) -> dict[str
             total += sum(rows[rng.randrange(len(rows))] for _ in range(len(rows))) / max(1, len(rows))
         means.append(total / len(row_diffs))
     means.sort()
-    both = {s: {"per_class": _class_diff(a[s], b[s])} for s in seeds}
-    per_class = _per_class(both, seeds, lambda s, c: both[s]["per_class"][c])
+    per_class = _per_class([_class_diff(a[s], b[s]) for s in seeds])
     return {
         "mean": round(statistics.fmean(diffs), 4),
         "ci95": t_interval(diffs, -1.0, 1.0),
