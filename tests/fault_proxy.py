@@ -97,17 +97,27 @@ class FaultProxy:
 
             def _serve(self, body: bytes) -> None:
                 fault = proxy._next_fault(self.path)
+                self._counted = True
                 try:
                     self._act(fault, body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (its timeout): nothing to answer
                 finally:
+                    self._answered()
+
+            def _answered(self) -> None:
+                # Out of flight just *before* the answer (or the hang-up) leaves: once the client
+                # has it, it may send its next request before this thread runs again, and counting
+                # both would report one more in flight than the client ever had.
+                if self._counted:
+                    self._counted = False
                     proxy._done()
 
             def _act(self, fault: str, body: bytes) -> None:
                 kind, _, arg = fault.partition(":")
                 if kind == "drop":
                     self.close_connection = True
+                    self._answered()
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 if kind == "429":
@@ -120,6 +130,7 @@ class FaultProxy:
                 if kind == "delay":
                     time.sleep(float(arg))
                 if kind == "truncate":
+                    self._answered()
                     self.send_response(status)
                     for k, v in headers.items():
                         self.send_header(k, v)
@@ -147,6 +158,7 @@ class FaultProxy:
                     conn.close()
 
             def _reply(self, status: int, headers: dict[str, str], data: bytes) -> None:
+                self._answered()
                 self.send_response(status)
                 headers = {"Content-Type": "application/json", **headers, "Content-Length": str(len(data))}
                 for k, v in headers.items():
