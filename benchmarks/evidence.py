@@ -35,6 +35,7 @@ Ablations on psi (tasks in --ablation-tasks):
   teacher_mix, teacher_header       psi_teacher with every level in the prompts: principle_mix levels
                                     (one own + one task-level) or task_header (the task's rules head each)
   person_header                     psi_person with principle_mix task_header
+  teacher_lead                      teacher_header with principles.lead_forms (forms begin "Ask ...")
 Self-evolution (evolve.rounds 2, docs/evolve.md), in --ablation-tasks or with --variants evolve:
   evolve                            direct and psi again as round 1 (psi_round1, direct_round1), and
                                     round 2 of each (psi_round2, direct_round2)
@@ -206,6 +207,13 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
         {"psi": "teacher_header"},
     ),
     "person_header": (["psi"], {"generate": {"principle_mix": "task_header"}}, {"psi": "person_header"}),
+    # the teacher's forms begin with "Ask" / "Write a <noun>" (principles.lead_forms), held to it by
+    # the schema: a form that leads the principle instead of a bare example (vs teacher_header)
+    "teacher_lead": (
+        ["psi"],
+        {"principles": {"file": None, "lead_forms": True}, "generate": {"principle_mix": "task_header"}},
+        {"psi": "teacher_lead"},
+    ),
     "error_off": (
         ["psi"],
         {"principles": {"file": None, "levels": ["task", "category"]}},
@@ -288,6 +296,7 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "teacher_mix": "psi_teacher",
     "teacher_header": "psi_teacher",
     "person_header": "psi_person",
+    "teacher_lead": "teacher_header",
     "psi_teacher_r1": "psi_teacher",
     "psi_teacher_r2": "psi_teacher_r1",
     "psi_teacher_r3": "psi_teacher_r2",

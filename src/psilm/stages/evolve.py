@@ -236,6 +236,8 @@ def mistake_principles(
     s = settings
     classify = task.fixed_categories() is not None
     used = round_robin(mistakes, s.max_mistakes, lambda m: str(m["category"]))
+    dropped: Counter = Counter()
+    forms = Forms(task, seeds, s, seed, lambda _level, r, how: teacher(r, how), dropped, holds_json(teacher))
     reqs = [
         (
             f"evolve/{seed}/round{rnd}/mistake/{m['row']}",
@@ -244,22 +246,13 @@ def mistake_principles(
                 Example(m["input"], str(m["output"]), str(m["gold"])),
                 str(m["predicted"]),
                 as_json=classify,
+                lead=forms.lead if classify else None,
             ),
         )
         for m in used
     ]
-    dropped: Counter = Counter()
     texts: list[tuple[Any, str]] = []
     if classify and reqs:
-        forms = Forms(
-            task,
-            seeds,
-            s,
-            seed,
-            lambda _level, r, how: teacher(r, how),
-            dropped,
-            holds_json(teacher),
-        )
         texts = forms.per_mistake(reqs, [m["category"] for m in used], s.max_mistakes)
     elif reqs:
         params = SamplingParams(temperature=0.7, top_p=1.0, max_tokens=s.max_tokens, seed=seed)

@@ -28,7 +28,8 @@ from psilm.tasks import Example, Task
 
 # in the principles stage's key: new wording writes new principles in an old run folder
 # (2: create and mistake principles as JSON items, examples checked with the labels' meanings)
-PROMPTS_VERSION = 2
+# (3: lead_forms, a form that begins with "Ask" or "Write a <noun>")
+PROMPTS_VERSION = 3
 
 
 class PromptSizes(Protocol):
@@ -111,27 +112,46 @@ def solve_prompt(task: Task, name: str, desc: str, shown: list[Example], s: Prom
     return [{"role": "user", "content": f"{_category_head(task, name, desc, shown, s)}\n\n{ask}"}]
 
 
-def _json_shape(noun: str) -> str:
+def _json_shape(noun: str, lead: str | None = None) -> str:
+    if lead is None:
+        form = f'"form" says in a few words what kind of {noun} it is'
+    else:  # held to begin with the lead where the backend constrains (forms_schema)
+        what = "what it asks for" if lead == "Ask" else "what it says"
+        form = (
+            f'"form", beginning with "{lead}", says {what} in general words (no name, place or '
+            f"number from it), so that a writer could write another {noun} of the same kind"
+        )
     return (
         f'Reply in JSON: {{"items": [{{"example": "...", "form": "..."}}]}}, where "example" is the new '
-        f'{noun} and "form" says in a few words what kind of {noun} it is.'
+        f"{noun} and {form}."
     )
 
 
-def create_prompt(task: Task, name: str, desc: str, shown: list[Example], n: int, s: PromptSizes) -> Messages:
-    """n new instances of the category, each with a few words on its form (JSON items)."""
+def form_lead(noun: str, questions: bool) -> str:
+    """The words a form begins with (principles.lead_forms): "Ask" where the instances are
+    questions, else "Write a <noun>"."""
+    return "Ask" if questions else f"Write a {noun}"
+
+
+def create_prompt(
+    task: Task, name: str, desc: str, shown: list[Example], n: int, s: PromptSizes, lead: str | None = None
+) -> Messages:
+    """n new instances of the category, each with a few words on its form (JSON items; a lead: the
+    form begins with it)."""
     noun, label = task.config.input_name, task.category_word
     fixed = task.fixed_categories() or {}
     others = [c for c in fixed if c != name]
     apart = f" Each must clearly be '{name}', not {', '.join(others)}." if others else ""
     ask = (
         f"Write {n} new {noun}s whose {label} is '{name}', each different from the others and from "
-        f"the examples above.{apart} {_json_shape(noun)}"
+        f"the examples above.{apart} {_json_shape(noun, lead)}"
     )
     return [{"role": "user", "content": f"{_category_head(task, name, desc, shown, s)}\n\n{ask}"}]
 
 
-def mistake_prompt(task: Task, seed: Example, student_text: str, as_json: bool = False) -> Messages:
+def mistake_prompt(
+    task: Task, seed: Example, student_text: str, as_json: bool = False, lead: str | None = None
+) -> Messages:
     """One instruction for writing training instances that teach what the student got wrong;
     as_json: one JSON item (form + example), as create_prompt's; else one line of text."""
     name = task.config.input_name
@@ -143,7 +163,7 @@ def mistake_prompt(task: Task, seed: Example, student_text: str, as_json: bool =
         ask = (
             f"We will write new training {name}s so that the model learns this. Write one new {name}, "
             f"unlike this one in topic, whose correct answer is as clearly {_trim(seed.output, 80)}. "
-            f"{_json_shape(name)}"
+            f"{_json_shape(name, lead)}"
         )
         return [{"role": "user", "content": head + ask}]
     ask = (
@@ -177,13 +197,18 @@ def label_prompt(task: Task, seeds: list[Example], text: str, s: PromptSizes) ->
     return [{"role": "user", "content": body}]
 
 
-def forms_schema(n: int) -> dict:
+def forms_schema(n: int, lead: str | None = None) -> dict:
     """The JSON schema of create_prompt's and mistake_prompt's answers: n items, example then form
     (the order they are written in: a 1.5B teacher asked for the form first wrote a question there
-    and a statement or a copied seed as the example)."""
+    and a statement or a copied seed as the example). A lead: the form begins with it and then a
+    lower-case word (asked for it in words only, the 1.5B teacher wrote the label's name there)."""
+    form: dict = {"type": "string"}
+    if lead is not None:
+        words = "".join(c if c.isalnum() or c == " " else "\\" + c for c in lead)
+        form["pattern"] = "^" + words + ' [a-z][^"\\\\]{8,120}$'
     item = {
         "type": "object",
-        "properties": {"example": {"type": "string"}, "form": {"type": "string"}},
+        "properties": {"example": {"type": "string"}, "form": form},
         "required": ["example", "form"],
         "additionalProperties": False,
     }

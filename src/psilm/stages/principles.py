@@ -74,6 +74,12 @@ class PrinciplesSettings(Settings):
         4, ge=1, description="Sub-types the teacher may find in non-classification seeds."
     )
     condense_to: int = Field(3, ge=1, description="Error-level principles kept after condensing.")
+    lead_forms: bool = Field(
+        False,
+        description="Create and mistake forms begin with 'Ask' (questions) or 'Write a <noun>', held "
+        "to it where the teacher's backend constrains answers: the 1.5B teacher otherwise wrote the "
+        "label's name as the form, leaving a bare example as the principle.",
+    )
     # --- what the teacher sees
     seeds_shown: int = Field(8, ge=1, description="Seeds shown per teacher prompt (long prompts cost).")
     # --- error level: the student answers every seed greedily
@@ -268,7 +274,7 @@ def write_principles(
         n = s.per_category + s.extra_forms
         rid = {name: f"principles/{seed}/category/{name}/create" for name in categories}
         reqs = [
-            (rid[name], prompts_.create_prompt(task, name, desc, members.get(name, []), n, s))
+            (rid[name], prompts_.create_prompt(task, name, desc, members.get(name, []), n, s, forms.lead))
             for name, desc in categories.items()
         ]
         answers = forms.ask_forms("category", reqs, n)
@@ -340,6 +346,8 @@ class Forms:
         self.noun = task.config.input_name
         # where every seed is a question, an example that is none (a statement, an answer) goes
         self.questions = all(x.input.rstrip().endswith("?") for x in seeds)
+        # what every form begins with (lead_forms), in the prompt and, held, in the schema
+        self.lead = prompts_.form_lead(self.noun, self.questions) if s.lead_forms else None
 
     def ask_forms(self, level: str, requests: list[tuple[str, Messages]], n: int) -> dict[str, list]:
         """Per request id: (principle text, its example or None) for each usable item of the answer."""
@@ -349,7 +357,7 @@ class Forms:
             top_p=1.0,
             max_tokens=max(s.max_tokens, 96 * n),  # n items of form + example
             seed=self.seed,
-            json_schema=prompts_.forms_schema(n) if self.as_json else None,
+            json_schema=prompts_.forms_schema(n, self.lead) if self.as_json else None,
         )
         out = self.ask(level, requests, how)
         return {rid: self._read(out[rid], n) for rid, _ in requests}
@@ -458,7 +466,7 @@ def _error_level(
         reqs = [
             (
                 f"principles/{seed}/mistake/{m['seed']}",
-                prompts_.mistake_prompt(task, seeds[m["seed"]], m["response"], as_json=True),
+                prompts_.mistake_prompt(task, seeds[m["seed"]], m["response"], as_json=True, lead=forms.lead),
             )
             for m in used
         ]
