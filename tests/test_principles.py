@@ -86,11 +86,47 @@ def test_task_and_category_levels_parse_numbered_lists(tmp_path, trec, trec_seed
     assert not any("solving" in c for c, _ in teacher.prompts)
     assert out["dropped"]["heading"] == 1 + 6  # one heading per response
     assert out["dropped"]["over_cap"] == 1 + 6 * 2  # task: 4 for 3; create: 4 lines read for 2
-    assert len(out["prompts"]) == 1 + 6 and all(p["response"] for p in out["prompts"])
+    # the task prompt, each of the 3 rules checked on one seed per label (no "no": all kept), 6 create
+    assert len(out["prompts"]) == 1 + 3 * 6 + 6 and all(p["response"] for p in out["prompts"])
     # the label's own seeds are shown in its create prompt, which asks for per_category + extra_forms
     numeric = next(c for c, _ in teacher.prompts if "whose label is 'numeric'" in c)
     assert "How far is the Moon" in numeric and "Who wrote Hamlet" not in numeric.split("Examples")[1]
     assert "Write 4 new questions" in numeric and '"example"' in numeric
+
+
+def test_a_task_rule_a_seed_breaks_is_dropped(tmp_path, trec, trec_seeds):
+    """Task rules head every generation prompt, so each is checked on one seed per label (the
+    teacher says yes or no, greedily); a rule any of them breaks goes. The prompt asks for rules
+    that hold whatever the label (the 1.5B teacher wrote "Reviews must not contain any negative
+    comments" on SST-2)."""
+
+    def reply(prompt: str, params) -> str:
+        if prompt.endswith("Does this question follow the rule? Reply yes or no."):
+            assert params.temperature == 0 and "Answer: " in prompt
+            return "No." if "Never ask who" in prompt and "Who wrote Hamlet" in prompt else "Yes"
+        assert "whatever its label (abbreviation, description, entity, human, location, numeric)" in prompt
+        rules = [
+            "Ask one short factual question.",
+            "Never ask who did something.",
+            "End with a question mark.",
+        ]
+        return "\n".join(f"{k}. {r}" for k, r in enumerate(rules, start=1))
+
+    teacher = Scripted(reply)
+    s = PrinciplesSettings(levels=["task"], task_count=3)
+    out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"), s, seed=0)
+    assert [p["text"] for p in out["principles"]] == [
+        "Ask one short factual question.",
+        "End with a question mark.",
+    ]
+    assert out["dropped"]["task_rule_broken_by_seed"] == 1
+    checks = [p for p in out["prompts"] if p["level"] == "check"]
+    assert len(checks) == 3 * 6  # one seed per label: numeric's first, not both
+    assert sum("When did the Titanic sink" in str(p["messages"]) for p in checks) == 0
+
+    off = PrinciplesSettings(levels=["task"], task_count=3, check_task_rules=False)
+    out = write_principles(trec, trec_seeds, caller(tmp_path, Scripted(reply), "t2"), off, seed=0)
+    assert len(out["principles"]) == 3 and not [p for p in out["prompts"] if p["level"] == "check"]
 
 
 def test_teacher_garbage_is_counted_and_dropped(tmp_path, trec, trec_seeds):
@@ -246,6 +282,10 @@ def test_a_form_worth_keeping_leads_the_principle(tmp_path, trec, trec_seeds):
     assert render("asks what an acronym stands for", "What does CPU stand for?", "question") == (
         'Ask what an acronym stands for, for example "What does CPU stand for?".'
     )
+    # a form with its own example keeps one example: the checked one
+    assert render(
+        'Ask what an acronym stands for, for example "NASA"', "What does CPU stand for?", "question"
+    ) == ('Ask what an acronym stands for, for example "What does CPU stand for?".')
     for vague in ("abbreviation", "What is", "What does CPU stand for?", "<what the question does>", ""):
         assert (
             render(vague, "What does CPU stand for?", "question")
@@ -311,6 +351,47 @@ def test_the_forms_schema_goes_to_a_teacher_that_holds_answers_to_it(tmp_path, t
         'Ask what it stands for, for example "What does CPU stand for?".',
         'Write a question like "What does RAM stand for?".',
     ]
+
+
+def test_lead_forms_ask_for_a_form_that_begins_with_the_lead_and_hold_it(tmp_path, trec, trec_seeds):
+    """principles.lead_forms: the create prompt asks for a form beginning with "Ask" (questions) and
+    a constraining backend gets a schema whose form must begin so; the JSON items read as before."""
+    import re
+
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    from psilm.stages.principle_prompts import form_lead, forms_schema
+
+    seen: list = []
+
+    def reply(prompt: str, params) -> str:
+        if params.temperature == 0:
+            return "abbreviation"
+        seen.append((prompt, params.json_schema))
+        return items_json(("What does CPU stand for?", "Ask what an acronym stands for"))
+
+    backend = Scripted(reply)
+    held = ModelCaller(
+        "teacher", "t", lambda: backend, JsonlLog(tmp_path / "t.jsonl"), json_constrained=("chat",)
+    )
+    s = PrinciplesSettings(levels=["category"], lead_forms=True, per_category=1, extra_forms=0)
+    out = write_principles(trec, trec_seeds, held, s, seed=0)
+    prompt, schema = seen[0]
+    assert '"form", beginning with "Ask", says what it asks for in general words' in prompt
+    pattern = schema["properties"]["items"]["items"]["properties"]["form"]["pattern"]
+    assert re.match(pattern, "Ask what an acronym stands for") and not re.match(pattern, "abbreviation")
+    assert not re.match(pattern, 'Ask what "NASA" means')  # no quotes: the example is quoted after it
+    LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)  # llama.cpp can hold it
+    abbr = [p["text"] for p in out["principles"] if p["category"] == "abbreviation"]
+    assert abbr == ['Ask what an acronym stands for, for example "What does CPU stand for?".']
+    review = forms_schema(1, form_lead("movie review", questions=False))
+    assert re.match(
+        review["properties"]["items"]["items"]["properties"]["form"]["pattern"],
+        "Write a movie review that praises the acting",
+    )
+    seen.clear()  # off (the default): no lead asked for
+    write_principles(trec, trec_seeds, held, PrinciplesSettings(levels=["category"]), seed=0)
+    assert "beginning with" not in seen[0][0] and "pattern" not in str(seen[0][1])
 
 
 def test_error_level_without_mistakes_says_so(tmp_path, trec, trec_seeds):

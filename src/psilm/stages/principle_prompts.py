@@ -28,7 +28,7 @@ from psilm.tasks import Example, Task
 
 # in the principles stage's key: new wording writes new principles in an old run folder
 # (2: create and mistake principles as JSON items, examples checked with the labels' meanings)
-# (3: lead_forms, a form that begins with "Ask" or "Write a <noun>")
+# (3: lead_forms, a form that begins with "Ask" or "Write a <noun>"; task rules whatever the label)
 PROMPTS_VERSION = 3
 
 
@@ -79,11 +79,32 @@ _PLAIN = "Reply with a numbered list only, one line each, no headings and no bol
 
 
 def task_prompt(task: Task, seeds: list[Example], s: PromptSizes) -> Messages:
+    """Rules for every new instance. With fixed labels they must hold whatever the label: asked
+    what an instance "must not contain", the 1.5B teacher wrote "Reviews must not contain any
+    negative comments about the film" on SST-2 (all three seeds had such a rule), and a task rule
+    heads every generation prompt, the negative ones too."""
     noun = task.config.input_name
+    fixed = task.fixed_categories()
+    if fixed is None:
+        what = "what it is, its form and length, and what it must not contain"
+    else:
+        what = f"what it is, its form and length, whatever its {task.category_word} ({', '.join(fixed)})"
     body = (
         f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown)}\n\n"
         f"Write {s.task_count} short rules that every new {noun} written for this task must follow: "
-        f"what it is, its form and length, and what it must not contain. One sentence each. {_PLAIN}"
+        f"{what}. One sentence each. {_PLAIN}"
+    )
+    return [{"role": "user", "content": body}]
+
+
+def rule_prompt(task: Task, rule: str, example: Example) -> Messages:
+    """Whether one seed follows one task rule (principles.check_task_rules): a rule a real
+    instance breaks is no rule for every new one."""
+    noun = task.config.input_name
+    body = (
+        f"{_about(task)}\n\nA rule for writing new {noun}s: {rule}\n\n"
+        f"{noun.capitalize()}: {_trim(example.input)}\nAnswer: {_trim(example.output, 80)}\n\n"
+        f"Does this {noun} follow the rule? Reply yes or no."
     )
     return [{"role": "user", "content": body}]
 
@@ -277,6 +298,8 @@ def overlap(a: str, b: str) -> float:
 def render(form: str, example: str, noun: str) -> str:
     """One principle from a form and its example, in the shape a person writes."""
     form = " ".join(form.split()).strip().strip("\"'").rstrip(".:;, ")
+    # a form that brings its own example: the checked one is quoted after it
+    form = re.sub(r",? (?:for example|for instance|e\.g\.)\W.*$", "", form, flags=re.I)
     if form.lower().startswith("asks "):  # a description of the example, as an instruction
         form = "Ask " + form[5:]
     vague = len(form.split()) < 3  # "abbreviation", "What is": the label or a question's start

@@ -74,6 +74,11 @@ class PrinciplesSettings(Settings):
         4, ge=1, description="Sub-types the teacher may find in non-classification seeds."
     )
     condense_to: int = Field(3, ge=1, description="Error-level principles kept after condensing.")
+    check_task_rules: bool = Field(
+        True,
+        description="Drop a task rule that a seed breaks, as the teacher judges (one seed per label, "
+        "or the first three): a rule heads every generation prompt.",
+    )
     lead_forms: bool = Field(
         False,
         description="Create and mistake forms begin with 'Ask' (questions) or 'Write a <noun>', held "
@@ -267,7 +272,10 @@ def write_principles(
     if "task" in s.levels:
         rid = f"principles/{seed}/task"
         out = ask("task", [(rid, prompts_.task_prompt(task, seeds, s))])
-        add("task", None, "both", items(out[rid], s.task_count), "t")
+        rules = items(out[rid], s.task_count)
+        if s.check_task_rules and rules:
+            rules = _rules_seeds_follow(task, seeds, rules, seed, ask, dropped)
+        add("task", None, "both", rules, "t")
 
     # --- category level: forms of a new instance (each with a checked example), solving advice
     if "category" in s.levels and categories:
@@ -323,6 +331,34 @@ def write_principles(
         "error": error,
         "notes": notes,
     }
+
+
+def _rules_seeds_follow(
+    task: Task, seeds: list[Example], rules: list[str], seed: int, ask, dropped
+) -> list[str]:
+    """The task rules that every checked seed follows, as the teacher judges (greedy yes/no): the
+    first seed of each label where the labels are fixed, else the first three seeds."""
+    fixed = task.fixed_categories()
+    if fixed is not None:
+        firsts = {x.answer: x for x in reversed(seeds) if x.answer in fixed}
+        checked = [firsts[lb] for lb in fixed if lb in firsts]
+    else:
+        checked = seeds[:3]
+    greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=4, seed=seed)
+    reqs = {
+        (i, j): (f"principles/{seed}/task/{i}/check/{j}", prompts_.rule_prompt(task, rule, x))
+        for i, rule in enumerate(rules)
+        for j, x in enumerate(checked)
+    }
+    out = ask("check", list(reqs.values()), greedy)
+    kept = []
+    for i, rule in enumerate(rules):
+        said = [out[reqs[i, j][0]].text.strip().lower() for j in range(len(checked))]
+        if any(a.startswith("no") for a in said):
+            dropped["task_rule_broken_by_seed"] += 1
+        else:
+            kept.append(rule)
+    return kept
 
 
 def holds_json(teacher: ModelCaller) -> bool:
