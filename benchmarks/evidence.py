@@ -210,8 +210,7 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
     "person_header": (["psi"], {"generate": {"principle_mix": "task_header"}}, {"psi": "person_header"}),
     # the teacher's forms begin with "Ask" / "Write a <noun>" (principles.lead_forms), held to it by
     # the schema: a form that leads the principle instead of a bare example (vs teacher_header)
-    # the task prompt asks for rules that hold whatever the label, and each rule is checked on one
-    # seed per label (principles.check_task_rules, the default since 2026-12-05; vs teacher_header)
+    # each task rule checked on one seed per label (principles.check_task_rules; vs teacher_header)
     "teacher_rules": (["psi"], {"principles": {"file": None}}, {"psi": "teacher_rules"}),
     "teacher_lead": (
         ["psi"],

@@ -96,15 +96,13 @@ def test_task_and_category_levels_parse_numbered_lists(tmp_path, trec, trec_seed
 
 def test_a_task_rule_a_seed_breaks_is_dropped(tmp_path, trec, trec_seeds):
     """Task rules head every generation prompt, so each is checked on one seed per label (the
-    teacher says yes or no, greedily); a rule any of them breaks goes. The prompt asks for rules
-    that hold whatever the label (the 1.5B teacher wrote "Reviews must not contain any negative
-    comments" on SST-2)."""
+    teacher says yes or no, greedily); a rule any of them breaks goes (the 1.5B teacher wrote
+    "Reviews must not contain any negative comments" on SST-2)."""
 
     def reply(prompt: str, params) -> str:
         if prompt.endswith("Does this question follow the rule? Reply yes or no."):
             assert params.temperature == 0 and "Answer: " in prompt
             return "No." if "Never ask who" in prompt and "Who wrote Hamlet" in prompt else "Yes"
-        assert "whatever its label (abbreviation, description, entity, human, location, numeric)" in prompt
         rules = [
             "Ask one short factual question.",
             "Never ask who did something.",

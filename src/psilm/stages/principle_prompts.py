@@ -28,7 +28,7 @@ from psilm.tasks import Example, Task
 
 # in the principles stage's key: new wording writes new principles in an old run folder
 # (2: create and mistake principles as JSON items, examples checked with the labels' meanings)
-# (3: lead_forms, a form that begins with "Ask" or "Write a <noun>"; task rules whatever the label)
+# (3: lead_forms, a form that begins with "Ask" or "Write a <noun>"; task rules checked on the seeds)
 PROMPTS_VERSION = 3
 
 
@@ -79,20 +79,16 @@ _PLAIN = "Reply with a numbered list only, one line each, no headings and no bol
 
 
 def task_prompt(task: Task, seeds: list[Example], s: PromptSizes) -> Messages:
-    """Rules for every new instance. With fixed labels they must hold whatever the label: asked
-    what an instance "must not contain", the 1.5B teacher wrote "Reviews must not contain any
-    negative comments about the film" on SST-2 (all three seeds had such a rule), and a task rule
-    heads every generation prompt, the negative ones too."""
+    """Rules for every new instance (principles.check_task_rules then checks each on the seeds).
+    Asked for rules that hold "whatever its label (abbreviation, ...)", the 1.5B teacher wrote
+    rules naming the label list ("The question must clearly be one of the six types listed") and
+    "a single, clear, and concise statement" on TREC, and psi lost 4.9 points over three seeds (the
+    same category principles): this wording stays."""
     noun = task.config.input_name
-    fixed = task.fixed_categories()
-    if fixed is None:
-        what = "what it is, its form and length, and what it must not contain"
-    else:
-        what = f"what it is, its form and length, whatever its {task.category_word} ({', '.join(fixed)})"
     body = (
         f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown)}\n\n"
         f"Write {s.task_count} short rules that every new {noun} written for this task must follow: "
-        f"{what}. One sentence each. {_PLAIN}"
+        f"what it is, its form and length, and what it must not contain. One sentence each. {_PLAIN}"
     )
     return [{"role": "user", "content": body}]
 
