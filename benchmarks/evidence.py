@@ -36,7 +36,7 @@ Ablations on psi (tasks in --ablation-tasks):
                                     (one own + one task-level) or task_header (the task's rules head each)
   person_header                     psi_person with principle_mix task_header
   teacher_lead                      teacher_header with principles.lead_forms (forms begin "Ask ...")
-  teacher_rules                     psi_teacher with task rules checked on the seeds (check_task_rules)
+  teacher_rules                     psi_teacher without task rules that name some labels (check_task_rules)
 Self-evolution (evolve.rounds 2, docs/evolve.md), in --ablation-tasks or with --variants evolve:
   evolve                            direct and psi again as round 1 (psi_round1, direct_round1), and
                                     round 2 of each (psi_round2, direct_round2)
@@ -210,7 +210,7 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
     "person_header": (["psi"], {"generate": {"principle_mix": "task_header"}}, {"psi": "person_header"}),
     # the teacher's forms begin with "Ask" / "Write a <noun>" (principles.lead_forms), held to it by
     # the schema: a form that leads the principle instead of a bare example (vs teacher_header)
-    # each task rule checked on one seed per label (principles.check_task_rules; vs teacher_header)
+    # task rules that name some labels but not all dropped (principles.check_task_rules; vs teacher)
     "teacher_rules": (["psi"], {"principles": {"file": None}}, {"psi": "teacher_rules"}),
     "teacher_lead": (
         ["psi"],
@@ -300,7 +300,7 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "teacher_header": "psi_teacher",
     "person_header": "psi_person",
     "teacher_lead": "teacher_header",
-    "teacher_rules": "teacher_header",
+    "teacher_rules": "psi_teacher",
     "psi_teacher_r1": "psi_teacher",
     "psi_teacher_r2": "psi_teacher_r1",
     "psi_teacher_r3": "psi_teacher_r2",

@@ -86,45 +86,36 @@ def test_task_and_category_levels_parse_numbered_lists(tmp_path, trec, trec_seed
     assert not any("solving" in c for c, _ in teacher.prompts)
     assert out["dropped"]["heading"] == 1 + 6  # one heading per response
     assert out["dropped"]["over_cap"] == 1 + 6 * 2  # task: 4 for 3; create: 4 lines read for 2
-    # the task prompt, each of the 3 rules checked on one seed per label (no "no": all kept), 6 create
-    assert len(out["prompts"]) == 1 + 3 * 6 + 6 and all(p["response"] for p in out["prompts"])
+    assert len(out["prompts"]) == 1 + 6 and all(p["response"] for p in out["prompts"])
     # the label's own seeds are shown in its create prompt, which asks for per_category + extra_forms
     numeric = next(c for c, _ in teacher.prompts if "whose label is 'numeric'" in c)
     assert "How far is the Moon" in numeric and "Who wrote Hamlet" not in numeric.split("Examples")[1]
     assert "Write 4 new questions" in numeric and '"example"' in numeric
 
 
-def test_a_task_rule_a_seed_breaks_is_dropped(tmp_path, trec, trec_seeds):
-    """Task rules head every generation prompt, so each is checked on one seed per label (the
-    teacher says yes or no, greedily); a rule any of them breaks goes (the 1.5B teacher wrote
-    "Reviews must not contain any negative comments" on SST-2)."""
-
-    def reply(prompt: str, params) -> str:
-        if prompt.endswith("Does this question follow the rule? Reply yes or no."):
-            assert params.temperature == 0 and "Answer: " in prompt
-            return "No." if "Never ask who" in prompt and "Who wrote Hamlet" in prompt else "Yes"
-        rules = [
-            "Ask one short factual question.",
-            "Never ask who did something.",
-            "End with a question mark.",
-        ]
-        return "\n".join(f"{k}. {r}" for k, r in enumerate(rules, start=1))
-
-    teacher = Scripted(reply)
-    s = PrinciplesSettings(levels=["task"], task_count=3)
-    out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"), s, seed=0)
-    assert [p["text"] for p in out["principles"]] == [
-        "Ask one short factual question.",
-        "End with a question mark.",
+def test_a_task_rule_about_some_labels_is_dropped(tmp_path):
+    """Task rules head every generation prompt, so one that names some labels but not all goes
+    (the 1.5B teacher wrote "Reviews must not contain any negative comments" on SST-2); one that
+    names every label, or none, stays. Off: all stay."""
+    sst2 = load_task("sst2")
+    seeds = [
+        sst2.example({"text": t, "label": lb})
+        for t, lb in [("a gem .", "positive"), ("a mess .", "negative")]
     ]
-    assert out["dropped"]["task_rule_broken_by_seed"] == 1
-    checks = [p for p in out["prompts"] if p["level"] == "check"]
-    assert len(checks) == 3 * 6  # one seed per label: numeric's first, not both
-    assert sum("When did the Titanic sink" in str(p["messages"]) for p in checks) == 0
-
-    off = PrinciplesSettings(levels=["task"], task_count=3, check_task_rules=False)
-    out = write_principles(trec, trec_seeds, caller(tmp_path, Scripted(reply), "t2"), off, seed=0)
-    assert len(out["principles"]) == 3 and not [p for p in out["prompts"] if p["level"] == "check"]
+    rules = [
+        "Every review must express a clear opinion, either positive or negative.",
+        "Reviews must not contain any negative comments about the film.",
+        "Keep each review to one sentence.",
+        "Write positively about the actors.",
+    ]
+    teacher = Scripted(lambda p, _: "\n".join(f"{k}. {r}" for k, r in enumerate(rules, start=1)))
+    s = PrinciplesSettings(levels=["task"], task_count=4)
+    out = write_principles(sst2, seeds, caller(tmp_path, teacher, "teacher"), s, seed=0)
+    assert [p["text"] for p in out["principles"]] == [rules[0], rules[2]]
+    assert out["dropped"]["task_rule_names_a_label"] == 2 and len(out["prompts"]) == 1
+    off = PrinciplesSettings(levels=["task"], task_count=4, check_task_rules=False)
+    out = write_principles(sst2, seeds, caller(tmp_path, Scripted(teacher.reply), "t2"), off, seed=0)
+    assert [p["text"] for p in out["principles"]] == rules
 
 
 def test_teacher_garbage_is_counted_and_dropped(tmp_path, trec, trec_seeds):

@@ -28,7 +28,7 @@ from psilm.tasks import Example, Task
 
 # in the principles stage's key: new wording writes new principles in an old run folder
 # (2: create and mistake principles as JSON items, examples checked with the labels' meanings)
-# (3: lead_forms, a form that begins with "Ask" or "Write a <noun>"; task rules checked on the seeds)
+# (3: lead_forms, a form that begins with "Ask" or "Write a <noun>")
 PROMPTS_VERSION = 3
 
 
@@ -79,7 +79,7 @@ _PLAIN = "Reply with a numbered list only, one line each, no headings and no bol
 
 
 def task_prompt(task: Task, seeds: list[Example], s: PromptSizes) -> Messages:
-    """Rules for every new instance (principles.check_task_rules then checks each on the seeds).
+    """Rules for every new instance (principles.check_task_rules then drops those about one label).
     Asked for rules that hold "whatever its label (abbreviation, ...)", the 1.5B teacher wrote
     rules naming the label list ("The question must clearly be one of the six types listed") and
     "a single, clear, and concise statement" on TREC, and psi lost 4.9 points over three seeds (the
@@ -89,18 +89,6 @@ def task_prompt(task: Task, seeds: list[Example], s: PromptSizes) -> Messages:
         f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown)}\n\n"
         f"Write {s.task_count} short rules that every new {noun} written for this task must follow: "
         f"what it is, its form and length, and what it must not contain. One sentence each. {_PLAIN}"
-    )
-    return [{"role": "user", "content": body}]
-
-
-def rule_prompt(task: Task, rule: str, example: Example) -> Messages:
-    """Whether one seed follows one task rule (principles.check_task_rules): a rule a real
-    instance breaks is no rule for every new one."""
-    noun = task.config.input_name
-    body = (
-        f"{_about(task)}\n\nA rule for writing new {noun}s: {rule}\n\n"
-        f"{noun.capitalize()}: {_trim(example.input)}\nAnswer: {_trim(example.output, 80)}\n\n"
-        f"Does this {noun} follow the rule? Reply yes or no."
     )
     return [{"role": "user", "content": body}]
 

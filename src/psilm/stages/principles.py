@@ -76,8 +76,8 @@ class PrinciplesSettings(Settings):
     condense_to: int = Field(3, ge=1, description="Error-level principles kept after condensing.")
     check_task_rules: bool = Field(
         True,
-        description="Drop a task rule that a seed breaks, as the teacher judges (one seed per label, "
-        "or the first three): a rule heads every generation prompt.",
+        description="Drop a task rule that names some labels but not all ('Reviews must not contain any "
+        "negative comments'): a task rule heads every generation prompt, every label's.",
     )
     lead_forms: bool = Field(
         False,
@@ -273,8 +273,8 @@ def write_principles(
         rid = f"principles/{seed}/task"
         out = ask("task", [(rid, prompts_.task_prompt(task, seeds, s))])
         rules = items(out[rid], s.task_count)
-        if s.check_task_rules and rules:
-            rules = _rules_seeds_follow(task, seeds, rules, seed, ask, dropped)
+        if s.check_task_rules and task.fixed_categories():
+            rules = _rules_for_every_label(rules, list(task.fixed_categories()), dropped)
         add("task", None, "both", rules, "t")
 
     # --- category level: forms of a new instance (each with a checked example), solving advice
@@ -333,29 +333,17 @@ def write_principles(
     }
 
 
-def _rules_seeds_follow(
-    task: Task, seeds: list[Example], rules: list[str], seed: int, ask, dropped
-) -> list[str]:
-    """The task rules that every checked seed follows, as the teacher judges (greedy yes/no): the
-    first seed of each label where the labels are fixed, else the first three seeds."""
-    fixed = task.fixed_categories()
-    if fixed is not None:
-        firsts = {x.answer: x for x in reversed(seeds) if x.answer in fixed}
-        checked = [firsts[lb] for lb in fixed if lb in firsts]
-    else:
-        checked = seeds[:3]
-    greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=4, seed=seed)
-    reqs = {
-        (i, j): (f"principles/{seed}/task/{i}/check/{j}", prompts_.rule_prompt(task, rule, x))
-        for i, rule in enumerate(rules)
-        for j, x in enumerate(checked)
-    }
-    out = ask("check", list(reqs.values()), greedy)
+def _rules_for_every_label(rules: list[str], labels: list[str], dropped: Counter) -> list[str]:
+    """The task rules that name no label, or every label: one that names some ("Reviews must not
+    contain any negative comments", the 1.5B teacher on SST-2, all three seeds) is about those
+    labels, yet it would head every prompt. By words, not by the teacher: asked whether each seed
+    follows each rule, it said yes to all 60 checks (TREC and SST-2 seed 0), the negative review
+    under that rule too."""
     kept = []
-    for i, rule in enumerate(rules):
-        said = [out[reqs[i, j][0]].text.strip().lower() for j in range(len(checked))]
-        if any(a.startswith("no") for a in said):
-            dropped["task_rule_broken_by_seed"] += 1
+    for rule in rules:
+        named = [lb for lb in labels if re.search(rf"\b{re.escape(lb.lower())}", rule.lower())]
+        if named and len(named) < len(labels):
+            dropped["task_rule_names_a_label"] += 1
         else:
             kept.append(rule)
     return kept
