@@ -174,7 +174,7 @@ def demo(
             if self_teacher
             else "the embedded teacher qwen2.5-coder-1.5b"
             if teacher
-            else "principles written by a person (psilm/demo/sst2_principles.yaml), standing in for a teacher"
+            else "a person (psilm/demo/sst2_principles.yaml), standing in for a teacher"
         )
         print(f"psilm demo: SST-2 on the embedded SmolLM2-135M; principles from {source}", file=sys.stderr)
     run(config_path, out, overrides, quiet, verbose)
