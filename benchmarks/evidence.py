@@ -208,10 +208,10 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
         {"psi": "teacher_header"},
     ),
     "person_header": (["psi"], {"generate": {"principle_mix": "task_header"}}, {"psi": "person_header"}),
-    # the teacher's forms begin with "Ask" / "Write a <noun>" (principles.lead_forms), held to it by
-    # the schema: a form that leads the principle instead of a bare example (vs teacher_header)
     # task rules that name some labels but not all dropped (principles.check_task_rules; vs teacher)
     "teacher_rules": (["psi"], {"principles": {"file": None}}, {"psi": "teacher_rules"}),
+    # the teacher's forms begin with "Ask" / "Write a <noun>" (principles.lead_forms), held to it by
+    # the schema: a form that leads the principle instead of a bare example (vs teacher_header)
     "teacher_lead": (
         ["psi"],
         {"principles": {"file": None, "lead_forms": True}, "generate": {"principle_mix": "task_header"}},

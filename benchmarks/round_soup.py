@@ -46,14 +46,12 @@ def soup(a: Path, b: Path, out: Path) -> None:
 
 
 def entry(metrics: dict) -> dict:
-    """What bench.paired reads of one student's metrics: accuracy, per-row correctness, per class."""
-    got: dict[str, list[int]] = {}
-    for p in metrics["predictions"]:
-        got.setdefault(p["gold"], []).append(int(p["correct"]))
+    """What bench.paired reads of one student's metrics (as bench.read_run gives it): accuracy,
+    per-row correctness, per-class accuracy (evaluate_model's own per_class)."""
     return {
         "accuracy": metrics["accuracy"],
         "correct": [bool(p["correct"]) for p in metrics["predictions"]],
-        "per_class": {k: sum(v) / len(v) for k, v in sorted(got.items())},
+        "per_class": {c: v["accuracy"] for c, v in metrics["per_class"].items()},
     }
 
 

@@ -273,8 +273,8 @@ def write_principles(
         rid = f"principles/{seed}/task"
         out = ask("task", [(rid, prompts_.task_prompt(task, seeds, s))])
         rules = items(out[rid], s.task_count)
-        if s.check_task_rules and task.fixed_categories():
-            rules = _rules_for_every_label(rules, list(task.fixed_categories()), dropped)
+        if s.check_task_rules and fixed:
+            rules = _rules_for_every_label(rules, list(fixed), dropped)
         add("task", None, "both", rules, "t")
 
     # --- category level: forms of a new instance (each with a checked example), solving advice
