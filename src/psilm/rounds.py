@@ -29,18 +29,8 @@ from psilm.durable import (
     write_jsonl,
 )
 from psilm.errors import DataError
+from psilm.steps import previous_student, training_examples
 from psilm.tasks import Example
-
-
-def _previous_model(ctx: Context, arm: str) -> tuple[str, str]:
-    """(merged model folder, train key) of the round before `arm`'s, which must be trained."""
-    prev = arms.ARMS[arm].previous
-    st = ctx.run.manifest["stages"].get(f"train/{prev}", {})
-    if st.get("status") != "done":
-        raise DataError(
-            f"{arm} builds on {prev}, which is not trained yet; run `psilm run` (it trains {prev} first)"
-        )
-    return str(ctx.run.merged_model(prev)), st["key"]
 
 
 def _rows_bar(ctx: Context, label: str, n: int) -> Callable[[int], None] | None:
@@ -75,7 +65,7 @@ def judge_job(ctx: Context, arm: str) -> Job:
     from psilm.stages.judge import judge_errors
 
     cfg, e = ctx.cfg, ctx.cfg.evolve
-    model, model_key = _previous_model(ctx, arm)
+    model, model_key = previous_student(ctx, arm)
     on, rows = judge_slice(ctx)
     out = ctx.run.judge(arm)
     used = {"judge", "n_dev", "error_mix", "mix_floor", "mix_prior_rows"}
@@ -120,7 +110,6 @@ def _fold_predictions(
     from psilm.stages import evaluate as E
     from psilm.stages import train as T
     from psilm.stages.judge import fold_training, seed_folds
-    from psilm.steps import training_examples
 
     cfg, st = ctx.cfg, ctx.cfg.models.student
     trained_on = training_examples(ctx, arms.ARMS[arm].previous)
@@ -206,7 +195,7 @@ def check_job(ctx: Context, arm: str) -> Job:
     from psilm.stages import evolve as V
 
     cfg, e, spec = ctx.cfg, ctx.cfg.evolve, arms.ARMS[arm]
-    model, model_key = _previous_model(ctx, arm)
+    model, model_key = previous_student(ctx, arm)
     new_path = ctx.run.new_rows(arm)
     if not new_path.exists():
         raise DataError(f"{new_path}: missing; run `psilm run` (generate and filter {arm} first)")

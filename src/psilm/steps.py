@@ -168,18 +168,35 @@ def training_examples(ctx: Context, arm: str) -> list[Example]:
     return arms.training_examples(spec, n, ctx.seeds, cfg.train.include_seeds, cfg.seed, kept, pool)
 
 
+def previous_student(ctx: Context, arm: str) -> tuple[str, str]:
+    """(merged model folder, train key) of the round before `arm`'s, which must be trained."""
+    prev = arms.ARMS[arm].previous
+    st = ctx.run.manifest["stages"].get(f"train/{prev}", {})
+    if st.get("status") != "done":
+        raise DataError(
+            f"{arm} builds on {prev}, which is not trained yet; run `psilm run` (it trains {prev} first)"
+        )
+    return str(ctx.run.merged_model(prev)), st["key"]
+
+
 def train_job(ctx: Context, arm: str) -> Job:
-    """arms/<arm>/model/: the student fine-tuned on the arm's rows, cut to the round's equal count."""
+    """arms/<arm>/model/: the student fine-tuned on the arm's rows, cut to the round's equal count.
+    A round arm with evolve.soup: its merged model then blended with the previous round's student."""
     from psilm.stages import train as T
 
     cfg = ctx.cfg
     examples = training_examples(ctx, arm)
-    parts = {
+    parts: dict[str, Any] = {
         "settings": cfg.train.model_dump(mode="json"),
         "student": model_key(cfg.models.student),
         "data": fingerprint([e.to_dict() for e in examples]),
         "seed": cfg.seed,
     }
+    soup = cfg.evolve.soup if arms.ARMS[arm].round > 1 else 0.0
+    previous = ""
+    if soup:
+        previous, prev_key = previous_student(ctx, arm)
+        parts["soup"] = {"weight": soup, "previous": prev_key}
 
     def work(mode: str) -> dict:
         # trained into model.partial/ and renamed when whole: model/ is never half-written.
@@ -193,6 +210,10 @@ def train_job(ctx: Context, arm: str) -> Job:
             stats = T.train_model(
                 ctx.task, examples, cfg.models.student, cfg.train, partial, cfg.seed, ctx.bar(f"train/{arm}")
             )
+            if soup and main:  # the adapter describes the round's training alone, not the blend
+                stats["soup"] = {"previous": arms.ARMS[arm].previous, "weight": soup,
+                                 "tensors": T.soup_models(partial / "merged", Path(previous), soup)}  # fmt: skip
+                shutil.rmtree(partial / "adapter", ignore_errors=True)
         except BaseException:
             if main:
                 shutil.rmtree(partial, ignore_errors=True)  # gives a full disk its space back
@@ -205,6 +226,9 @@ def train_job(ctx: Context, arm: str) -> Job:
                 f"[train/{arm}] {stats['n_too_long']} of {len(examples)} rows are longer than "
                 f"train.max_length={cfg.train.max_length} before their answer: not trained on"
             )
+        if soup:
+            ctx.log(f"[train/{arm}] its weights blended with {arms.ARMS[arm].previous}'s: "
+                    f"{1 - soup:g} of its own, {soup:g} of the previous round's (evolve.soup)")  # fmt: skip
         return stats  # n_train: the rows trained on, n_too_long: those max_length left out
 
     return Job(f"train/{arm}", parts, [ctx.run.merged_model(arm) / "config.json"], work)

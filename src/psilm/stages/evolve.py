@@ -92,6 +92,17 @@ class EvolveSettings(Settings):
         "only among the categories below the slice's accuracy, never away from one the student knows "
         "(default on, as measured with mix_blend 0.5).",
     )
+    soup: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="The weight of the previous round's student in the round's: once trained, the round's "
+        "merged model becomes (1 - soup) * its own weights + soup * the previous round's (both are the "
+        "base model fine-tuned, so this blends what each learnt; a 'model soup'), so a class the new "
+        "rows pull the student away from is not lost. 0: the round's student as trained. Its LoRA "
+        "adapter is then not written (it no longer describes the model); predict and export use the "
+        "merged model.",
+    )
     judge: Literal["auto", "dev", "seeds", "seeds_cv"] = Field(
         "auto",
         description="Where the student's errors are measured: dev (n_dev rows of data.train, less seeds "

@@ -63,6 +63,35 @@ def to_dataset_rows(task: Task, examples: list[Example]) -> list[dict]:
     ]
 
 
+def soup_models(trained: Path, previous: Path, weight: float) -> int:
+    """trained/ (a merged model folder) in place: every floating tensor becomes (1 - weight) * its own
+    + weight * previous/'s. Both must be the same model fine-tuned (the same safetensors files and
+    tensor names and shapes); returns the number of tensors blended."""
+    from safetensors.torch import load_file, save_file
+
+    files = sorted(p.name for p in trained.glob("*.safetensors"))
+    theirs = sorted(p.name for p in previous.glob("*.safetensors"))
+    if not files or files != theirs:
+        raise DataError(
+            f"{previous}: cannot blend it into {trained}: their weight files differ ({theirs} vs {files}); "
+            "both must be the same student fine-tuned (set evolve.soup: 0)"
+        )
+    n = 0
+    for name in files:
+        own, other = load_file(trained / name), load_file(previous / name)
+        for k, v in own.items():
+            if k not in other or other[k].shape != v.shape:
+                raise DataError(
+                    f"{previous / name}: no tensor {k} of shape {tuple(v.shape)}; it is not the same student "
+                    "fine-tuned (set evolve.soup: 0)"
+                )
+            if v.is_floating_point():
+                own[k] = ((1 - weight) * v.float() + weight * other[k].float()).to(v.dtype)
+                n += 1
+        save_file(own, trained / name, metadata={"format": "pt"})
+    return n
+
+
 def train_model(
     task: Task,
     examples: list[Example],
