@@ -254,9 +254,12 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
         {
             "principles": {"file": None},
             "generate": {"principle_mix": "own_first"},
-            "evolve": {"rounds": 3, "judge": "seeds_cv", "mix_blend": 0.5, "mix_hold_right": True, "soup": 0.5},
+            "evolve": {
+                **{"rounds": 3, "judge": "seeds_cv", "mix_blend": 0.5, "mix_hold_right": True},
+                "soup": 0.5,
+            },
         },
-        {"psi": "psi_teacher_soup_r1", "psi_round2": "psi_teacher_soup_r2", "psi_round3": "psi_teacher_soup_r3"},
+        {"psi": "psi_teacher_soup_r1", **{f"psi_round{r}": f"psi_teacher_soup_r{r}" for r in (2, 3)}},
     ),
     # round 1 with as many generated rows as round 2 trains on (96 + the ~48 a round adds): whether a
     # round beats generating more rows from the same principles

@@ -211,8 +211,8 @@ def train_job(ctx: Context, arm: str) -> Job:
                 ctx.task, examples, cfg.models.student, cfg.train, partial, cfg.seed, ctx.bar(f"train/{arm}")
             )
             if soup and main:  # the adapter describes the round's training alone, not the blend
-                stats["soup"] = {"previous": arms.ARMS[arm].previous, "weight": soup,
-                                 "tensors": T.soup_models(partial / "merged", Path(previous), soup)}  # fmt: skip
+                n = T.soup_models(partial / "merged", Path(previous), soup)
+                stats["soup"] = {"previous": arms.ARMS[arm].previous, "weight": soup, "tensors": n}
                 shutil.rmtree(partial / "adapter", ignore_errors=True)
         except BaseException:
             if main:
