@@ -182,6 +182,8 @@ def test_round_seeds_differ_and_round_one_keeps_the_runs():
         ({"evolve": {"rounds": 3}, "arms": ["direct", "psi_round3"]}, "psi_round3 builds on psi_round2"),
         ({"evolve": {"rounds": 2, "relabel": 0.9}}, "evolve.relabel: unknown setting"),
         ({"evolve": {"rounds": 2, "mix_prior_rows": -1}}, "evolve.mix_prior_rows: Input should be greater"),
+        ({"evolve": {"rounds": 2, "soup": 1}}, "evolve.soup: Input should be less than 1"),
+        ({"evolve": {"rounds": 2, "soup": -0.5}}, "evolve.soup: Input should be greater than or equal to 0"),
     ],
 )
 def test_bad_evolve_settings_are_one_line(tiny_config, over, message):
@@ -368,3 +370,77 @@ def test_seeds_cv_judges_the_seeds_with_fold_students_of_the_tiny_model(two_roun
     psi_rows = ctx.run.manifest["stages"]["train/psi"]["n_train"]
     assert all(f["n_train"] == psi_rows - len(f["held"]) for f in folds)  # round 1's rows less the fold
     assert not list((run / "arms/psi_round2").glob("judge_fold[0-9]*"))
+
+
+# --- evolve.soup: a round's student blended with the round before's ---------------------------
+def test_soup_models_blends_floating_tensors_and_keeps_the_rest(tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from psilm.stages.train import soup_models
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    save_file({"w": torch.tensor([1.0, 3.0]), "n": torch.tensor([1, 2])}, tmp_path / "a/model.safetensors")
+    save_file({"w": torch.tensor([3.0, -1.0]), "n": torch.tensor([5, 6])}, tmp_path / "b/model.safetensors")
+    assert soup_models(tmp_path / "a", tmp_path / "b", 0.25) == 1
+    got = load_file(tmp_path / "a/model.safetensors")
+    assert got["w"].tolist() == [1.5, 2.0] and got["n"].tolist() == [1, 2]  # 0.75 own + 0.25 previous
+
+
+@pytest.mark.parametrize(
+    ("previous", "message"),
+    [
+        ({"w": [1.0, 2.0, 3.0]}, "no tensor w of shape (2,)"),
+        ({"v": [1.0, 2.0]}, "no tensor w of shape (2,)"),
+        (None, "their weight files differ"),
+    ],
+)
+def test_soup_of_a_different_model_is_a_one_line_error(tmp_path, previous, message):
+    import torch
+    from safetensors.torch import save_file
+
+    from psilm.errors import DataError
+    from psilm.stages.train import soup_models
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    save_file({"w": torch.tensor([1.0, 3.0])}, tmp_path / "a/model.safetensors")
+    if previous is not None:
+        save_file({k: torch.tensor(v) for k, v in previous.items()}, tmp_path / "b/model.safetensors")
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
+        soup_models(tmp_path / "a", tmp_path / "b", 0.5)
+    assert "\n" not in str(err.value) and "evolve.soup: 0" in str(err.value)
+
+
+@pytest.mark.slow
+def test_a_soup_round_is_the_blend_of_its_training_and_the_round_before(two_rounds, tmp_path):
+    """evolve.soup 0.5 on the finished two-round run: only the round-2 trainings (and what reads
+    them) rerun, and psi_round2's merged weights are the mean of round 1's and round 2's own."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run"
+    shutil.copytree(two_rounds, run)
+    config = tmp_path / "c.yaml"
+    cfg = yaml.safe_load((two_rounds / "config.yaml").read_text())
+    cfg["evolve"]["soup"] = 0.5
+    config.write_text(yaml.safe_dump(cfg))
+    before = json.loads((run / "manifest.json").read_text())["stages"]
+    assert main(["run", str(config), "--out", str(run), "-q"]) == 0
+    after = json.loads((run / "manifest.json").read_text())["stages"]
+    for step in ("train/psi", "judge/psi_round2", "generate/psi_round2", "check/psi_round2"):
+        assert after[step]["finished"] == before[step]["finished"], step  # not run again
+    assert after["train/psi_round2"]["finished"] != before["train/psi_round2"]["finished"]
+    assert after["train/psi_round2"]["soup"] == {"previous": "psi", "weight": 0.5,
+                                                 "tensors": after["train/psi_round2"]["soup"]["tensors"]}  # fmt: skip
+    assert after["train/psi_round2"]["soup"]["tensors"] > 0
+    blended = load_file(run / "arms/psi_round2/model/merged/model.safetensors")
+    own = load_file(two_rounds / "arms/psi_round2/model/merged/model.safetensors")  # trained alone
+    first = load_file(two_rounds / "arms/psi/model/merged/model.safetensors")
+    for k, v in blended.items():
+        assert torch.allclose(v.float(), (own[k].float() + first[k].float()) / 2, atol=1e-5), k
+    assert not (run / "arms/psi_round2/model/adapter").exists()  # it would describe round 2 alone
+    assert (run / "arms/psi_round2/metrics.json").exists()
