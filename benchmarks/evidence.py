@@ -38,6 +38,7 @@ Ablations on psi (tasks in --ablation-tasks):
                                     (one own + one task-level) or task_header (the task's rules head each)
   person_header                     psi_person with principle_mix task_header
   teacher_lead                      teacher_header with principles.lead_forms (forms begin "Ask ...")
+  teacher_refill                    teacher_header with principles.refill (a short category asked again)
   teacher_rules                     psi_teacher without task rules that name some labels (check_task_rules)
 Self-evolution (evolve.rounds 2, docs/evolve.md), in --ablation-tasks or with --variants evolve:
   evolve                            direct and psi again as round 1 (psi_round1, direct_round1), and
@@ -219,6 +220,13 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
         {"principles": {"file": None, "lead_forms": True}, "generate": {"principle_mix": "task_header"}},
         {"psi": "teacher_lead"},
     ),
+    # a category the label check left short asked once more, shown its off-label examples
+    # (principles.refill; vs teacher_header, today's defaults otherwise)
+    "teacher_refill": (
+        ["psi"],
+        {"principles": {"file": None, "refill": True}, "generate": {"principle_mix": "task_header"}},
+        {"psi": "teacher_refill"},
+    ),
     "error_off": (
         ["psi"],
         {"principles": {"file": None, "levels": ["task", "category"]}},
@@ -320,6 +328,7 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "teacher_header": "psi_teacher",
     "person_header": "psi_person",
     "teacher_lead": "teacher_header",
+    "teacher_refill": "teacher_header",
     "teacher_rules": "psi_teacher",
     "psi_teacher_r1": "psi_teacher",
     "psi_teacher_r2": "psi_teacher_r1",

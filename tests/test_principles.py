@@ -265,6 +265,42 @@ def test_create_principles_are_checked_examples_in_a_persons_shape(tmp_path, tre
     assert len(checked) == 2 and any("capital of France" in c for c in checked)
 
 
+@pytest.mark.parametrize("refill", [False, True])
+def test_refill_asks_a_category_the_check_left_short_again_naming_its_off_label_examples(
+    tmp_path, trec, trec_seeds, refill
+):
+    """principles.refill: abbreviation keeps one of its two examples (the other reads as location);
+    asked again, shown that one and the label it read as, the teacher gives one new example and a
+    copy of the kept one: the new one is kept, the copy dropped. Off: one principle, no second ask."""
+
+    def reply(prompt: str, params) -> str:
+        if params.temperature == 0:  # the check
+            return "location" if "capital of France" in prompt else "abbreviation"
+        if "whose label is 'abbreviation'" in prompt and "but are not" in prompt:
+            assert "These questions were written for 'abbreviation' but are not 'abbreviation':" in prompt
+            assert "- What is the capital of France? (its label is 'location', not 'abbreviation')" in prompt
+            assert prompt.index("but are not") < prompt.index("Write 2 new questions whose label is")
+            return items_json(("What does CPU stand for?", "a copy"), ("What does GPU stand for?", "new"))
+        if "whose label is 'abbreviation'" in prompt:
+            return items_json(("What does CPU stand for?", "x"), ("What is the capital of France?", "y"))
+        return items_json()
+
+    teacher = Scripted(reply)
+    settings = PrinciplesSettings(levels=["category"], per_category=2, extra_forms=0, refill=refill)
+    out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"), settings, seed=0)
+    abbr = [p["text"] for p in out["principles"] if p["category"] == "abbreviation"]
+    asked_again = [p for p, _ in teacher.prompts if "but are not" in p]
+    if not refill:
+        assert abbr == ['Write a question like "What does CPU stand for?".'] and not asked_again
+        assert "refilled" not in out
+        return
+    assert abbr == ['Write a question like "What does CPU stand for?".',
+                    'Write a question like "What does GPU stand for?".']  # fmt: skip
+    assert len(asked_again) == 1  # only the category the check left short with an off-label example
+    assert out["refilled"] == {"abbreviation": 1}
+    assert out["dropped"]["duplicate"] == 1 and out["dropped"]["example_off_label"] == 1
+
+
 def test_a_form_worth_keeping_leads_the_principle(tmp_path, trec, trec_seeds):
     from psilm.stages.principle_prompts import render
 

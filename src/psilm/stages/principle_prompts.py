@@ -154,6 +154,28 @@ def create_prompt(
     return [{"role": "user", "content": f"{_category_head(task, name, desc, shown, s)}\n\n{ask}"}]
 
 
+def refill_prompt(
+    task: Task,
+    name: str,
+    desc: str,
+    shown: list[Example],
+    n: int,
+    s: PromptSizes,
+    wrong: list[tuple[str, str | None]],
+    lead: str | None = None,
+) -> Messages:
+    """create_prompt again, after the examples it gave that read as another label (principles.refill)."""
+    noun, label = task.config.input_name, task.category_word
+    listed = "\n".join(
+        f"- {_trim(ex, 160)} (its {label} is '{other}', not '{name}')" if other else f"- {_trim(ex, 160)}"
+        for ex, other in wrong[:4]
+    )
+    note = f"These {noun}s were written for '{name}' but are not '{name}':\n{listed}"
+    first = create_prompt(task, name, desc, shown, n, s, lead)[0]["content"]
+    head, ask = first.rsplit("\n\n", 1)
+    return [{"role": "user", "content": f"{head}\n\n{note}\n\n{ask}"}]
+
+
 def mistake_prompt(
     task: Task, seed: Example, student_text: str, as_json: bool = False, lead: str | None = None
 ) -> Messages:

@@ -79,6 +79,13 @@ class PrinciplesSettings(Settings):
         description="Drop a task rule that names some labels but not all ('Reviews must not contain any "
         "negative comments'): a task rule heads every generation prompt, every label's.",
     )
+    refill: bool = Field(
+        False,
+        description="Classification: a category left with fewer than per_category create principles "
+        "by the label check is asked once more, shown the examples the check read as another label "
+        '("What is the tallest mountain in the world?" read as location, written for entity), so it '
+        "writes ones of its own label. One more teacher call per such category.",
+    )
     lead_forms: bool = Field(
         False,
         description="Create and mistake forms begin with 'Ask' (questions) or 'Write a <noun>', held "
@@ -298,6 +305,8 @@ def write_principles(
             ]
             solved = ask("category", requests)
         kept = forms.keep(create, s.per_category)
+        if s.refill and fixed:
+            kept = _refill(task, categories, members, create, kept, forms, n)
         for name in categories:
             add("category", name, "create", kept[name], f"c-{name}-")
             if solved:
@@ -328,9 +337,38 @@ def write_principles(
         "prompts": prompts,
         "categories": categories,
         "dropped": dict(sorted(dropped.items())),
+        **({"refilled": forms.refilled} if s.refill else {}),
         "error": error,
         "notes": notes,
     }
+
+
+def _refill(
+    task: Task,
+    categories: dict[str, str],
+    members: dict[str, list[Example]],
+    create: dict[str, list[tuple[str, str | None]]],
+    kept: dict[str, list[str]],
+    forms: Forms,
+    n: int,
+) -> dict[str, list[str]]:
+    """principles.refill: each category the label check left short, asked again with the examples
+    it wrote that read as another label; its principles kept before, then the new ones that pass."""
+    s, cap = forms.s, forms.s.per_category
+    short = {c: forms.off_label[c] for c in categories if len(kept[c]) < cap and forms.off_label.get(c)}
+    if not short:
+        return kept
+    rid = {c: f"principles/{forms.seed}/category/{c}/refill" for c in short}
+    reqs = [
+        (rid[c], prompts_.refill_prompt(task, c, categories[c], members.get(c, []), n, s, wrong, forms.lead))
+        for c, wrong in short.items()
+    ]
+    again = forms.ask_forms("category", reqs, n)
+    before = {c: [(t, ex) for t, ex in create[c] if t in kept[c]] for c in short}
+    taken = {ex for c, pairs in create.items() if c not in short for t, ex in pairs if ex and t in kept[c]}
+    more = forms.keep({c: before[c] + again[rid[c]] for c in short}, cap, taken)
+    forms.refilled = {c: len(more[c]) - len(kept[c]) for c in short}
+    return {**kept, **more}
 
 
 def _rules_for_every_label(rules: list[str], labels: list[str], dropped: Counter) -> list[str]:
@@ -372,6 +410,8 @@ class Forms:
         self.questions = all(x.input.rstrip().endswith("?") for x in seeds)
         # what every form begins with (lead_forms), in the prompt and, held, in the schema
         self.lead = prompts_.form_lead(self.noun, self.questions) if s.lead_forms else None
+        self.off_label: dict[str, list[tuple[str, str | None]]] = {}  # keep's last: (example, its label)
+        self.refilled: dict[str, int] = {}  # principles.refill: principles added per category asked again
 
     def ask_forms(self, level: str, requests: list[tuple[str, Messages]], n: int) -> dict[str, list]:
         """Per request id: (principle text, its example or None) for each usable item of the answer."""
@@ -427,10 +467,14 @@ class Forms:
             got.setdefault(label, []).extend(answers[rid])
         return [(label, text) for label, texts in self.keep(got, cap).items() for text in texts]
 
-    def keep(self, got: dict[str, list[tuple[str, str | None]]], cap: int) -> dict[str, list[str]]:
-        """Per category: its principles whose example is new (not one kept already) and, for a
-        classification task, labelled as that category by the teacher; at most `cap`."""
+    def keep(
+        self, got: dict[str, list[tuple[str, str | None]]], cap: int, taken: set[str] | None = None
+    ) -> dict[str, list[str]]:
+        """Per category: its principles whose example is new (not one kept already, nor one of
+        `taken`) and, for a classification task, labelled as that category by the teacher; at most
+        `cap`. off_label: per category, (example, the teacher's label) of those it labelled otherwise."""
         task, fixed = self.task, self.task.fixed_categories()
+        self.off_label = {}
         labelled: dict[str, str | None] = {}
         if fixed is not None:
             greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=16, seed=self.seed)
@@ -442,13 +486,14 @@ class Forms:
             out = self.ask("check", reqs, greedy) if reqs else {}
             labelled = {ex: task.extract(out[rid].text) for ex, (rid, _) in zip(examples, reqs, strict=True)}
         kept: dict[str, list[str]] = {}
-        seen: set[str] = set()
+        seen = {" ".join(sorted(prompts_._words(ex))) for ex in taken or ()}
         for name, pairs in got.items():
             kept[name] = []
             for text, ex in pairs:
                 key = None if ex is None else " ".join(sorted(prompts_._words(ex)))
                 if ex is not None and fixed is not None and labelled.get(ex) != name:
                     self.dropped["example_off_label"] += 1
+                    self.off_label.setdefault(name, []).append((ex, labelled.get(ex)))
                 elif key is not None and key in seen:
                     self.dropped["duplicate"] += 1
                 elif len(kept[name]) >= cap:
