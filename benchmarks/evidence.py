@@ -30,8 +30,7 @@ Ablations on psi (tasks in --ablation-tasks):
   error_off                         psi_teacher without the error level (no student mistakes)
   teacher_rounds                    psi_teacher rounds 1-3 (psi_teacher_r1..r3): judge seeds_cv, teacher round
                                     principles, mix_blend 0.5 with mix_hold_right
-  teacher_rounds_soup               teacher_rounds with evolve.soup 0.5 (psi_teacher_soup_r2, _r3), its
-                                    prompt mix (own_first) kept so rounds 1 and 2 train on the same rows
+  teacher_rounds_soup               teacher_rounds with evolve.soup 0.5 (psi_teacher_soup_r1..r3)
   teacher_n144                      psi_teacher with generate.n 144: as many rows as round 2 trains on,
                                     without a round (psi_teacher_r2 - psi_teacher_n144: what a round adds)
   teacher_mix, teacher_header       psi_teacher with every level in the prompts: principle_mix levels
@@ -256,12 +255,12 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
         {"psi": "psi_teacher_r1", "psi_round2": "psi_teacher_r2", "psi_round3": "psi_teacher_r3"},
     ),
     # teacher_rounds with each round's student blended half-way with the round before's (evolve.soup
-    # 0.5), in teacher_rounds' prompt mix (own_first), so its rounds 1 and 2 train on the same rows
+    # 0.5), on today's prompt mix (task_header; teacher_rounds' seeds 1 and 2 ran on it too, its seed
+    # 0 on own_first, the default until 2026-12-04)
     "teacher_rounds_soup": (
         ["psi"],
         {
             "principles": {"file": None},
-            "generate": {"principle_mix": "own_first"},
             "evolve": {
                 **{"rounds": 3, "judge": "seeds_cv", "mix_blend": 0.5, "mix_hold_right": True},
                 "soup": 0.5,
