@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from importlib import resources
+from pathlib import Path
 
 import pytest
 import yaml
@@ -415,31 +416,37 @@ def test_soup_of_a_different_model_is_a_one_line_error(tmp_path, previous, messa
 
 @pytest.mark.slow
 def test_a_soup_round_is_the_blend_of_its_training_and_the_round_before(two_rounds, tmp_path):
-    """evolve.soup 0.5 on the finished two-round run: only the round-2 trainings (and what reads
-    them) rerun, and psi_round2's merged weights are the mean of round 1's and round 2's own."""
+    """The finished two-round run again with evolve.soup 0 and 0.25 (not the default): only the
+    round-2 trainings (and what reads them) rerun, and with 0.25 psi_round2's merged weights are
+    0.75 of its own training's (soup 0) and 0.25 of round 1's; no adapter is left beside them."""
     import shutil
 
     import torch
     from safetensors.torch import load_file
 
-    run = tmp_path / "run"
-    shutil.copytree(two_rounds, run)
-    config = tmp_path / "c.yaml"
-    cfg = yaml.safe_load((two_rounds / "config.yaml").read_text())
-    cfg["evolve"]["soup"] = 0.5
-    config.write_text(yaml.safe_dump(cfg))
-    before = json.loads((run / "manifest.json").read_text())["stages"]
-    assert main(["run", str(config), "--out", str(run), "-q"]) == 0
-    after = json.loads((run / "manifest.json").read_text())["stages"]
+    def rerun(soup: float) -> tuple[Path, dict, dict]:
+        run = tmp_path / f"run-{soup}"
+        shutil.copytree(two_rounds, run)
+        cfg = yaml.safe_load((two_rounds / "config.yaml").read_text())
+        cfg["evolve"]["soup"] = soup
+        (tmp_path / f"c-{soup}.yaml").write_text(yaml.safe_dump(cfg))
+        before = json.loads((run / "manifest.json").read_text())["stages"]
+        assert main(["run", str(tmp_path / f"c-{soup}.yaml"), "--out", str(run), "-q"]) == 0
+        return run, before, json.loads((run / "manifest.json").read_text())["stages"]
+
+    assert EvolveSettings().soup != 0.25  # so the 0.25 run trains round 2 again
+    own, _, plain = rerun(0.0)
+    run, before, after = rerun(0.25)
     for step in ("train/psi", "judge/psi_round2", "generate/psi_round2", "check/psi_round2"):
         assert after[step]["finished"] == before[step]["finished"], step  # not run again
     assert after["train/psi_round2"]["finished"] != before["train/psi_round2"]["finished"]
     soup = after["train/psi_round2"]["soup"]
-    assert (soup["previous"], soup["weight"]) == ("psi", 0.5) and soup["tensors"] > 0
+    assert (soup["previous"], soup["weight"]) == ("psi", 0.25) and soup["tensors"] > 0
+    assert "soup" not in plain["train/psi_round2"] and (own / "arms/psi_round2/model/adapter").exists()
     blended = load_file(run / "arms/psi_round2/model/merged/model.safetensors")
-    own = load_file(two_rounds / "arms/psi_round2/model/merged/model.safetensors")  # trained alone
+    trained = load_file(own / "arms/psi_round2/model/merged/model.safetensors")  # soup 0: as trained
     first = load_file(two_rounds / "arms/psi/model/merged/model.safetensors")
     for k, v in blended.items():
-        assert torch.allclose(v.float(), (own[k].float() + first[k].float()) / 2, atol=1e-5), k
+        assert torch.allclose(v.float(), 0.75 * trained[k].float() + 0.25 * first[k].float(), atol=1e-5), k
     assert not (run / "arms/psi_round2/model/adapter").exists()  # it would describe round 2 alone
     assert (run / "arms/psi_round2/metrics.json").exists()
