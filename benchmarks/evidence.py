@@ -29,7 +29,7 @@ Ablations on psi (tasks in --ablation-tasks):
   verifier_on                       the generator re-labels each input 3 times; the filter keeps agreement
   error_off                         psi_teacher without the error level (no student mistakes)
   teacher_rounds                    psi_teacher rounds 1-3 (psi_teacher_r1..r3): judge seeds_cv, teacher round
-                                    principles, mix_blend 0.5 with mix_hold_right
+                                    principles, mix_blend 0.5 with mix_hold_right, soup 0
   teacher_rounds_soup               teacher_rounds with evolve.soup 0.5 (psi_teacher_soup_r1..r3)
   teacher_n144                      psi_teacher with generate.n 144: as many rows as round 2 trains on,
                                     without a round (psi_teacher_r2 - psi_teacher_n144: what a round adds)
@@ -116,8 +116,8 @@ TASKS: dict[str, dict[str, dict]] = {
 }
 
 # the round policy measured first (2026-11-30, benchmarks/results/evolve/trec.json), the defaults
-# until 2026-12-04: a judge of 200 labelled dev rows, the error shares alone as the mix
-FIRST_ROUNDS = {"judge": "dev", "mix_blend": 1.0, "mix_hold_right": False}
+# until 2026-12-04: a judge of 200 labelled dev rows, the error shares alone as the mix, no soup
+FIRST_ROUNDS = {"judge": "dev", "mix_blend": 1.0, "mix_hold_right": False, "soup": 0.0}
 
 # variant -> (arms run in its folder, settings over the task's, {arm in folder: reported name})
 VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
@@ -245,12 +245,13 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
     ),  # fmt: skip
     # rounds on the teacher's principles, with a judge that reads no labelled rows beyond the seeds
     # (seeds_cv), the teacher writing round 2's principles from the student's mistakes, and a mix
-    # blended half-way that leaves the classes the student already gets right their share
+    # blended half-way that leaves the classes the student already gets right their share; each
+    # round's student as trained (no soup: the default until 2026-12-05)
     "teacher_rounds": (
         ["psi"],
         {
             "principles": {"file": None},
-            "evolve": {"rounds": 3, "judge": "seeds_cv", "mix_blend": 0.5, "mix_hold_right": True},
+            "evolve": {"rounds": 3, "judge": "seeds_cv", "mix_blend": 0.5, "mix_hold_right": True, "soup": 0},
         },
         {"psi": "psi_teacher_r1", "psi_round2": "psi_teacher_r2", "psi_round3": "psi_teacher_r3"},
     ),

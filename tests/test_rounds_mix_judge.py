@@ -269,9 +269,10 @@ def test_settings_the_task_or_seeds_cannot_serve():
 
 def test_the_defaults_are_the_policy_measured_over_three_seeds(tiny_config):
     """docs/evolve.md: judge auto = seeds_cv (two seeds or more), the mix half-way, the classes
-    already right held; a config can still ask for dev or the error mix alone."""
+    already right held, each round's student half the round before's (soup); a config can still ask
+    for dev or the error mix alone."""
     s = EvolveSettings()
-    assert (s.judge, s.mix_blend, s.mix_hold_right) == ("auto", 0.5, True)
+    assert (s.judge, s.mix_blend, s.mix_hold_right, s.soup) == ("auto", 0.5, True, 0.5)
     assert mix_asked(s) == {} and mix_shaped(s) == {"mix_blend": 0.5, "mix_hold_right": True}
     assert mix_asked(EvolveSettings(mix_blend=0.5)) == {"mix_blend": 0.5}
     off = load_config(

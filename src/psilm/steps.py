@@ -213,6 +213,7 @@ def train_job(ctx: Context, arm: str) -> Job:
             if soup and main:  # the adapter describes the round's training alone, not the blend
                 n = T.soup_models(partial / "merged", Path(previous), soup)
                 stats["soup"] = {"previous": arms.ARMS[arm].previous, "weight": soup, "tensors": n}
+                stats["saved"] = [x for x in stats.get("saved", []) if x != "adapter"]
                 shutil.rmtree(partial / "adapter", ignore_errors=True)
         except BaseException:
             if main:

@@ -93,15 +93,17 @@ class EvolveSettings(Settings):
         "(default on, as measured with mix_blend 0.5).",
     )
     soup: float = Field(
-        0.0,
+        0.5,
         ge=0,
         lt=1,
         description="The weight of the previous round's student in the round's: once trained, the round's "
         "merged model becomes (1 - soup) * its own weights + soup * the previous round's (both are the "
         "base model fine-tuned, so this blends what each learnt; a 'model soup'), so a class the new "
-        "rows pull the student away from is not lost. 0: the round's student as trained. Its LoRA "
-        "adapter is then not written (it no longer describes the model); predict and export use the "
-        "merged model.",
+        "rows pull the student away from is not lost. 0.5 (default since 2026-12-05): TREC, three "
+        "seeds, rounds 1-3 46.5, 53.1, 57.1% with no class down more than 7.4 points on average in a "
+        "round, against falls of 17.7 and 13.1 without (docs/evolve.md). 0: the round's student as "
+        "trained. Its LoRA adapter is then not written (it no longer describes the model); predict "
+        "and export use the merged model.",
     )
     judge: Literal["auto", "dev", "seeds", "seeds_cv"] = Field(
         "auto",
