@@ -34,7 +34,7 @@ class Layout:
     arms/<arm>/candidates.jsonl         generated arms: what the generator wrote
     arms/<arm>/train.jsonl              ... what the filters kept
     arms/<arm>/filter_report.json       ... and why the rest went
-    arms/<arm>/model/                   trained arms: adapter/ and merged/
+    arms/<arm>/model/                   trained arms: adapter/ and merged/ (a soup round: merged/ only)
     arms/<arm>/metrics.json             every arm: its scores on the test rows
     round arms (psi_round2, ...; evolve.rounds), besides the files above:
     arms/<arm>/judge.json               the previous round's student on the judge slice: errors, weights
