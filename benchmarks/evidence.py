@@ -31,6 +31,8 @@ Ablations on psi (tasks in --ablation-tasks):
   teacher_rounds                    psi_teacher rounds 1-3 (psi_teacher_r1..r3): judge seeds_cv, teacher round
                                     principles, mix_blend 0.5 with mix_hold_right, soup 0
   teacher_rounds_soup               teacher_rounds with evolve.soup 0.5 (psi_teacher_soup_r1..r3)
+  soup_blend_0, _blend_1, _judge_dev
+                                    its round 2 with mix_blend 0 or 1, or judge dev (one seed each)
   teacher_n144                      psi_teacher with generate.n 144: as many rows as round 2 trains on,
                                     without a round (psi_teacher_r2 - psi_teacher_n144: what a round adds)
   teacher_mix, teacher_header       psi_teacher with every level in the prompts: principle_mix levels
@@ -269,6 +271,20 @@ VARIANTS: dict[str, tuple[list[str], dict, dict[str, str]]] = {
         },
         {"psi": "psi_teacher_soup_r1", **{f"psi_round{r}": f"psi_teacher_soup_r{r}" for r in (2, 3)}},
     ),
+    # round 2 of teacher_rounds_soup with one round policy changed (one seed: ablations of the blend
+    # and the judge; vs psi_teacher_soup_r2)
+    **{
+        f"soup_{name}": (
+            ["psi"],
+            {"principles": {"file": None}, "evolve": {"rounds": 2, **over}},
+            {"psi_round2": f"psi_teacher_soup_r2_{name}"},
+        )
+        for name, over in {
+            "blend_0": {"mix_blend": 0.0},  # the new rows drawn as round 1's were
+            "blend_1": {"mix_blend": 1.0},  # the error shares alone (the hold still on)
+            "judge_dev": {"judge": "dev"},  # 200 labelled rows beyond the seeds judge the student
+        }.items()
+    },
     # round 1 with as many generated rows as round 2 trains on (96 + the ~48 a round adds): whether a
     # round beats generating more rows from the same principles
     "teacher_n144": (
@@ -335,6 +351,7 @@ ABLATION_BASE = {  # an ablation is compared with the arm it changes one thing o
     "psi_teacher_r3": "psi_teacher_r2",
     "psi_teacher_n144": "psi_teacher_r1",
     "psi_teacher_soup_r1": "psi_teacher_r1",
+    **{f"psi_teacher_soup_r2_{n}": "psi_teacher_soup_r2" for n in ("blend_0", "blend_1", "judge_dev")},
     "psi_teacher_soup_r2": "psi_teacher_r2",
     "psi_teacher_soup_r3": "psi_teacher_r3",
     "direct_bare": "direct",
