@@ -84,7 +84,8 @@ class PrinciplesSettings(Settings):
         description="Classification: a category left with fewer than per_category create principles "
         "by the label check is asked once more, shown the examples the check read as another label "
         '("What is the tallest mountain in the world?" read as location, written for entity), so it '
-        "writes ones of its own label. One more teacher call per such category.",
+        "writes ones of its own label. One more teacher call per such category. Off: TREC, three seeds, "
+        "46.6% against 46.5 without (docs/evidence.md).",
     )
     lead_forms: bool = Field(
         False,
