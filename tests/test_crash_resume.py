@@ -77,9 +77,13 @@ class Run:
             return {}  # not written yet (it is replaced atomically, so never half-read)
 
     def reached(self, stage: str, status: str) -> bool:
-        """This process (not an earlier one) has brought `stage` to `status`."""
+        """This process (not an earlier one) has brought `stage` to `status`: the manifest names
+        the process that started a stage (a resumed stage's entry can otherwise equal the killed
+        process's, when both started it in the same second)."""
         st = self.stages().get(stage, {})
-        return st.get("status") == status and st != self.at_launch.get(stage)
+        return (
+            st.get("status") == status and st.get("pid") == self.proc.pid and st != self.at_launch.get(stage)
+        )
 
     def progress(self) -> int:
         """How far this process got in PROGRESS (-1: nowhere yet); skipped stages do not count."""
@@ -98,7 +102,7 @@ class Run:
         return [
             s
             for s, st in self.stages().items()
-            if st.get("status") == "running" and st != self.at_launch.get(s)
+            if st.get("status") == "running" and st.get("pid") == self.proc.pid
         ]
 
     def output(self) -> bytes:

@@ -66,6 +66,7 @@ def test_plan_skip_resume_and_supersede(tmp_path):
     assert run.plan("s", "k1", out) == "fresh"
     run.start("s", "k1", {})
     assert RunDir(tmp_path).plan("s", "k1", out) == "resume"  # started, not finished
+    assert RunDir(tmp_path).stage("s")["pid"] == os.getpid()  # which process started it
     (tmp_path / "out.txt").write_text("v1")
     run.finish("s")
     assert RunDir(tmp_path).plan("s", "k1", out) == "skip"

@@ -1,14 +1,15 @@
 """The run folder: where each file lives (Layout) and the manifest of what made it (RunDir).
 
 Only this module and the steps (steps.py, rounds.py; context.py runs them) touch the run folder.
-The manifest records, per stage, its status and key, so a finished stage is skipped, an
-interrupted one resumed, and a changed one's old outputs moved aside. Its files are written the
-durable way (durable.py: atomic JSON, append-only JSONL), so a killed run resumes without losing or
-doubling a record.
+The manifest records, per stage, its status and key (and when, by which process, it started), so
+a finished stage is skipped, an interrupted one resumed, and a changed one's old outputs moved
+aside. Its files are written the durable way (durable.py: atomic JSON, append-only JSONL), so a
+killed run resumes without losing or doubling a record.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -203,7 +204,8 @@ class RunDir(Layout):
         st = self.stage(name)
         if st.get("key") != key:
             st.clear()
-        st.update(status="running", key=key, inputs=inputs, started=_now())
+        # the pid tells this start from an earlier, killed one begun in the same second
+        st.update(status="running", key=key, inputs=inputs, started=_now(), pid=os.getpid())
         self.save_manifest()
 
     def finish(self, name: str, **info: Any) -> None:
