@@ -319,6 +319,7 @@ PAIRS = [
     ("psi_teacher", "direct"),
     ("psi_person", "human"),
     ("psi_person", "psi_teacher"),
+    ("person_header", "teacher_header"),  # the two writers under today's prompts (task_header)
     ("psi_teacher", "teacher"),  # the method's second claim: most of the teacher's data, for less
     ("teacher", "direct"),
     ("direct", "seed_only"),
