@@ -320,6 +320,8 @@ PAIRS = [
     ("psi_person", "human"),
     ("psi_person", "psi_teacher"),
     ("person_header", "teacher_header"),  # the two writers under today's prompts (task_header)
+    ("teacher_header", "direct"),
+    ("person_header", "direct"),
     ("psi_teacher", "teacher"),  # the method's second claim: most of the teacher's data, for less
     ("teacher", "direct"),
     ("direct", "seed_only"),
