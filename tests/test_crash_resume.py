@@ -46,7 +46,6 @@ PROGRESS = [  # the points of a run, in order, as the manifest shows them
 class Run:
     def __init__(self, config: Path, out: Path, logs: Path, n: int):
         self.out = out
-        self.at_launch = self.stages()  # what earlier (killed) processes left in the manifest
         log = out / "psilm.log"  # the trainer's loss lines go there (with -q, not to the console)
         self.log_from = log.stat().st_size if log.exists() else 0  # what earlier processes wrote
         # one thread: the same arithmetic in every process (and no fight with the test for 2 cores)
@@ -81,9 +80,7 @@ class Run:
         the process that started a stage (a resumed stage's entry can otherwise equal the killed
         process's, when both started it in the same second)."""
         st = self.stages().get(stage, {})
-        return (
-            st.get("status") == status and st.get("pid") == self.proc.pid and st != self.at_launch.get(stage)
-        )
+        return st.get("status") == status and st.get("pid") == self.proc.pid
 
     def progress(self) -> int:
         """How far this process got in PROGRESS (-1: nowhere yet); skipped stages do not count."""
