@@ -12,7 +12,7 @@ from psilm.durable import JsonlLog
 from psilm.errors import ConfigError, DataError
 from psilm.llm.base import Completion, Messages, SamplingParams
 from psilm.llm.calls import ModelCaller
-from psilm.stages.principles import PrinciplesSettings, parse_list, write_principles
+from psilm.stages.principles import PrinciplesSettings, generated_answers, parse_list, write_principles
 from psilm.stages.principles_file import load_principles_file
 from psilm.tasks import load_task
 
@@ -207,7 +207,7 @@ def test_error_level_writes_principles_only_from_mistakes(tmp_path, trec, trec_s
         caller(tmp_path, teacher, "teacher"),
         s,
         seed=3,
-        student=caller(tmp_path, student, "student"),
+        student=generated_answers(trec, caller(tmp_path, student, "student"), s, seed=3),
     )
     assert len(student.prompts) == len(trec_seeds)
     mistake_prompts = [c for c, _ in teacher.prompts if "A small model was given" in c]
@@ -254,7 +254,7 @@ def test_create_principles_are_checked_examples_in_a_persons_shape(tmp_path, tre
         return items_json()
 
     teacher = Scripted(reply)
-    settings = PrinciplesSettings(levels=["category"], per_category=2, extra_forms=4)
+    settings = PrinciplesSettings(levels=["category"], per_category=2, extra_forms=4, refill=False)
     out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"), settings, seed=0)
     abbr = [p["text"] for p in out["principles"] if p["category"] == "abbreviation"]
     assert abbr == ['Write a question like "What does CPU stand for?".']
@@ -276,10 +276,10 @@ def test_refill_asks_a_category_the_check_left_short_again_naming_its_off_label_
     def reply(prompt: str, params) -> str:
         if params.temperature == 0:  # the check
             return "location" if "capital of France" in prompt else "abbreviation"
-        if "whose label is 'abbreviation'" in prompt and "but are not" in prompt:
-            assert "These questions were written for 'abbreviation' but are not 'abbreviation':" in prompt
-            assert "- What is the capital of France? (its label is 'location', not 'abbreviation')" in prompt
-            assert prompt.index("but are not") < prompt.index("Write 2 new questions whose label is")
+        if "whose label is 'abbreviation'" in prompt and "could not be used" in prompt:
+            assert "These questions were written for 'abbreviation' but could not be used:" in prompt
+            assert "- its label is 'location', not 'abbreviation': What is the capital of France?" in prompt
+            assert prompt.index("could not be used") < prompt.index("Write 2 new questions whose label is")
             return items_json(("What does CPU stand for?", "a copy"), ("What does GPU stand for?", "new"))
         if "whose label is 'abbreviation'" in prompt:
             return items_json(("What does CPU stand for?", "x"), ("What is the capital of France?", "y"))
@@ -289,15 +289,15 @@ def test_refill_asks_a_category_the_check_left_short_again_naming_its_off_label_
     settings = PrinciplesSettings(levels=["category"], per_category=2, extra_forms=0, refill=refill)
     out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"), settings, seed=0)
     abbr = [p["text"] for p in out["principles"] if p["category"] == "abbreviation"]
-    asked_again = [p for p, _ in teacher.prompts if "but are not" in p]
+    asked_again = [p for p, _ in teacher.prompts if "could not be used" in p]
     if not refill:
         assert abbr == ['Write a question like "What does CPU stand for?".'] and not asked_again
         assert "refilled" not in out
         return
     assert abbr == ['Write a question like "What does CPU stand for?".',
                     'Write a question like "What does GPU stand for?".']  # fmt: skip
-    assert len(asked_again) == 1  # only the category the check left short with an off-label example
-    assert out["refilled"] == {"abbreviation": 1}
+    assert len(asked_again) == 1  # the other short categories had no example to show: asked plainly
+    assert out["refilled"] == {lb: int(lb == "abbreviation") for lb in trec.labels}
     assert out["dropped"]["duplicate"] == 1 and out["dropped"]["example_off_label"] == 1
 
 
@@ -350,7 +350,8 @@ def test_the_forms_schema_goes_to_a_teacher_that_holds_answers_to_it(tmp_path, t
     )
     write_principles(trec, trec_seeds, held, PrinciplesSettings(levels=["category"]), seed=0)
     schemas = [x for x in seen if x is not None]
-    assert len(schemas) == 6 and schemas[0]["properties"]["items"]["minItems"] == 4
+    # six create prompts, then five asked again: the check reads every example as abbreviation
+    assert len(schemas) == 6 + 5 and schemas[0]["properties"]["items"]["minItems"] == 4
     seen.clear()  # a server is asked in the prompt only: servers differ in the response_format they take
     served = ModelCaller(
         "teacher",
@@ -431,7 +432,9 @@ def test_error_level_without_mistakes_says_so(tmp_path, trec, trec_seeds):
         caller(tmp_path, teacher, "teacher"),
         PrinciplesSettings(levels=["error"]),
         seed=0,
-        student=caller(tmp_path, Scripted(student_reply), "student"),
+        student=generated_answers(
+            trec, caller(tmp_path, Scripted(student_reply), "student"), PrinciplesSettings(), 0
+        ),
     )
     assert out["principles"] == [] and teacher.prompts == []
     assert out["error"]["mistakes"] == 0
@@ -561,3 +564,163 @@ def test_round_mistake_principles_are_checked_examples_of_the_missed_label(tmp_p
         added[0]["text"] == 'Ask for the person who made something, for example "Who painted the Mona Lisa?".'
     )
     assert info == {"mistakes_sent": 2, "dropped": {"example_off_label": 1}}
+
+
+# --- limits from the task's own data (a task whose inputs are paragraphs) -------------------------
+@pytest.fixture
+def news():
+    return load_task(
+        {
+            "name": "news",
+            "kind": "classification",
+            "description": "Classify a news article by its topic.",
+            "input_name": "news article",
+            "input_field": "text",
+            "target_field": "label",
+            "labels": ["sports", "world"],
+        }
+    )
+
+
+def _article(topic: str, n: int) -> str:
+    """A headline, then n words of story in words of the topic's own (AG News' shape: 'Title.
+    Description'); two topics share almost no words, so neither reads as a copy of the other."""
+    import random
+
+    rng = random.Random(topic)
+    vocab = [
+        "".join(rng.choice("abcdefghijklmnoprstuvw") for _ in range(rng.randint(5, 9))) for _ in range(60)
+    ]
+    return (
+        f"{topic.title()} news this week. "
+        + " ".join(rng.choice(vocab) for _ in range(n - 4)).capitalize()
+        + "."
+    )
+
+
+@pytest.fixture
+def news_seeds(news):
+    rows = [(_article("match", 30), "sports"), (_article("league", 40), "sports"),
+            (_article("summit", 28), "world"), (_article("election", 46), "world")]  # fmt: skip
+    return [news.example({"text": t, "label": lb}) for t, lb in rows]
+
+
+def test_an_example_is_held_to_the_seeds_length_not_to_a_constant(tmp_path, news, news_seeds):
+    """Seeds of 28-46 words: a 40-word example (over the old 300-character cap) is kept, a 200-word
+    one is dropped as too long and a 3-word one as too short; the create prompt names the range."""
+    long_ok = "Striker scores twice " + _article("cup final", 38)
+    too_long = _article("season", 200)
+
+    def reply(prompt: str, params) -> str:
+        if params.temperature == 0:
+            return "sports" if "Striker" in prompt or "season" in prompt else "world"
+        if "whose label is 'sports'" in prompt:
+            return items_json((long_ok, "a match report"), (too_long, "x"), ("Goal!", "x"))
+        return items_json((_article("ceasefire talks", 35), "a report on talks between states"))
+
+    teacher = Scripted(reply)
+    s = PrinciplesSettings(levels=["category"], per_category=1, extra_forms=2, refill=False)
+    out = write_principles(news, news_seeds, caller(tmp_path, teacher, "teacher"), s, seed=0)
+    assert len(long_ok) > 300
+    sports = [p["text"] for p in out["principles"] if p["category"] == "sports"]
+    assert sports == [f'A match report, for example "{long_ok}".']
+    assert out["coverage"]["sports"] == {
+        "kept": 1,
+        "short": False,
+        "dropped": {"example_too_long": 1, "example_too_short": 1},
+    }
+    create = next(c for c, _ in teacher.prompts if "whose label is 'sports'" in c)
+    assert "as long as they are (28 to 46 words)" in create
+
+
+def test_a_label_left_short_is_asked_again_told_why_then_named(tmp_path, news, news_seeds):
+    """Every example for 'world' is too long: the teacher is asked once more, shown them with why;
+    still short, the label is named in the warning with its reasons, and the coverage says so."""
+
+    def reply(prompt: str, params) -> str:
+        if params.temperature == 0:
+            return "world" if "summit talks" in prompt else "sports"
+        if "whose label is 'world'" in prompt:
+            return items_json(
+                (_article("summit talks", 150), "a report"), (_article("summit talks", 160), "b")
+            )
+        return items_json(
+            (_article("cup match", 33), "a match report"), (_article("derby", 36), "a derby report")
+        )
+
+    teacher = Scripted(reply)
+    s = PrinciplesSettings(levels=["category"], per_category=2, extra_forms=0)
+    out = write_principles(news, news_seeds, caller(tmp_path, teacher, "teacher"), s, seed=0)
+    again = [c for c, _ in teacher.prompts if "could not be used" in c]
+    assert len(again) == 1 and "whose label is 'world'" in again[0]
+    assert "- too long at 151 words; the examples have 28 to 46 words: Summit Talks news" in again[0]
+    assert out["coverage"]["world"]["kept"] == 0 and out["coverage"]["world"]["short"]
+    assert out["coverage"]["sports"] == {"kept": 2, "short": False, "dropped": {}}
+    assert "1 label(s) kept fewer than 2 category principles" in out["warning"]
+    assert "world 0 of 2 (dropped: 4 too long)" in out["warning"]
+
+
+@pytest.mark.parametrize(
+    "rule, reason",
+    [
+        ("The article should be between 500 and 1500 words long.", "task_rule_seeds_break_length"),
+        ("Each article must be a single sentence.", "task_rule_seeds_break_length"),
+        ("Keep every article under 20 words.", "task_rule_seeds_break_length"),
+        ("The article must be phrased as a question.", "task_rule_seeds_break_form"),
+        ("Do not include any numbers in the article.", None),
+        ("Keep every article under 60 words.", None),
+        ("Write about one event, in plain English.", None),
+        ("A world article must not mention sport.", "task_rule_names_a_label"),
+    ],
+)
+def test_a_task_rule_the_seeds_break_is_dropped(tmp_path, news, news_seeds, rule, reason):
+    teacher = Scripted(lambda p, _: f"1. {rule}")
+    out = write_principles(news, news_seeds, caller(tmp_path, teacher, "teacher"),
+                           PrinciplesSettings(levels=["task"]), seed=0)  # fmt: skip
+    if reason is None:
+        assert [p["text"] for p in out["principles"]] == [rule] and out["rules_dropped"] == []
+    else:
+        assert out["principles"] == [] and out["rules_dropped"] == [{"rule": rule, "reason": reason}]
+        assert out["dropped"][reason] == 1
+
+
+def test_answers_with_nothing_to_read_are_not_mistakes(tmp_path, trec, trec_seeds):
+    """An unread answer (None) is no mistake of content: with one wrong answer and the rest unread,
+    only the wrong one reaches the teacher; with every answer unread the level is skipped, saying why."""
+    from psilm.stages.principles import StudentAnswers
+
+    def teacher_reply(prompt: str, params) -> str:
+        if params.temperature == 0:
+            return "human"
+        return items_json(("Who painted the Mona Lisa?", "asks for the person who made something"))
+
+    some = StudentAnswers(
+        "tiny", lambda seeds: [("entity" if "Hamlet" in x.input else None, "?") for x in seeds]
+    )
+    teacher = Scripted(teacher_reply)
+    out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "teacher"),
+                           PrinciplesSettings(levels=["error"]), seed=0, student=some)  # fmt: skip
+    assert out["error"]["mistakes"] == 1 and out["error"]["unread"] == len(trec_seeds) - 1
+    assert len([c for c, _ in teacher.prompts if "A small model was given" in c]) == 1
+    assert [(p["category"], p["level"]) for p in out["principles"]] == [("human", "error")]
+
+    none = StudentAnswers("tiny", lambda seeds: [(None, "") for _ in seeds])
+    teacher = Scripted(teacher_reply)
+    out = write_principles(trec, trec_seeds, caller(tmp_path, teacher, "t2"),
+                           PrinciplesSettings(levels=["error"]), seed=0, student=none)  # fmt: skip
+    assert out["principles"] == [] and teacher.prompts == []
+    assert out["error"]["skipped"].startswith("error level skipped: none of the student's 7 answers")
+    assert out["error"]["skipped"] in out["notes"]
+
+
+def test_an_example_loses_the_lead_it_copied_from_the_prompt():
+    from psilm.stages.principle_prompts import clean_example
+
+    labels = ["sports", "world"]
+    assert clean_example("News article: Rain stops play at the Oval.", "news article", False, labels) == (
+        "Rain stops play at the Oval."
+    )
+    assert clean_example("Sports: Rain stops play. (42 words)", "news article", False, labels) == "Rain stops play."
+    assert clean_example("Who wrote Hamlet? Shakespeare did.", "question", True) == "Who wrote Hamlet?"
+    assert clean_example("Who wrote Hamlet? Shakespeare did.", "text", False) == "Who wrote Hamlet? Shakespeare did."
+    assert clean_example("News article: <a new news article>", "news article") is None

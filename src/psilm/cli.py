@@ -249,6 +249,14 @@ def principles(
     from psilm.pipeline import stage_principles
 
     ctx, ps = _run_stage(run, set_, quiet, verbose, stage_principles)
+    coverage = ctx.run.stage("principles").get("coverage")
+    if coverage:
+        from rich.console import Console
+
+        from psilm.console import coverage_table
+
+        word = ctx.task.category_word
+        Console().print(coverage_table(coverage, ctx.cfg.principles.per_category, word))
     print(f"{len(ps)} principles in {ctx.run.principles}")
 
 

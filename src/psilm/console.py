@@ -265,3 +265,18 @@ def _duration(seconds: float) -> str:
         return f"{seconds:.1f} s"
     m, s = divmod(round(seconds), 60)
     return f"{m} min {s} s" if m < 60 else f"{m // 60} h {m % 60} min"
+
+
+# --- the principles' coverage, per category --------------------------------------------------------
+def coverage_table(coverage: dict[str, dict], cap: int, word: str = "label"):
+    """A rich Table: per category, create principles kept (of `cap`) and what was dropped, and why."""
+    from rich.table import Table
+
+    table = Table(title=f"category principles per {word} (kept of {cap})")
+    for col in (word, "kept", "dropped, by reason"):
+        table.add_column(col, justify="right" if col == "kept" else "left")
+    for name, c in coverage.items():
+        why = ", ".join(f"{n} {r.replace('example_', '').replace('_', ' ')}" for r, n in c["dropped"].items())
+        kept = f"[red]{c['kept']}[/red]" if c["short"] else str(c["kept"])
+        table.add_row(name, kept, why or "-")
+    return table

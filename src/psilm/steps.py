@@ -50,10 +50,13 @@ def principles_job(ctx: Context) -> Job:
             teacher = ctx.caller("teacher", "principles", cfg.models.teacher)
             student = None
             if "error" in settings.levels:
-                student = ctx.caller("student", "principles", cfg.models.student)
+                student = student_answers(ctx, settings)
             result = P.write_principles(ctx.task, ctx.seeds, teacher, settings, cfg.seed, student=student)
         atomic_write_json(path, result)
-        if result.get("warning"):  # a weak teacher: said in the console, the manifest and the report
+        for note in result.get("notes") or []:
+            if note != result.get("warning"):
+                ctx.log(f"[principles] {note}")
+        if result.get("warning"):  # a weak teacher, a label left short: the console, manifest, report
             ctx.log(f"WARNING (principles): {result['warning']}")
         return {
             "n_principles": len(result["principles"]),
@@ -61,9 +64,30 @@ def principles_job(ctx: Context) -> Job:
             "source": "file" if settings.file else "teacher",
             "output_hash": file_hash(path),  # a later hand edit is kept (run_stage), not overwritten
             "warning": result.get("warning"),
+            **({"coverage": result["coverage"]} if result.get("coverage") else {}),
         }
 
     return Job("principles", parts, [path], work)
+
+
+def student_answers(ctx: Context, settings):
+    """The untrained student's answers to the seeds as evaluation reads them: the likeliest
+    option where the task has options (a 135M model's generated label is often unreadable),
+    else its greedy generation."""
+    from psilm.stages import evaluate as E
+    from psilm.stages import principles as P
+
+    task, student = ctx.task, ctx.cfg.models.student
+    if not all(task.answer_options(x) for x in ctx.seeds):
+        return P.generated_answers(task, ctx.caller("student", "principles", student), settings, ctx.cfg.seed)
+
+    def answer(seeds: list[Example]) -> list[tuple[str | None, str]]:
+        got = E.predict_examples(
+            task, student.model, seeds, ctx.cfg.evaluate, student.device, dtype=student.dtype
+        )
+        return [(p, str(p)) for p in got.preds]
+
+    return P.StudentAnswers(student.model, answer)
 
 
 def generate_job(ctx: Context, arm: str) -> Job:

@@ -243,8 +243,9 @@ def mistake_principles(
     to the mistake's category (None for tasks without fixed categories). A classification task's
     are written as round 1's error principles are (principles.Forms: an example of the missed label,
     checked by the teacher); `settings` is the run's PrinciplesSettings. Returns (principles, notes)."""
-    from psilm.stages.principle_prompts import mistake_prompt
-    from psilm.stages.principles import Forms, holds_json, parse_list
+    from psilm.stages.principle_checks import Forms
+    from psilm.stages.principle_prompts import mistake_prompt, parse_list
+    from psilm.stages.principles import holds_json
 
     s = settings
     classify = task.fixed_categories() is not None
@@ -260,6 +261,7 @@ def mistake_principles(
                 str(m["predicted"]),
                 as_json=classify,
                 lead=forms.lead if classify else None,
+                length=forms.shape.length_words() if classify else None,
             ),
         )
         for m in used

@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Protocol
+from collections import Counter
+from typing import Any, Protocol
 
 from psilm.llm.base import Messages
 from psilm.tasks import Example, Task
 
 # in the principles stage's key: new wording writes new principles in an old run folder
-# (2: create and mistake principles as JSON items, examples checked with the labels' meanings)
-# (3: lead_forms, a form that begins with "Ask" or "Write a <noun>")
-PROMPTS_VERSION = 3
+PROMPTS_VERSION = 4
 
 
 class PromptSizes(Protocol):
@@ -46,14 +45,14 @@ def _shown(task: Task, seeds: list[Example], n: int, with_answers: bool = True) 
     name = task.config.input_name.capitalize()
     rows = []
     for i, s in enumerate(seeds[:n], start=1):
-        row = f"{i}. {name}: {_trim(s.input)}"
+        row = f"{i}. {name}: {trim(s.input)}"
         if with_answers:
-            row += f"\n   Answer: {_trim(s.output)}"
+            row += f"\n   Answer: {trim(s.output)}"
         rows.append(row)
     return "\n".join(rows)
 
 
-def _trim(text: str, n: int = 400) -> str:
+def trim(text: str, n: int = 400) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 3] + "..."
 
@@ -139,17 +138,27 @@ def form_lead(noun: str, questions: bool) -> str:
 
 
 def create_prompt(
-    task: Task, name: str, desc: str, shown: list[Example], n: int, s: PromptSizes, lead: str | None = None
+    task: Task,
+    name: str,
+    desc: str,
+    shown: list[Example],
+    n: int,
+    s: PromptSizes,
+    length: str,
+    lead: str | None = None,
 ) -> Messages:
-    """n new instances of the category, each with a few words on its form (JSON items; a lead: the
-    form begins with it)."""
+    """n new instances of the category, each as long as the seeds (`length`, "12 to 30 words")
+    and with a few words on its form (JSON items; a lead: the form begins with it)."""
     noun, label = task.config.input_name, task.category_word
     fixed = task.fixed_categories() or {}
     others = [c for c in fixed if c != name]
-    apart = f" Each must clearly be '{name}', not {', '.join(others)}." if others else ""
+    if len(others) > 12:  # a long label list is in the task's head already
+        apart = f" Each must clearly be '{name}', not another {label}."
+    else:
+        apart = f" Each must clearly be '{name}', not {', '.join(others)}." if others else ""
     ask = (
         f"Write {n} new {noun}s whose {label} is '{name}', each different from the others and from "
-        f"the examples above.{apart} {_json_shape(noun, lead)}"
+        f"the examples above, and as long as they are ({length}).{apart} {_json_shape(noun, lead)}"
     )
     return [{"role": "user", "content": f"{_category_head(task, name, desc, shown, s)}\n\n{ask}"}]
 
@@ -161,36 +170,44 @@ def refill_prompt(
     shown: list[Example],
     n: int,
     s: PromptSizes,
-    wrong: list[tuple[str, str | None]],
+    wrong: list[str],
+    length: str,
     lead: str | None = None,
 ) -> Messages:
-    """create_prompt again, after the examples it gave that read as another label (principles.refill)."""
-    noun, label = task.config.input_name, task.category_word
-    listed = "\n".join(
-        f"- {_trim(ex, 160)} (its {label} is '{other}', not '{name}')" if other else f"- {_trim(ex, 160)}"
-        for ex, other in wrong[:4]
-    )
-    note = f"These {noun}s were written for '{name}' but are not '{name}':\n{listed}"
-    first = create_prompt(task, name, desc, shown, n, s, lead)[0]["content"]
+    """create_prompt again for a category left short, after the examples it gave that were
+    dropped, each with why ("... (its label is 'location', not 'entity')", "... (80 words: too long)")."""
+    noun = task.config.input_name
+    first = create_prompt(task, name, desc, shown, n, s, length, lead)[0]["content"]
+    if not wrong:
+        return [{"role": "user", "content": first}]
+    listed = "\n".join(f"- {w}" for w in wrong[:6])
+    note = f"These {noun}s were written for '{name}' but could not be used:\n{listed}"
     head, ask = first.rsplit("\n\n", 1)
     return [{"role": "user", "content": f"{head}\n\n{note}\n\n{ask}"}]
 
 
 def mistake_prompt(
-    task: Task, seed: Example, student_text: str, as_json: bool = False, lead: str | None = None
+    task: Task,
+    seed: Example,
+    student_text: str,
+    as_json: bool = False,
+    lead: str | None = None,
+    length: str | None = None,
 ) -> Messages:
     """One instruction for writing training instances that teach what the student got wrong;
-    as_json: one JSON item (form + example), as create_prompt's; else one line of text."""
+    as_json: one JSON item (form + example, as long as the seeds: `length`), as create_prompt's;
+    else one line of text."""
     name = task.config.input_name
     head = (
-        f"{_about(task)}\n\nA small model was given this {name}:\n{_trim(seed.input)}\n\n"
-        f"It answered:\n{_trim(student_text)}\n\nThe correct answer is:\n{_trim(seed.output)}\n\n"
+        f"{_about(task)}\n\nA small model was given this {name}:\n{trim(seed.input)}\n\n"
+        f"It answered:\n{trim(student_text)}\n\nThe correct answer is:\n{trim(seed.output)}\n\n"
     )
     if as_json:
         ask = (
             f"We will write new training {name}s so that the model learns this. Write one new {name}, "
-            f"unlike this one in topic, whose correct answer is as clearly {_trim(seed.output, 80)}. "
-            f"{_json_shape(name, lead)}"
+            f"unlike this one in topic, whose correct answer is as clearly {trim(seed.output, 80)}"
+            + (f", as long as the examples of this task ({length}). " if length else ". ")
+            + _json_shape(name, lead)
         )
         return [{"role": "user", "content": head + ask}]
     ask = (
@@ -219,7 +236,7 @@ def label_prompt(task: Task, seeds: list[Example], text: str, s: PromptSizes) ->
     noun = task.config.input_name
     body = (
         f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown)}\n\n"
-        f"{noun.capitalize()}: {_trim(text)}\nWhich label does this {noun} have? Reply with the label only."
+        f"{noun.capitalize()}: {trim(text)}\nWhich label does this {noun} have? Reply with the label only."
     )
     return [{"role": "user", "content": body}]
 
@@ -280,35 +297,136 @@ def quoted_example(principle: str) -> str | None:
     return found[-1].strip() if found else None
 
 
-def clean_example(example: str, noun: str) -> str | None:
-    """The example as one instance: a question ends at its first question mark (the 1.5B teacher
-    went on to answer it); None for a placeholder echo ("<a new question>", "...")."""
+_LENGTH_NOTE = re.compile(r"\s*\(\s*\d+\s+(?:words?|characters?)[^()]*\)\s*$", re.IGNORECASE)
+
+
+def clean_example(
+    example: str, noun: str, questions: bool = False, labels: list[str] | None = None
+) -> str | None:
+    """The example as one instance: without a lead the teacher copied from the prompt ("News
+    article: ...", "Sports: ..."); where every seed is one question, ending at its first question
+    mark (the 1.5B teacher went on to answer it); None for a placeholder echo ("<a new question>")."""
     text = " ".join(example.split()).strip().strip("\"'\u201c\u201d").strip()
     if not text or _PLACEHOLDER.search(text):
         return None
-    if noun.lower() == "question" and "?" in text:
+    leads = [noun, "example", "input", *(labels or [])]
+    lead = re.compile(r"^(?:" + "|".join(re.escape(x) for x in leads) + r")\s*:\s*", re.IGNORECASE)
+    text = lead.sub("", text).strip().strip("\"'\u201c\u201d").strip()
+    text = _LENGTH_NOTE.sub("", text).strip()  # "(147 words)": a length the prompt named, echoed
+    if questions and "?" in text:
         text = text[: text.index("?") + 1]
-    return text
+    return text or None
 
 
-def _words(text: str) -> set[str]:
+def words_of(text: str) -> set[str]:
     return set(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def overlap(a: str, b: str) -> float:
     """Share of the shorter text's words that the other has (0 for an empty one)."""
-    wa, wb = _words(a), _words(b)
+    wa, wb = words_of(a), words_of(b)
     return len(wa & wb) / min(len(wa), len(wb)) if wa and wb else 0.0
 
 
-def render(form: str, example: str, noun: str) -> str:
-    """One principle from a form and its example, in the shape a person writes."""
+def render(form: str, example: str, noun: str, form_chars: int = 300) -> str:
+    """One principle from a form and its example, in the shape a person writes; a form longer
+    than `form_chars` would crowd a small model's prompt, so the example then stands alone."""
     form = " ".join(form.split()).strip().strip("\"'").rstrip(".:;, ")
     # a form that brings its own example: the checked one is quoted after it
     form = re.sub(r",? (?:for example|for instance|e\.g\.)\W.*$", "", form, flags=re.I)
     if form.lower().startswith("asks "):  # a description of the example, as an instruction
         form = "Ask " + form[5:]
-    vague = len(form.split()) < 3  # "abbreviation", "What is": the label or a question's start
+    vague = len(form.split()) < 3 or len(form) > form_chars  # "abbreviation": the label's name
     if vague or "?" in form or _PLACEHOLDER.search(form) or overlap(form, example) > 0.6:
         return f'Write a {noun} like "{example}".'
     return f'{form[0].upper()}{form[1:]}, for example "{example}".'
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing teacher output
+# ---------------------------------------------------------------------------------------------
+_BULLET = re.compile(
+    r"^\s*(?:(?:principle|rule|tip|step)\s*\d*\s*[:.)-]\s*|\(?\d{1,2}[.):]\s*|[-*\u2022+]\s+)+",
+    re.IGNORECASE,
+)
+_PREAMBLE = re.compile(r"(?:here (?:are|is)|sure\b|certainly\b|okay\b|of course\b)", re.I)
+_INLINE_NUMBER = re.compile(r"\s(?=\(?\d{1,2}[.)]\s+[A-Z])")  # "1. Do x. 2. Do y." on one line
+
+
+def parse_list(
+    text: str | None, min_chars: int, max_chars: int, dropped: Counter, truncated: bool = False
+) -> list[str]:
+    """Items of a numbered or bulleted list; what is dropped is counted in `dropped` by reason.
+
+    `truncated`: the response hit max_tokens, so its last line is cut mid-sentence: drop it.
+    """
+    items: list[str] = []
+    seen: set[str] = set()
+    lines: list[str] = []
+    for raw in (text or "").splitlines():
+        lines.extend(_INLINE_NUMBER.split(raw) if _BULLET.match(raw) else [raw])
+    lines = [ln for ln in lines if ln.strip()]
+    if truncated and lines:
+        lines.pop()
+        dropped["truncated"] += 1
+    for raw in lines:
+        if not raw.strip():
+            continue
+        line = _BULLET.sub("", raw.strip())
+        line = re.sub(r"\*\*|__|`", "", line).strip().strip('"').strip()
+        if not line:
+            dropped["empty"] += 1
+        elif line.endswith(":"):
+            dropped["heading"] += 1  # "Principles for the task:", "1. When creating:"
+        elif _PREAMBLE.match(line):
+            dropped["preamble"] += 1  # "Here are three principles.", "Sure!"
+        elif len(line) < min_chars:
+            dropped["too_short"] += 1
+        elif len(line) > max_chars:
+            dropped["too_long"] += 1
+        elif (key := re.sub(r"\W+", " ", line.lower()).strip()) in seen:
+            dropped["duplicate"] += 1
+        else:
+            seen.add(key)
+            items.append(line)
+    if not items:
+        dropped["no_items"] += 1
+    return items
+
+
+def _cap(items: list[str], n: int, dropped: Counter) -> list[str]:
+    if len(items) > n:
+        dropped["over_cap"] += len(items) - n
+    return items[:n]
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-")
+
+
+_CATEGORY_LINE = re.compile(r"^(?P<name>[^:]{2,50}):\s*(?P<desc>.+)$")
+_EXAMPLE_REFS = re.compile(r"[(\[]\s*examples?\s*:?\s*(?P<nums>[\d,\s&and]+)[)\]]\s*\.?$", re.I)
+
+
+def parse_categories(text: str | None, n_seeds: int, cap: int, dropped: Counter) -> dict[str, dict[str, Any]]:
+    """'name: description (examples 1, 3)' lines -> {slug: {"description", "seeds"}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for line in parse_list(text, 3, 300, dropped):
+        m = _CATEGORY_LINE.match(line)
+        if not m or not slug(m.group("name")):
+            dropped["not_a_category"] += 1
+            continue
+        name, desc = slug(m.group("name")), m.group("desc").strip()
+        refs = _EXAMPLE_REFS.search(desc)
+        seeds: list[int] = []
+        if refs:
+            desc = desc[: refs.start()].strip()
+            nums = (int(n) - 1 for n in re.findall(r"\d+", refs.group("nums")))
+            seeds = sorted({n for n in nums if 0 <= n < n_seeds})
+        if name in out:
+            dropped["duplicate"] += 1
+        elif len(out) >= cap:
+            dropped["over_cap"] += 1
+        else:
+            out[name] = {"description": desc, "seeds": seeds}
+    return out
