@@ -1,7 +1,7 @@
 """`psilm bench`: one config over several seeds, so a difference between arms can be told from noise.
 
-At 135M parameters and ~100 training rows, one seed moves an arm's accuracy by 10-40 points (the
-evidence benchmark measured it), so a single run says little about whether principles helped.
+At a small student's size, one seed moves an arm's accuracy far more than most methods do
+(docs/evidence.md), so a single run says little about whether principles helped.
 `bench` runs the config once per seed, each in its own resumable run folder (`OUT/seed{K}`), then
 reports per arm the mean accuracy with a 95% t interval over seeds, and paired differences with
 two intervals: over seeds (what another seed would do) and a bootstrap over the shared test rows

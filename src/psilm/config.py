@@ -60,7 +60,7 @@ class ModelsConfig(Settings):
     teacher: ModelSettings = Field(
         default_factory=default_teacher,
         description="Writes the principles: the embedded qwen2.5-coder-1.5b on llamacpp where "
-        "psilm[teacher] is installed, else the embedded 135M model (weak: its principles were junk).",
+        "psilm[teacher] is installed, else the embedded 135M model (too small to write principles).",
     )
     generator: ModelSettings = Field(default_factory=TransformersModel, description="Writes the instances.")
     student: ModelSettings = Field(default_factory=TransformersModel, description="Is trained and evaluated.")

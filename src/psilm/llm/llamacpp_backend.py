@@ -5,13 +5,11 @@ tokens of task text, principle and demos, and the answer ~40. Two things make it
 
 - Shared prefixes are evaluated once. The prompts of one call are sorted and laid out as a prefix
   tree (trie): a token that starts several prompts is decoded once, tagged with all their
-  sequence ids, so its KV cells are shared (a unified KV cache). On 48 SST-2 generation prompts
-  this reads 42% fewer prompt tokens than a loop that reuses only the previous prompt's prefix
-  (26% in calls of 16, the default batch_size).
+  sequence ids, so its KV cells are shared (a unified KV cache); it reads far fewer prompt
+  tokens than a loop that reuses only the previous prompt's prefix (docs/backends.md).
 - Sequences are decoded together: one `llama_decode` per step for every unfinished sequence
   (up to `batch_size` of them), each with its own sampler and seed. Flash attention is on: its
-  CPU kernel skips the other sequences' (masked) cells, which made 32 sequences in one unified
-  cache decode about twice as fast as without it.
+  CPU kernel skips the other sequences' (masked) cells.
 
 A request's result depends only on its prompt, its seed (seed + its index in the call) and its
 wave (the `batch_size` prompts decoded with it; ModelCaller always sends the same blocks).

@@ -25,7 +25,7 @@ from psilm.errors import BackendError
 from psilm.llm.base import Completion, Messages, SamplingParams
 from psilm.llm.settings import OpenAIModel
 
-# Backoff: 0.5 s, 1 s, 2 s, ... capped, each scaled by a random 50-100 % (jitter), so that many
+# Backoff: 0.5 s, 1 s, 2 s, ... capped, each scaled by a random factor in [0.5, 1] (jitter), so that many
 # workers hitting a busy server do not retry in lockstep.
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0

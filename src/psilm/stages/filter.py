@@ -44,9 +44,8 @@ class FilterSettings(Settings):
         False,
         description="Keep only the first question of each input, dropping inputs that ask none "
         "(`not_a_question`). None: on when at least 3 in 4 seed inputs are one question sentence "
-        "and nothing else (TREC; not SST-2 reviews, not GSM8K word problems). Off by default: on "
-        "TREC it dropped ~40% of a 135M generator's instances, and the student trained on the "
-        "smaller set scored far lower (one seed: direct 52.6% -> 28.0%).",
+        "and nothing else. Off by default: it drops many of a small generator's instances, and "
+        "the students trained on fewer rows were weaker (docs/defaults.md#filter).",
     )
     drop_unfinished: bool = Field(
         True,
@@ -61,9 +60,7 @@ class FilterSettings(Settings):
         ge=0,
         description="With generate.label_check: drop an input (`label_unlikely`) whose own label's "
         "log-probability is more than this many nats below the most likely label's. 0: only inputs "
-        "whose own label is the checker's first choice. On TREC (Gemma 3 270M scoring SmolLM2's rows, "
-        "three seeds) 1 nat kept 61% of psi rows, and the rule of benchmarks/trec_labels.py agreed "
-        "with 61.4% of those against 52.7% of all (benchmarks/results/label-check/trec.json).",
+        "whose own label is the checker's first choice (docs/defaults.md#filter).",
     )
     # --- over-filtering alarm
     max_drop_share: float = Field(0.7, gt=0, le=1, description="Warn loudly past this share dropped.")
@@ -106,7 +103,7 @@ def _shingles(norm: str, n: int = 3) -> set[str]:
     return {" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
 
 
-# Longer texts have enough 3-grams for Jaccard alone; a ratio of 90 needs lengths within ~20%.
+# Longer texts have enough 3-grams for Jaccard alone; a ratio of 90 needs lengths within a fifth.
 _FUZZY_WORDS = 30
 
 
@@ -177,9 +174,9 @@ _DANGLING = re.compile(
 
 def unfinished_rule(seeds: list) -> tuple[bool, bool]:
     """(drop inputs that trail off in '...', drop inputs that stop mid-sentence), from what the
-    seeds do: SST-2 reviews, TREC questions and GSM8K problems end a sentence (96-99.9%) and rarely
-    trail off (1%, 0, 0); inputs that end in a list of choices do not end a sentence. Stopping
-    mid-sentence = no sentence end and a last word that needs a next one (0.1% of real SST-2 rows)."""
+    seeds do: most real inputs end a sentence and rarely trail off, while inputs that end in a list
+    of choices do not end a sentence. Stopping mid-sentence = no sentence end and a last word that
+    needs a next one."""
     texts = [s.input.strip() for s in seeds]
     if not texts:
         return True, False

@@ -14,10 +14,9 @@ With `structured` on, step 1 asks for one JSON object per instance in the data's
 (psilm.tasks.structured): its schema comes from the task's kind, and a backend that can constrain
 decoding (ModelBase.json_constrained) is held to it; elsewhere the object is parsed or dropped.
 
-Measured with SmolLM2-135M as generator: a long block of principles in every prompt made it
-drift and mislabel, while one short category principle per instance helped (TREC 47% -> 60%).
-Hence short prompts, one sampled principle, few demos. Every record keeps its raw text, the
-principles and demos that made it, and the model and sampling settings.
+Prompts stay short (a few sampled principles, few demos): a long block of principles makes a
+small generator drift and mislabel (docs/defaults.md#generate). Every record keeps its raw text,
+the principles and demos that made it, and the model and sampling settings.
 """
 
 from __future__ import annotations
@@ -50,11 +49,8 @@ class GenerateSettings(Settings):
         "list",
         description="list: plain text to continue (header with task, category and principles, numbered "
         "demos, the next number; no chat template), what a small or base model gets right; chat: a "
-        "system and a user message asking for one new input (instruct models only; the earlier default, "
-        "kept byte for byte so that earlier runs' raw logs still answer it). On TREC with SmolLM2-135M "
-        "(psi, 192 rows), list rows asked for their label's type 71% of the time against 43% with chat, "
-        "and were one question 94% against 44% "
-        "(benchmarks/results/row-quality/generation-quality.md).",
+        "system and a user message asking for one new input (instruct models only). Why list: "
+        "docs/defaults.md#generate.",
     )
     structured: Structured = Field(
         "auto",
@@ -63,7 +59,7 @@ class GenerateSettings(Settings):
         "its schema by backends that can (llamacpp, vllm; openai with chat prompts), parsed or dropped "
         "elsewhere; off: the 'Name: value' / 'Answer:' lines; auto: json for instances with several "
         "parts (several input fields, or an answer written with the input) where the backend can "
-        "constrain, else off. Measured in docs/structured.md.",
+        "constrain, else off (docs/structured.md).",
     )
     # --- what each prompt holds: short prompts keep a 135M generator on track
     label_descriptions: bool = Field(
@@ -77,22 +73,20 @@ class GenerateSettings(Settings):
     principles_per_instance: int | None = Field(
         2,
         ge=1,
-        description="Principles sampled per instance; None = all (long prompts hurt small models). "
-        "2 beat 1 on TREC (+4.3 points) and SST-2 (+2.0), three seeds each (docs/evidence.md).",
+        description="Principles sampled per instance; None = all (long prompts hurt small models; "
+        "docs/defaults.md#generate).",
     )
     prefer_category: bool = Field(
         True,
-        description="Sample the category's own principles before task/error ones "
-        "(the category's own principles are what helped on TREC).",
+        description="Sample the category's own principles before task/error ones.",
     )
     principle_mix: Literal["own_first", "levels", "task_header"] = Field(
         "task_header",
         description="task_header: every task-level principle in every prompt (rules for every "
         "instance), then principles_per_instance of the others, the category's own first, so every "
-        "level written reaches prompts (TREC, three seeds: level with own_first for the teacher's "
-        "principles and a person's, docs/evidence.md); own_first (the default until 2026-12-04): the "
-        "category's own fill the prompt first, task-level ones reach a prompt only when too few are "
-        "left; levels: one of the category's own, then one from the other levels, alternating.",
+        "level written reaches prompts; own_first: the category's own fill the prompt first, "
+        "task-level ones reach a prompt only when too few are left; levels: one of the category's "
+        "own, then one from the other levels, alternating (docs/defaults.md#generate).",
     )
     category_weights: dict[str, float] | Literal["train"] | None = Field(
         None,
@@ -120,11 +114,8 @@ class GenerateSettings(Settings):
         description="classification: score each new input's log-probability under every label's list "
         "header with models.checker (default: the generator), for the filter to drop inputs whose own "
         "label is far less likely than another (filter.label_margin). Needs a checker on llamacpp or "
-        "transformers; Gemma 3 270M base (models.checker.model=gemma3-270m) picks the right TREC type "
-        "for 51% of real questions this way, SmolLM2-135M-Instruct for 28% (the majority class is 27%). "
-        "Off by default: on TREC it raised the rows' label agreement by 9 points but dropped a third of "
-        "them, and psi's students scored 21-23 points lower on both seeds measured "
-        "(docs/evidence.md, 'A likelihood check of the rows').",
+        "transformers (Gemma 3 270M base, models.checker.model=gemma3-270m, reads labels best). Off: "
+        "cleaner rows but fewer, and weaker students (docs/defaults.md#generate).",
     )
     solve_temperature: float = Field(
         0.7, ge=0, description="Answers differ between samples, so a majority means something."

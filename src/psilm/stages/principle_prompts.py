@@ -9,12 +9,9 @@ all is read as a list. Each item becomes one principle in the shape a person wri
 then its example (`Ask what an acronym stands for, for example "What does NASA stand for?".`), or,
 where the form says nothing, `Write a question like "What does NASA stand for?".`
 
-Why so, from the 1.5B teacher (Qwen2.5-Coder-1.5B) on TREC seed 0: asked for that shape as free
-text it wrote bare questions, echoed the template's placeholders ("<what the question does>") and
-mixed in advice for answering. Held to a schema with the form first, it put a question in the form
-and a statement or a copied seed in the example; with the example first, it wrote on-label new
-questions and a form that was the label's name. So the example comes first and a form is used only
-where it has three words or more and does not restate the example.
+The example comes first and a form is used only where it has three words or more and does not
+restate the example: asked form first, a small teacher put an instance in the form and a copied
+seed in the example (docs/defaults.md#principles).
 """
 
 from __future__ import annotations
@@ -78,11 +75,9 @@ _PLAIN = "Reply with a numbered list only, one line each, no headings and no bol
 
 
 def task_prompt(task: Task, seeds: list[Example], s: PromptSizes) -> Messages:
-    """Rules for every new instance (principles.check_task_rules then drops those about one label).
-    Asked for rules that hold "whatever its label (abbreviation, ...)", the 1.5B teacher wrote
-    rules naming the label list ("The question must clearly be one of the six types listed") and
-    "a single, clear, and concise statement" on TREC, and psi lost 4.9 points over three seeds (the
-    same category principles): this wording stays."""
+    """Rules for every new instance (principles.check_task_rules then drops those about some
+    labels, or those the seeds break). Asked for rules "whatever its label", a small teacher named
+    the label list instead (docs/defaults.md#principles)."""
     noun = task.config.input_name
     body = (
         f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown)}\n\n"

@@ -280,8 +280,8 @@ def write_principles(
     warnings = []
     if teacher.model_id in WEAK_TEACHERS:
         warnings.append(
-            f"principles written by {teacher.model_id}, a 135M model: when measured its principles "
-            'were junk ("One principle: 10."); install the embedded 1.5B teacher with '
+            f"principles written by {teacher.model_id}, too small a model to write them "
+            "(docs/defaults.md#principles); install the embedded 1.5B teacher with "
             "`pip install 'psilm[teacher]'`, point models.teacher at a server, or set principles.file"
         )
     if coverage and (short := short_categories(coverage, s.per_category, task.category_word)):

@@ -43,7 +43,7 @@ class TrainSettings(Settings):
     max_length: int = Field(384, ge=16, description="Tokens per example, prompt plus target.")
     include_seeds: bool = Field(True, description="Train on the seeds as well as the generated data.")
     gradient_checkpointing: bool = Field(
-        False, description="Saves memory at ~20-30% more time; small students don't need it."
+        False, description="Saves memory for more time; small students don't need it."
     )
     # --- LoRA
     lora_r: int = Field(16, ge=1)

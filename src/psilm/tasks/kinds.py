@@ -16,9 +16,8 @@ Two prompt styles (`generate.prompt_style`):
   input. What an instruct model expects; a 135M chat model tends to talk *about* the task.
 - list: plain text to continue, no chat template: a header that states the task, the category
   and the sampled principle(s), then numbered demos, then the next number. A base model writes the
-  next item; the header steers it, since it does not follow instructions. Measured on TREC with
-  SmolLM2-135M-Instruct (192 psi rows): 71% of questions ask for their label's type against 43% from
-  chat, and 94% are one question against 44% (benchmarks/results/row-quality/generation-quality.md).
+  next item; the header steers it, since it does not follow instructions. Why list is the
+  default: docs/defaults.md#generate.
 """
 
 from __future__ import annotations
