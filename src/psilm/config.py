@@ -17,7 +17,14 @@ from psilm.emissions import EmissionsSettings
 from psilm.errors import ConfigError, format_validation_error
 from psilm.io import read_yaml
 from psilm.llm.base import SCORING_BACKENDS
-from psilm.llm.settings import ModelSettings, TransformersModel, backend_of, default_teacher, explain
+from psilm.llm.settings import (
+    ModelSettings,
+    TransformersModel,
+    backend_of,
+    default_generator,
+    default_teacher,
+    explain,
+)
 from psilm.settings import Settings
 from psilm.stages.evaluate import EvaluateSettings
 from psilm.stages.evolve import EvolveSettings, mix_asked
@@ -62,7 +69,11 @@ class ModelsConfig(Settings):
         description="Writes the principles: the embedded qwen2.5-coder-1.5b on llamacpp where "
         "psilm[teacher] is installed, else the embedded 135M model (too small to write principles).",
     )
-    generator: ModelSettings = Field(default_factory=TransformersModel, description="Writes the instances.")
+    generator: ModelSettings = Field(
+        default_factory=default_generator,
+        description="Writes the instances: the embedded 135M model on llamacpp where llama-cpp-python is "
+        "installed (the fastest CPU path), else on transformers.",
+    )
     student: ModelSettings = Field(default_factory=TransformersModel, description="Is trained and evaluated.")
     checker: ModelSettings | None = Field(
         None,

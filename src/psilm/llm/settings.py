@@ -291,6 +291,16 @@ def default_teacher() -> ModelSettings:
 TEACHER_ALIAS = "qwen2.5-coder-1.5b"
 
 
+def default_generator() -> ModelSettings:
+    """The embedded 135M model through llama.cpp where llama-cpp-python is installed (the fastest
+    CPU path, docs/backends.md#generation-speed), else through transformers."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp"):
+        return LlamaCppModel()
+    return TransformersModel()
+
+
 def ModelConfig(**settings: Any) -> ModelSettings:  # noqa: N802 - psilm.ModelConfig(...) builds one, as it always has
     """The settings of one model, as the class of the backend they name; ConfigError if they do not fit."""
     try:
