@@ -90,7 +90,7 @@ class ModelsConfig(Settings):
 
 
 class RunConfig(Settings):
-    name: str = "run"
+    name: str = Field("run", description="The run's name, in reports and cards.")
     seed: int = Field(0, description="One seed for seed drawing, sampling and training.")
     task: TaskConfig
     data: DataConfig

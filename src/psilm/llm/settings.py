@@ -45,7 +45,7 @@ class ModelBase(Settings):
     """What every backend shares: which model, how its requests are cut into calls, where they run,
     what they cost."""
 
-    backend: str
+    backend: str = Field(description="transformers, openai, llamacpp or vllm: which settings the rest are.")
     # prompt styles ("list": raw completion, "chat") whose answers this backend can hold to a JSON
     # schema while decoding (generate.structured: auto turns JSON on where it can)
     json_constrained: ClassVar[tuple[str, ...]] = ()

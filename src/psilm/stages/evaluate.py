@@ -32,7 +32,7 @@ class EvaluateSettings(Settings):
     method: Literal["auto", "likelihood", "generate"] = Field(
         "auto", description="auto: label likelihood for classification / multiple choice, else generate."
     )
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, description="Test rows scored together.")
     max_tokens: int = Field(256, gt=0, description="For generated answers (numeric, free text).")
 
 

@@ -24,8 +24,10 @@ from psilm.stages.clean import (  # noqa: F401  (clean_input: re-exported)
 
 class FilterSettings(Settings):
     # --- length of the cleaned input, in characters
-    min_chars: int = Field(12, ge=1)
-    max_chars: int = Field(800, ge=1)
+    min_chars: int = Field(12, ge=1, description="Shorter cleaned inputs are fragments (`too_short`).")
+    max_chars: int = Field(
+        800, ge=1, description="Longer cleaned inputs ran on past one instance (`too_long`)."
+    )
     # --- duplicates and contamination
     near_duplicate_threshold: float = Field(
         0.85, gt=0, le=1, description="Jaccard similarity (word 3-grams, found by MinHash) counted as a copy."

@@ -32,24 +32,30 @@ Progress = Callable[[int], Callable[..., None]]
 
 
 class TrainSettings(Settings):
-    method: Literal["lora", "full"] = "lora"
-    epochs: float = Field(3, gt=0)
+    method: Literal["lora", "full"] = Field(
+        "lora",
+        description="lora: a low-rank adapter, merged into a copy of the model after; full: every weight.",
+    )
+    epochs: float = Field(3, gt=0, description="Passes over the training rows.")
     max_steps: int | None = Field(
         None, ge=1, description="Stop after this many optimizer steps (smoke runs); overrides epochs."
     )
     learning_rate: float = Field(2e-4, gt=0, description="LoRA; use ~2e-5 for full fine-tuning.")
-    batch_size: int = Field(8, ge=1)
-    gradient_accumulation_steps: int = Field(1, ge=1)
+    batch_size: int = Field(8, ge=1, description="Rows per optimizer step on one device.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Batches summed into one optimizer step.")
     max_length: int = Field(384, ge=16, description="Tokens per example, prompt plus target.")
     include_seeds: bool = Field(True, description="Train on the seeds as well as the generated data.")
     gradient_checkpointing: bool = Field(
         False, description="Saves memory for more time; small students don't need it."
     )
     # --- LoRA
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, ge=1)
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: str | list[str] = "all-linear"
+    lora_r: int = Field(16, ge=1, description="The adapter's rank.")
+    lora_alpha: int = Field(32, ge=1, description="The adapter's scale (alpha / r multiplies its update).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
+    target_modules: str | list[str] = Field(
+        "all-linear",
+        description="The layers that get an adapter (PEFT's names; all-linear: every linear one).",
+    )
 
 
 def to_dataset_rows(task: Task, examples: list[Example]) -> list[dict]:

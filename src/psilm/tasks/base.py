@@ -23,8 +23,8 @@ LETTERS = string.ascii_uppercase
 
 class TaskConfig(Settings):
     # --- what the task is (shown to models; keep it one or two sentences)
-    name: str
-    kind: Kind
+    name: str = Field(description="The task's name, in reports and cards.")
+    kind: Kind = Field(description="classification, numeric, multiple_choice or free_text (docs/tasks.md).")
     description: str = Field(description="What the task asks, in one or two sentences.")
     input_name: str = Field("input", description="What one input is called, e.g. 'movie review'.")
     # --- how to read a row: the input is one field (input_field) or several (input_fields)
@@ -38,7 +38,7 @@ class TaskConfig(Settings):
         default_factory=dict,
         description="input_fields: the name each field's line starts with; default: from the field name.",
     )
-    target_field: str = "label"
+    target_field: str = Field("label", description="The field that holds the answer.")
     choices_field: str | None = Field(
         None,
         description="multiple_choice: a list of strings, a list of {label, text} objects, or "

@@ -439,7 +439,7 @@ def load_task(spec: str | dict | TaskConfig) -> Task:
         if spec not in known:
             raise ConfigError(
                 f"task: unknown task {spec!r}; built-in tasks are {sorted(known)}, "
-                "or define one inline (see docs/configuration.md, 'Tasks')"
+                "or define one inline (see docs/tasks.md)"
             )
         spec = known[spec]
     try:
