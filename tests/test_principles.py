@@ -720,7 +720,9 @@ def test_an_example_loses_the_lead_it_copied_from_the_prompt():
     assert clean_example("News article: Rain stops play at the Oval.", "news article", False, labels) == (
         "Rain stops play at the Oval."
     )
-    assert clean_example("Sports: Rain stops play. (42 words)", "news article", False, labels) == "Rain stops play."
-    assert clean_example("Who wrote Hamlet? Shakespeare did.", "question", True) == "Who wrote Hamlet?"
-    assert clean_example("Who wrote Hamlet? Shakespeare did.", "text", False) == "Who wrote Hamlet? Shakespeare did."
+    news = clean_example("Sports: Rain stops play. (42 words)", "news article", False, labels)
+    assert news == "Rain stops play."
+    answered = "Who wrote Hamlet? Shakespeare did."
+    assert clean_example(answered, "question", True) == "Who wrote Hamlet?"
+    assert clean_example(answered, "text", False) == answered
     assert clean_example("News article: <a new news article>", "news article") is None

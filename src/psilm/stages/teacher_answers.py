@@ -90,7 +90,9 @@ def teacher_predictions(
     started = time.perf_counter()
     for group in by_schema.values():
         schema = answer_schema(task, group[0][1]) if held else None
-        params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=max_tokens, seed=seed, json_schema=schema)
+        params = SamplingParams(
+            temperature=0.0, top_p=1.0, max_tokens=max_tokens, seed=seed, json_schema=schema
+        )
         requests = [(f"answer/{i}", few_shot_prompt(task, seeds, row.input, shape)) for i, row in group]
         out = teacher(requests, params)
         for (i, _), (rid, _) in zip(group, requests, strict=True):
