@@ -42,7 +42,8 @@ def main() -> None:
     ap.add_argument("--result", type=Path, default=ROOT / "benchmarks/results/teacher-answers/prompt.json")
     args = ap.parse_args()
     teacher_cfg = default_teacher()
-    result: dict = {"date": time.strftime("%Y-%m-%d"), "teacher": teacher_cfg.model, "rows": args.rows, "tasks": {}}
+    result: dict = {"date": time.strftime("%Y-%m-%d"), "teacher": teacher_cfg.model, "rows": args.rows}
+    result["tasks"] = {}
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.tasks.split(","):
         cfg = load_config(ROOT / CONFIGS[name], ["seed=0"])
@@ -68,7 +69,8 @@ def main() -> None:
             print(name, shape, result["tasks"][name][shape], flush=True)
     args.result.parent.mkdir(parents=True, exist_ok=True)
     args.result.write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"{result['date']}, teacher {result['teacher']}, {args.rows} pool rows per task (not seeds, not test rows).", "",
+    head = f"{result['date']}, teacher {result['teacher']}, {args.rows} pool rows per task (not seeds or test rows)."
+    lines = [head, "",
              "| task | " + " | ".join(f"{s} accuracy | {s} s/row" for s in SHAPES) + " |",
              "| --- " * (1 + 2 * len(SHAPES)) + "|"]  # fmt: skip
     for name, r in result["tasks"].items():
