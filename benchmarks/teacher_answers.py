@@ -69,7 +69,7 @@ def main() -> None:
             print(name, shape, result["tasks"][name][shape], flush=True)
     args.result.parent.mkdir(parents=True, exist_ok=True)
     args.result.write_text(json.dumps(result, indent=2) + "\n")
-    head = f"{result['date']}, teacher {result['teacher']}, {args.rows} pool rows a task (no seed, no test row)."
+    head = f"{result['date']}, teacher {result['teacher']}, {args.rows} pool rows a task (not seeds or test)."
     lines = [head, "",
              "| task | " + " | ".join(f"{s} accuracy | {s} s/row" for s in SHAPES) + " |",
              "| --- " * (1 + 2 * len(SHAPES)) + "|"]  # fmt: skip
