@@ -273,3 +273,19 @@ def load_config(
         base, source = path.resolve().parent, str(path)
     data = apply_overrides(dict(data or {}), overrides or [])
     return config_from_dict(data, base, source)
+
+
+# the sections every run folder's config.yaml has held since arms/ (a cut file parses, only shorter)
+SAVED_SECTIONS = ("name", "seed", "task", "data", "models", "arms", "principles", "generate",
+                  "filter", "train", "evaluate", "emissions")  # fmt: skip
+
+
+def load_run_config(root: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """The resolved config a run folder holds (config.yaml), read back checked, with overrides."""
+    from psilm.readback import read_yaml_mapping
+    from psilm.store import Layout
+
+    layout = Layout(root)
+    path = layout.config
+    data = read_yaml_mapping(path, SAVED_SECTIONS, layout.fix(path))
+    return config_from_dict(apply_overrides(data, overrides or []), path.parent, str(path))
