@@ -107,6 +107,14 @@ class RunConfig(Settings):
             return known[v]
         return v
 
+    @field_validator("principles")
+    @classmethod
+    def _some_levels(cls, v: PrinciplesSettings) -> PrinciplesSettings:
+        """Whoever writes the principles (a file or the teacher), no level means no principles."""
+        if not v.levels:
+            raise ValueError("levels is empty; list at least one of task, category, error")
+        return v
+
     @field_validator("arms")
     @classmethod
     def _arms_unique(cls, v: list[str]) -> list[str]:
