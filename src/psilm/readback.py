@@ -195,7 +195,7 @@ def read_json(path: str | Path, kind: str, fix: Advice) -> Any:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise damaged(path, f"cut short or damaged (invalid JSON: {e.msg}, line {e.lineno})", fix) from None
+        raise damaged(path, f"cut short or damaged (not valid JSON from line {e.lineno})", fix) from None
     except RecursionError:
         raise damaged(path, "nested too deeply to be psilm's", fix) from None
     check(obj, kind, path, fix)
@@ -297,7 +297,20 @@ def check_model(folder: str | Path, fix: Advice, sizes: dict[str, int] | None = 
         if p.suffix == ".json" and p.name != "config.json":
             read_json(p, "json", fix)
         elif p.suffix in _TEXT_FILES:
-            read_text(p, fix)
+            text = read_text(p, fix)
+            if p.suffix == ".jinja" and (problem := _template_problem(text)):
+                raise damaged(p, problem, fix)
+
+
+def _template_problem(text: str) -> str | None:
+    """What is wrong with a chat template (a cut one does not parse), or None."""
+    import jinja2
+
+    try:
+        jinja2.Environment().parse(text)
+    except jinja2.TemplateSyntaxError as e:
+        return f"cut short or damaged (not a template: {e.message}, line {e.lineno})"
+    return None
 
 
 def safetensors_problem(path: Path) -> str | None:
