@@ -69,7 +69,14 @@ STORAGE_ERRNOS = frozenset(
 
 def storage_error(path: str | Path, e: OSError | int) -> PsilmError:
     """A one-line user error for a write the disk or folder refused (an OSError or an errno)."""
+    code = e if isinstance(e, int) else e.errno
     reason = os.strerror(e) if isinstance(e, int) else (e.strerror or str(e))
+    if code == errno.EISDIR:  # no disk or permission problem: a folder where the file goes
+        return PsilmError(f"{path}: cannot write ({reason}): a folder stands where psilm writes this "
+                          "file; move it away, then rerun the same command")  # fmt: skip
+    if code in (errno.ENOTDIR, errno.EEXIST):
+        return PsilmError(f"{path}: cannot write ({reason}): a file stands where psilm needs a folder "
+                          "on this path; move it away, then rerun the same command")  # fmt: skip
     return PsilmError(
         f"{path}: cannot write ({reason}); free disk space or make the folder writable, "
         "then rerun the same command to resume"
