@@ -7,8 +7,7 @@ the code then reads), and anything else becomes one DamagedError line naming the
 wrong and what writes it again (a Fix). Nothing is written while reading. A missing file is a
 plain DataError, so a caller that can make it again (a step that resumes) tells the two apart.
 
-Model folders (check_model) and GGUF files (gguf_problem) are checked by their headers and sizes,
-not loaded: loading is the backend's work, and its own failure is one line as well.
+Model files are checked by their headers and sizes before they load (modelfiles.py).
 """
 
 from __future__ import annotations
@@ -48,7 +47,8 @@ class Fix:
 Advice = Fix | str  # a str: the same words whether the file is damaged or missing (caches)
 
 
-def _advice(fix: Advice, path: Path, damaged: bool) -> str:
+def advice(fix: Advice, path: Path, damaged: bool) -> str:
+    """The words of `fix` for `path`, damaged or missing."""
     return fix if isinstance(fix, str) else fix.say(path, damaged)
 
 
@@ -170,9 +170,9 @@ def read_bytes(path: str | Path, fix: Advice) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise DataError(f"{path}: missing; {_advice(fix, path, False)}") from None
+        raise DataError(f"{path}: missing; {advice(fix, path, False)}") from None
     except IsADirectoryError:
-        raise DamagedError(f"{path}: is a folder, not a file; {_advice(fix, path, True)}") from None
+        raise DamagedError(f"{path}: is a folder, not a file; {advice(fix, path, True)}") from None
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e}); check its permissions") from None
 
@@ -260,91 +260,10 @@ def check(obj: Any, kind: str, path: Path, fix: Advice, where: str = "") -> None
 
 
 def damaged(path: Path, what: str, fix: Advice) -> DamagedError:
-    return DamagedError(f"{path}: {what}; {_advice(fix, path, True)}")
+    return DamagedError(f"{path}: {what}; {advice(fix, path, True)}")
 
 
 def _type(obj: Any) -> str:
     return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false"}.get(
         type(obj), "null" if obj is None else type(obj).__name__
     )
-
-
-# --- model files: checked by their headers and sizes, not loaded --------------------------------
-_TEXT_FILES = (".json", ".jinja", ".txt")
-
-
-def check_model(folder: str | Path, fix: Advice, sizes: dict[str, int] | None = None) -> None:
-    """DamagedError unless `folder` is a whole Hugging Face model folder: its config, every
-    safetensors file's header against its size, its JSON and template files; `sizes` (the files
-    and sizes its writer recorded), where known, must match too."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: missing; {_advice(fix, folder, False)}")
-    for name, size in (sizes or {}).items():
-        p = folder / name
-        if not p.is_file():
-            raise damaged(p, "missing from the trained model", fix)
-        if (have := p.stat().st_size) != size:
-            raise damaged(p, f"{have:,} bytes where {size:,} were written (cut short or replaced)", fix)
-    read_json(folder / "config.json", "hf_config", fix)
-    weights = sorted(folder.glob("*.safetensors"))
-    if not weights and not any(folder.glob("*.bin")):
-        raise damaged(folder / "model.safetensors", "missing: the folder holds no weights", fix)
-    for w in weights:
-        if problem := safetensors_problem(w):
-            raise damaged(w, problem, fix)
-    for p in sorted(folder.iterdir()):
-        if p.suffix == ".json" and p.name != "config.json":
-            read_json(p, "json", fix)
-        elif p.suffix in _TEXT_FILES:
-            text = read_text(p, fix)
-            if p.suffix == ".jinja" and (problem := _template_problem(text)):
-                raise damaged(p, problem, fix)
-
-
-def _template_problem(text: str) -> str | None:
-    """What is wrong with a chat template (a cut one does not parse), or None."""
-    import jinja2
-
-    try:
-        jinja2.Environment().parse(text)
-    except jinja2.TemplateSyntaxError as e:
-        return f"cut short or damaged (not a template: {e.message}, line {e.lineno})"
-    return None
-
-
-def safetensors_problem(path: Path) -> str | None:
-    """What is wrong with a safetensors file's header (8-byte length, JSON, data offsets that end
-    where the file does), or None."""
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            if size < 8 or n > size - 8 or n > 100_000_000:
-                return "cut short or not safetensors (its header does not fit the file)"
-            header = json.loads(fh.read(n))
-    except OSError as e:
-        return f"cannot read ({e.strerror or e})"
-    except (ValueError, RecursionError):  # bad JSON or bad UTF-8
-        return "damaged (its header is not JSON)"
-    if not isinstance(header, dict):
-        return "damaged (its header is not a mapping of tensors)"
-    try:
-        end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
-    except (TypeError, KeyError, IndexError, ValueError):
-        return "damaged (a tensor in its header has no data offsets)"
-    if 8 + n + end != size:
-        return f"cut short ({size:,} bytes; its header says {8 + n + end:,})"
-    return None
-
-
-def gguf_problem(path: Path) -> str | None:
-    """What is wrong with a GGUF file's start (magic and header), or None; llama.cpp finds the rest."""
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(24)
-    except OSError as e:
-        return f"cannot read ({e.strerror or e})"
-    if len(head) < 24 or head[:4] != b"GGUF":
-        return "cut short or not a GGUF file (no GGUF header)"
-    return None

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from psilm import readback
+from psilm import modelfiles, readback
 from psilm.arms import ARMS
 from psilm.durable import atomic_write_json, is_main_process, storage_error, sweep_temp_files
 from psilm.errors import DataError, PsilmError
@@ -247,7 +247,7 @@ class RunDir(Layout):
         """The arm's merged model folder, its files checked (headers, and the sizes train recorded)."""
         merged = self.merged_model(arm)
         sizes = self.manifest["stages"].get(f"train/{arm}", {}).get("merged_files")
-        readback.check_model(merged, self.fix(merged), sizes)
+        modelfiles.check_model(merged, self.fix(merged), sizes)
         return merged
 
     # --- the manifest

@@ -41,7 +41,7 @@ from psilm.llm.base import Completion, Messages, SamplingParams, Scored, common_
 from psilm.llm.llamacpp_check import ensure_works
 from psilm.llm.registry import cache_dir, resolve_model
 from psilm.llm.settings import LlamaCppModel
-from psilm.readback import gguf_problem
+from psilm.modelfiles import gguf_problem
 
 TOP_K = 50  # as transformers' generate; llama.cpp's own default is 40 (and min_p 0.05, off here)
 N_BATCH = 512  # prompt tokens per llama_decode call
