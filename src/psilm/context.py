@@ -109,8 +109,9 @@ def run_stage(ctx: Context, job: Job) -> dict[str, Any]:
     mode = ctx.run.plan(name, job.key, job.outputs)
     if mode == "skip":
         st = ctx.run.stage(name)
+        if st.get("output_hash"):
+            ctx.run.read(job.outputs[0])  # checked first: a damaged file is no edit to keep
         if st.get("output_hash") and file_hash(job.outputs[0]) != st["output_hash"]:
-            ctx.run.read(job.outputs[0])  # a damaged file is no edit to keep
             ctx.log(f"[keep] {name}: {job.outputs[0].name} was edited by hand; using it as is")
             st.update(edited=True, output_hash=file_hash(job.outputs[0]))
             ctx.run.save_manifest()
