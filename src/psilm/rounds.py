@@ -97,7 +97,9 @@ def judge_job(ctx: Context, arm: str) -> Job:
         keys = ("on", "judge", "labelled_rows", "n", "accuracy", "category_weights")
         return {**{k: res[k] for k in keys}, "student_tokens": tokens}
 
-    return Job(f"judge/{arm}", parts, outputs, work, partial(ctx.run.trained_model, arms.ARMS[arm].previous))
+    # the fold students train from the base student: only an unfolded judge loads the previous one
+    check = None if folded else partial(ctx.run.trained_model, arms.ARMS[arm].previous)
+    return Job(f"judge/{arm}", parts, outputs, work, check)
 
 
 def _fold_predictions(
