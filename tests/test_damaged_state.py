@@ -242,6 +242,23 @@ def test_a_folder_named_by_a_file_is_refused(pristine, tmp_path, capsys):
     assert blocker.read_text() == "not a folder\n"
 
 
+@pytest.mark.parametrize("rel", ["seeds.jsonl", "principles.json", "arms/psi/metrics.json"])
+def test_a_folder_in_a_files_place_is_one_line(pristine, tmp_path, capsys, rel):
+    """Not a disk or permission problem: the line says what stands in the way, not 'free disk space'."""
+    source, _ = pristine
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    (run / rel).unlink()
+    (run / rel).mkdir()
+    before = snapshot(run)
+    assert main(["run", str(source.parent / "cfg" / "config.yaml"), "--out", str(run), "-q"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert Path(rel).name in line and "folder" in line and "free disk space" not in line, line
+    assert {k: v for k, v in snapshot(run).items() if k != "psilm.log"} == {
+        k: v for k, v in before.items() if k != "psilm.log"
+    }
+
+
 def test_a_damaged_raw_log_stops_the_generation_that_reads_it(pristine, tmp_path, capsys):
     """Once its step must run again (its candidates removed), the raw log is read: one line."""
     source, _ = pristine
@@ -298,6 +315,23 @@ def test_a_cache_that_cannot_be_written_is_a_note(tmp_path, capsys, monkeypatch)
     assert "check: decodes smollm2-135m" in out
     notes = [x for x in err.splitlines() if x.strip()]
     assert len(notes) == 1 and notes[0].startswith("psilm: note: ") and "free disk space" not in notes[0]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_requantized_gguf_is_made_again(tmp_path, capsys, how):
+    pytest.importorskip("llama_cpp")
+    from psilm.llm.llamacpp_backend import requantized
+    from psilm.llm.registry import resolve_model
+    from psilm.modelfiles import gguf_problem
+
+    source = resolve_model("smollm2-135m").file
+    made = requantized(source, "q8_0", 1)
+    whole = made.read_bytes()
+    damage(made, how)
+    assert requantized(source, "q8_0", 1) == made and gguf_problem(made) is None
+    assert made.read_bytes() == whole
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and (how in ("remove", "shape") or f"{made}: cut short" in err)
 
 
 @pytest.fixture
