@@ -41,6 +41,8 @@ def config(arms: list[str], remote_teacher: bool = True) -> dict:
         },
         "arms": arms,
         "emissions": EMISSIONS,
+        # every section a run's config.yaml holds (a file without them reads back as cut short)
+        **{k: {} for k in ("data", "principles", "generate", "filter", "train", "evaluate")},
     }
 
 
@@ -101,6 +103,7 @@ PRINCIPLES = [
 ]
 for _p in PRINCIPLES:
     _p.setdefault("category", None)
+    _p["use"] = "both"
     _p["source"] = "teacher:big-teacher"
 
 
@@ -114,6 +117,7 @@ def candidates(arm: str) -> list[dict]:
                 "id": f"{arm}-0-{i:05d}",
                 "mode": "psi" if arm != "direct" else "direct",
                 "input": text,
+                "output": cat,
                 "answer": cat,
                 "category": cat,
                 "principle_ids": [] if arm == "direct" else [f"c-{cat}-1", "t1"],

@@ -22,7 +22,7 @@ def seed_folder(out, seed: int, accuracy: dict[str, float], n: int = 20):
         k = round(acc * n)
         preds = [{"id": i, "correct": i < k} for i in range(n)]
         (run / "arms" / arm / "metrics.json").write_text(
-            json.dumps({"accuracy": k / n, "n": n, "correct": k, "predictions": preds})
+            json.dumps({"accuracy": k / n, "n": n, "correct": k, "ci95": [0.0, 1.0], "predictions": preds})
         )
     (run / "metrics.json").write_text(json.dumps({"task": "sst2", "arms": {}}))
     run.rename(out / f"seed{seed}")

@@ -53,6 +53,17 @@ def test_inline_task_needs_labels(tiny_config):
         load_config(data=tiny_config)
 
 
+@pytest.mark.parametrize("writer", ["teacher", "file"])
+def test_no_principle_levels_is_refused_whoever_writes_the_principles(tiny_config, writer):
+    """A psi arm from no principles at all is refused in the config, for a teacher as for a file."""
+    tiny_config["arms"] = ["psi"]
+    tiny_config["principles"] = {"levels": []}
+    if writer == "file":
+        tiny_config["principles"]["file"] = str(REPO / "src/psilm/demo/sst2_principles.yaml")
+    with pytest.raises(ConfigError, match=r"principles: levels is empty; list at least one of task"):
+        load_config(data=tiny_config)
+
+
 def test_student_must_be_trainable(tiny_config):
     with pytest.raises(ConfigError, match=r"models\.student: .*transformers"):
         load_config(data=tiny_config, overrides=["models.student.backend=openai"])

@@ -144,6 +144,10 @@ def round_two(tmp_path, tiny_config, monkeypatch):
         ctx.run.kept("psi").parent.mkdir(parents=True, exist_ok=True)
         ctx.run.kept("psi").write_text("".join(json.dumps(r) + "\n" for r in rows))
         ctx.run.manifest["stages"]["train/psi"] = {"status": "done", "key": "psi-trained"}
+        merged = ctx.run.merged_model("psi")  # a stand-in for its model: a config and empty weights
+        merged.mkdir(parents=True)
+        (merged / "config.json").write_text('{"model_type": "llama"}')
+        (merged / "model.safetensors").write_bytes((2).to_bytes(8, "little") + b"{}")
         return ctx
 
     trained: dict[str, set[str]] = {}  # model folder -> the inputs its student trained on

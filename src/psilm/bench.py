@@ -119,19 +119,19 @@ def _class_diff(a: dict, b: dict) -> dict[str, float]:
 # --- reading finished runs ------------------------------------------------------------------------
 def read_run(folder: Path, names: dict[str, str] | None = None) -> dict[str, dict]:
     """Arm (renamed by `names`) -> accuracy, per-row correctness, n_train and the ledger's cost."""
-    import yaml
-
+    from psilm.config import SAVED_SECTIONS
     from psilm.ledger import build_ledger
+    from psilm.readback import read_yaml_mapping
 
     run = RunDir(folder, read_only=True)
     manifest = run.manifest
-    config = yaml.safe_load(run.config.read_text())
+    config = read_yaml_mapping(run.config, SAVED_SECTIONS, run.fix(run.config))
     names = names or {}
     arm_metrics = {}
     for arm in config["arms"]:
         path = run.arm_metrics(arm)
         if path.exists():
-            arm_metrics[arm] = json.loads(path.read_text())
+            arm_metrics[arm] = run.read(path)
     ledger = build_ledger(manifest, config, arm_metrics)
     out: dict[str, dict] = {}
     for arm, m in arm_metrics.items():
@@ -165,7 +165,7 @@ def summarize(out: Path, seeds: list[int], compare: str | None = None) -> dict[s
     for seed in seeds:
         run = out / f"seed{seed}"
         if (metrics := Layout(run).metrics).exists():
-            task = task or json.loads(metrics.read_text()).get("task")
+            task = task or RunDir(run, read_only=True).read(metrics).get("task")
             for arm, entry in read_run(run).items():
                 per_arm.setdefault(arm, {})[seed] = entry
     arms = {arm: summarize_arm(runs) for arm, runs in per_arm.items()}

@@ -65,17 +65,19 @@ def _session(ctx, quiet: bool):
 
 def _open(run: Path, overrides: list[str] | None, quiet: bool, verbose: bool):
     """Reopen a run folder from its resolved config."""
-    from psilm.config import load_config
+    from psilm.config import load_run_config
     from psilm.pipeline import prepare
-    from psilm.store import Layout
+    from psilm.store import Layout, check_root, require
 
     log = _logger(quiet, verbose)
-    cfg_path = Layout(run).config
-    if not cfg_path.is_file():
+    check_root(run)
+    layout = Layout(run)
+    if not layout.config.exists() and not layout.manifest_path.exists():
         raise PsilmError(
             f"{run}: not a run folder (no config.yaml); create one with `psilm run CONFIG --out {run}`"
         )
-    return prepare(load_config(cfg_path, overrides), run, log)
+    require(layout, layout.manifest_path)  # a stage reads the record of the steps before it
+    return prepare(load_run_config(run, overrides), run, log)
 
 
 def _run_stage(run: Path, overrides, quiet: bool, verbose: bool, stage, *args):

@@ -118,6 +118,14 @@ class RunConfig(Settings):
             return known[v]
         return v
 
+    @field_validator("principles")
+    @classmethod
+    def _some_levels(cls, v: PrinciplesSettings) -> PrinciplesSettings:
+        """Whoever writes the principles (a file or the teacher), no level means no principles."""
+        if not v.levels:
+            raise ValueError("levels is empty; list at least one of task, category, error")
+        return v
+
     @field_validator("arms")
     @classmethod
     def _arms_unique(cls, v: list[str]) -> list[str]:
@@ -284,3 +292,19 @@ def load_config(
         base, source = path.resolve().parent, str(path)
     data = apply_overrides(dict(data or {}), overrides or [])
     return config_from_dict(data, base, source)
+
+
+# the sections every run folder's config.yaml has held since arms/ (a cut file parses, only shorter)
+SAVED_SECTIONS = ("name", "seed", "task", "data", "models", "arms", "principles", "generate",
+                  "filter", "train", "evaluate", "emissions")  # fmt: skip
+
+
+def load_run_config(root: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """The resolved config a run folder holds (config.yaml), read back checked, with overrides."""
+    from psilm.readback import read_yaml_mapping
+    from psilm.store import Layout
+
+    layout = Layout(root)
+    path = layout.config
+    data = read_yaml_mapping(path, SAVED_SECTIONS, layout.fix(path))
+    return config_from_dict(apply_overrides(data, overrides or []), path.parent, str(path))

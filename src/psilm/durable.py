@@ -9,9 +9,11 @@ Two write disciplines keep a killed run resumable without losing or doubling a r
   line (the process died mid-write) is cut off when the log is opened again, and a failed write
   (disk full) is rolled back before the error is raised.
 
-A write that fails for lack of space or permission raises PsilmError naming the file. Only rank 0
-of a multi-process launch writes. Nothing here knows the run folder's layout (store.py does); the
-exports, predictions and model-call logs write through these too.
+A write that fails for lack of space or permission raises PsilmError naming the file; a cache
+entry that cannot be written (write_cache) is a note instead, and psilm goes on without it. Only
+rank 0 of a multi-process launch writes. Nothing here knows the run folder's layout (store.py
+does); the exports, predictions and model-call logs write through these too. Reading back is
+readback.py's: every file psilm wrote is checked there before it is used.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import os
 import re
 import secrets
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -66,7 +69,14 @@ STORAGE_ERRNOS = frozenset(
 
 def storage_error(path: str | Path, e: OSError | int) -> PsilmError:
     """A one-line user error for a write the disk or folder refused (an OSError or an errno)."""
+    code = e if isinstance(e, int) else e.errno
     reason = os.strerror(e) if isinstance(e, int) else (e.strerror or str(e))
+    if code == errno.EISDIR:  # no disk or permission problem: a folder where the file goes
+        return PsilmError(f"{path}: cannot write ({reason}): a folder stands where psilm writes this "
+                          "file; move it away, then rerun the same command")  # fmt: skip
+    if code in (errno.ENOTDIR, errno.EEXIST):
+        return PsilmError(f"{path}: cannot write ({reason}): a file stands where psilm needs a folder "
+                          "on this path; move it away, then rerun the same command")  # fmt: skip
     return PsilmError(
         f"{path}: cannot write ({reason}); free disk space or make the folder writable, "
         "then rerun the same command to resume"
@@ -110,24 +120,28 @@ TMP_SUFFIX = ".tmp"
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    if not is_main_process():
-        return
-    path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # the pid in the name lets a later run remove what a killed writer left behind
-        fd, tmp = _create_temp(path)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _replace_with(Path(path), text)
     except OSError as e:
         raise storage_error(path, e) from None
+
+
+def _replace_with(path: Path, text: str) -> None:
+    """`path` now holds `text`, written beside it and renamed over it (OSError as it comes)."""
+    if not is_main_process():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the pid in the name lets a later run remove what a killed writer left behind
+    fd, tmp = _create_temp(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _create_temp(path: Path) -> tuple[int, Path]:
@@ -160,18 +174,29 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     return len(lines)
 
 
-def read_json(path: str | Path) -> Any:
-    path = Path(path)
+# --- caches: psilm goes on without them ------------------------------------------------------
+_noted: set[str] = set()
+
+
+def note(message: str) -> None:
+    """One line on stderr, once per process: something psilm works around, not an error."""
+    if message not in _noted:
+        _noted.add(message)
+        print(f"psilm: note: {message}", file=sys.stderr, flush=True)
+
+
+def write_cache(path: str | Path, text: str, without: str) -> bool:
+    """Write a cache entry atomically. Where the cache cannot be written (a file in its folder's
+    place, a read-only mount, a full disk) a note says so and what going on `without` it costs."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg}); fix or delete the file") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not valid UTF-8; fix or delete the file") from None
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        _replace_with(Path(path), text)
     except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or e}); check its permissions") from None
+        note(
+            f"{path}: cannot write this cache entry ({e.strerror or e}); psilm goes on without it "
+            f"({without}); point PSILM_CACHE at a writable folder to keep it"
+        )
+        return False
+    return True
 
 
 def sweep_temp_files(root: str | Path) -> int:
@@ -203,10 +228,12 @@ def _alive(pid: int) -> bool:
 
 # --- append-only logs ----------------------------------------------------------------------
 class JsonlLog:
-    """An append-only JSONL file; each record is on disk before append() returns."""
+    """An append-only JSONL file; each record is on disk before append() returns. `needs`: the
+    keys every record holds (a line without them is no record of this log's writer)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, needs: tuple[str, ...] = ()):
         self.path = Path(path)
+        self.needs = needs
         self.records: list[dict] = self._load()
 
     def _load(self) -> list[dict]:
@@ -225,9 +252,12 @@ class JsonlLog:
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
-            except ValueError:  # bad JSON or bad UTF-8
-                raise DataError(f"{self.path}:{lineno}: corrupt record; delete the line to resume") from None
+                record = json.loads(line)
+            except (ValueError, RecursionError):  # bad JSON or bad UTF-8
+                record = None
+            if not isinstance(record, dict) or any(k not in record for k in self.needs):
+                raise DataError(f"{self.path}:{lineno}: corrupt record; delete the line to resume")
+            records.append(record)
         return records
 
     def append(self, record: dict) -> None:

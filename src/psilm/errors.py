@@ -26,6 +26,11 @@ class BackendError(PsilmError):
     """A model could not be loaded or an endpoint could not be reached."""
 
 
+class DamagedError(DataError):
+    """A file psilm wrote (run folder, cache) is cut short, of another shape or unreadable; the
+    message names the file and the command that writes it again. A missing file is a DataError."""
+
+
 def format_validation_error(
     source: str, e: Any, explain: Callable[[Any], tuple[list[Any], str | None] | None] | None = None
 ) -> str:

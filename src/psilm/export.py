@@ -27,10 +27,9 @@ from pathlib import Path
 
 from psilm.arms import GENERATED, PSI
 from psilm.cards import CardFacts, dataset_card, model_card
-from psilm.durable import atomic_write_text, read_json, storage_errno, storage_error
+from psilm.durable import atomic_write_text, storage_errno, storage_error
 from psilm.errors import PsilmError
 from psilm.finished import FinishedRun
-from psilm.io import iter_jsonl
 from psilm.llm.llamacpp_check import crash_line, ensure_works
 
 TARGETS = ("dataset", "hf", "gguf", "lm-eval")
@@ -65,7 +64,7 @@ def export(run: str | Path, to: str, out: str | Path, arm: str = PSI, quant: str
         raise PsilmError(f"--out {out}: exists and is not empty; give a new folder or empty this one")
     write: Callable[[FinishedRun, str, Path], None]
     if to == "dataset":
-        _data_arm(fin, arm)
+        fin.run.records(_data_arm(fin, arm))  # checked here, before anything is written
         write = _write_dataset
     elif to == "lm-eval":
         _test_split(fin)
@@ -86,6 +85,8 @@ def export(run: str | Path, to: str, out: str | Path, arm: str = PSI, quant: str
 
         else:
             write = _write_hf
+    if to != "lm-eval":
+        card_facts(fin, arm)  # every file the card reads, checked before anything is written
 
     # --- write into a hidden sibling, then rename
     partial = out.resolve().with_name(f".{out.resolve().name}.partial")
@@ -113,20 +114,20 @@ def card_facts(fin: FinishedRun, arm: str) -> CardFacts:
     metrics = {}
     for a in fin.cfg.arms:
         path = fin.metrics_path(a)
-        if path.is_file():
-            metrics[a] = {k: v for k, v in read_json(path).items() if k != "predictions"}
-    run_metrics = read_json(fin.run.path("metrics.json")) if fin.run.path("metrics.json").is_file() else {}
+        if path.exists():
+            metrics[a] = {k: v for k, v in fin.run.read(path).items() if k != "predictions"}
+    run_metrics = fin.run.read(fin.run.metrics) if fin.run.metrics.exists() else {}
     principles_path = fin.run.principles
-    if fin.run.arm_principles(arm).is_file():  # a psi round arm: round 1's principles plus its own
+    if fin.run.arm_principles(arm).exists():  # a psi round arm: round 1's principles plus its own
         principles_path = fin.run.arm_principles(arm)
-    report = fin.arm_path(arm) / "filter_report.json"
+    report = fin.run.filter_report(arm)
     return CardFacts(
         run_name=fin.cfg.name,
         arm=arm,
         task=config["task"],
         config=config,
-        principles=read_json(principles_path).get("principles", []) if principles_path.is_file() else [],
-        filter_report=read_json(report) if arm in GENERATED and report.is_file() else None,
+        principles=fin.run.read(principles_path)["principles"] if principles_path.exists() else [],
+        filter_report=fin.run.read(report) if arm in GENERATED and report.exists() else None,
         metrics=metrics,
         n_test=run_metrics.get("n_test") or next((m.get("n") for m in metrics.values()), None),
         train_count=run_metrics.get("train_count"),
@@ -139,9 +140,11 @@ def card_facts(fin: FinishedRun, arm: str) -> CardFacts:
 
 # --- dataset ------------------------------------------------------------------------------------------
 def _data_arm(fin: FinishedRun, arm: str) -> Path:
-    path = fin.arm_path(arm) / "train.jsonl"
-    if arm not in GENERATED or not path.is_file():
-        made = [a for a in GENERATED if a in fin.cfg.arms and (fin.arm_path(a) / "train.jsonl").is_file()]
+    """The arm's kept rows; a filtered arm whose file is gone is told how to write it again."""
+    path = fin.run.kept(arm)
+    filtered = fin.run.manifest["stages"].get(f"filter/{arm}", {}).get("status") == "done"
+    if arm not in GENERATED or not (filtered or path.exists()):
+        made = [a for a in GENERATED if a in fin.cfg.arms and fin.run.kept(a).is_file()]
         raise PsilmError(
             f"--arm {arm}: no generated training data for this arm in {fin.root} (arms with data: "
             f"{made or 'none'}); pick one of those, or run `psilm generate` and `psilm filter` for it"
@@ -152,7 +155,7 @@ def _data_arm(fin: FinishedRun, arm: str) -> Path:
 def _write_dataset(fin: FinishedRun, arm: str, dest: Path) -> None:
     from datasets import Dataset, DatasetDict
 
-    records = [obj for _, obj in iter_jsonl(_data_arm(fin, arm))]
+    records = fin.run.records(_data_arm(fin, arm))
     try:
         ds = Dataset.from_list(records)
     except (TypeError, ValueError):  # columns whose rows differ in type (pyarrow's errors subclass these)

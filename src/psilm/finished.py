@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from psilm import arms
-from psilm.config import RunConfig, load_config
+from psilm.config import RunConfig, load_run_config
 from psilm.errors import PsilmError
 from psilm.store import RunDir
 from psilm.tasks import Task, load_task
@@ -18,14 +18,14 @@ from psilm.tasks import Task, load_task
 class FinishedRun:
     def __init__(self, root: str | Path):
         root = Path(root)
-        if not (root / "config.yaml").is_file() or not (root / "manifest.json").is_file():
+        if not (root / "config.yaml").exists() and not (root / "manifest.json").exists():
             raise PsilmError(
                 f"{root}: not a run folder (no config.yaml / manifest.json); "
                 "give --run the folder `psilm run` wrote"
             )
         self.root = root
         self.run = RunDir(root, read_only=True)  # nothing swept: the run may be in use
-        self.cfg: RunConfig = load_config(root / "config.yaml")
+        self.cfg: RunConfig = load_run_config(root)
         self.task: Task = load_task(self.cfg.task)
 
     # --- where an arm's files are
@@ -41,11 +41,12 @@ class FinishedRun:
         return [a for a in arms.TRAINED if a in self.cfg.arms and self._trained(a)]
 
     def _trained(self, arm: str) -> bool:
-        done = self.run.manifest.get("stages", {}).get(f"train/{arm}", {}).get("status") == "done"
-        return done and (self.run.merged_model(arm) / "config.json").is_file()
+        """Its train step is done (whether its files are still whole, trained_model checks)."""
+        return self.run.manifest["stages"].get(f"train/{arm}", {}).get("status") == "done"
 
     def trained_model(self, arm: str, command: str) -> Path:
-        """The merged model folder of a trained arm; an arm without one is a user error."""
+        """The merged model folder of a trained arm, its files checked; an arm without one is a
+        user error."""
         if arm not in arms.TRAINED:
             raise PsilmError(
                 f"--arm {arm}: {command} needs a trained arm, one of {list(arms.TRAINED)}"
@@ -57,4 +58,4 @@ class FinishedRun:
                 f"--arm {arm}: this arm was not trained in {self.root} (trained arms: {trained or 'none'}); "
                 f"pick one of those or train it with `psilm train --run {self.root} --arm {arm}`"
             )
-        return self.run.merged_model(arm)
+        return self.run.trained_model(arm)

@@ -18,10 +18,10 @@ from psilm import arms, rounds, steps
 from psilm import data as data_mod
 from psilm.config import RunConfig
 from psilm.context import Context, Job, equal_count, run_stage
-from psilm.durable import atomic_write_json, atomic_write_text, read_json, text_hash
-from psilm.errors import ConfigError, DataError
+from psilm.durable import atomic_write_json, atomic_write_text, text_hash
+from psilm.errors import ConfigError, DamagedError, DataError
 from psilm.plan import Step, plan, plan_for
-from psilm.store import Layout, RunDir
+from psilm.store import Layout, RunDir, check_root
 from psilm.tasks import Example, Task, load_task
 
 
@@ -32,7 +32,7 @@ def prepare(cfg: RunConfig, out: str | Path, log: Callable[[str], None] = print)
     run = RunDir(out)
     atomic_write_text(run.config, cfg.to_yaml())
     seeds_text = _seeds_text(seeds)
-    if not run.seeds.exists() or run.seeds.read_text(encoding="utf-8") != seeds_text:
+    if not _holds(run.seeds, seeds_text):  # the config's seeds, written again where they differ
         atomic_write_text(run.seeds, seeds_text)
     run.save_manifest()
     return Context(cfg, run, task, seeds, test, weights, log)
@@ -42,13 +42,23 @@ def peek(cfg: RunConfig, out: str | Path | None, log: Callable[[str], None] = pr
     """The run folder `out` as a run of `cfg` would find it, only read (psilm plan); None where it
     is no run folder (yet). The inputs are validated as prepare does."""
     task, seeds, test, weights = _inputs(cfg, log)
-    if out is None or not Layout(out).manifest_path.is_file():
+    if out is not None:
+        check_root(out)
+    if out is None or not Layout(out).manifest_path.exists():
         return None
     ctx = Context(cfg, RunDir(out, read_only=True), task, seeds, test, weights, log)
     seeds_text = _seeds_text(seeds)
-    if not ctx.run.seeds.exists() or ctx.run.seeds.read_text(encoding="utf-8") != seeds_text:
+    if not _holds(ctx.run.seeds, seeds_text):
         ctx.new_seeds_hash = text_hash(seeds_text)  # what prepare would write there
     return ctx
+
+
+def _holds(path: Path, text: str) -> bool:
+    """Whether the file holds exactly `text` (a missing or unreadable one does not)."""
+    try:
+        return path.read_bytes() == text.encode("utf-8")
+    except OSError:
+        return False
 
 
 def _inputs(
@@ -149,6 +159,8 @@ def status(ctx: Context | None, planned: list[Step]) -> list[tuple[Step, str, st
         else:
             try:
                 j = job(ctx, step)
+            except DamagedError:
+                raise  # a run would stop there too: say so now
             except DataError:
                 mode, why = "run", "its inputs are not there yet"
             else:
@@ -170,7 +182,7 @@ def status(ctx: Context | None, planned: list[Step]) -> list[tuple[Step, str, st
 # --- the stage commands: one step, after the steps that prepare its inputs (plan_for) ----------------
 def stage_principles(ctx: Context) -> list[dict]:
     run_steps(ctx, plan_for(ctx.cfg, "principles"))
-    return read_json(ctx.run.principles)["principles"]
+    return ctx.run.read(ctx.run.principles)["principles"]
 
 
 def stage_generate(ctx: Context, arm: str) -> None:
@@ -189,7 +201,7 @@ def stage_evaluate(ctx: Context, arm: str) -> dict | None:
     if ctx.test is None:
         return None
     run_steps(ctx, plan_for(ctx.cfg, "evaluate", arm))
-    return read_json(ctx.run.arm_metrics(arm))
+    return ctx.run.read(ctx.run.arm_metrics(arm))
 
 
 # --- the whole run ------------------------------------------------------------------------------
@@ -204,7 +216,7 @@ def run_all(ctx: Context) -> dict:
     results = {}
     for step in planned:
         if step.stage == "evaluate":
-            res = read_json(ctx.run.arm_metrics(step.arm))
+            res = ctx.run.read(ctx.run.arm_metrics(step.arm))
             results[step.arm] = {k: v for k, v in res.items() if k != "predictions"}
     specs = [arms.ARMS[a] for a in ctx.cfg.arms]
     round_numbers = sorted({s.round for s in specs})

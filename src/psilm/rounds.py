@@ -14,18 +14,18 @@ from __future__ import annotations
 import random
 import shutil
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from psilm import arms
 from psilm import data as data_mod
-from psilm.context import Context, Job, equal_count, model_key, per_level, read_records
+from psilm.context import Context, Job, equal_count, model_key, per_level
 from psilm.durable import (
     JsonlLog,
     atomic_write_json,
     file_hash,
     fingerprint,
     is_main_process,
-    read_json,
     write_jsonl,
 )
 from psilm.errors import DataError
@@ -97,7 +97,9 @@ def judge_job(ctx: Context, arm: str) -> Job:
         keys = ("on", "judge", "labelled_rows", "n", "accuracy", "category_weights")
         return {**{k: res[k] for k in keys}, "student_tokens": tokens}
 
-    return Job(f"judge/{arm}", parts, outputs, work)
+    # the fold students train from the base student: only an unfolded judge loads the previous one
+    check = None if folded else partial(ctx.run.trained_model, arms.ARMS[arm].previous)
+    return Job(f"judge/{arm}", parts, outputs, work, check)
 
 
 def _fold_predictions(
@@ -114,7 +116,7 @@ def _fold_predictions(
     cfg, st = ctx.cfg, ctx.cfg.models.student
     trained_on = training_examples(ctx, arms.ARMS[arm].previous)
     folds = seed_folds(seeds, cfg.evolve.cv_folds, cfg.seed)
-    log = JsonlLog(ctx.run.judge_folds(arm))
+    log = JsonlLog(ctx.run.judge_folds(arm), needs=("fold", "held", "preds", "tokens"))
     done = {r["fold"]: r for r in log.records}  # the key covers the seeds and cv_folds: same folds
     preds: list[str | None] = [None] * len(seeds)
     tokens = {"prompt": 0, "completion": 0, "trained": 0}
@@ -169,12 +171,13 @@ def round_principles_job(ctx: Context, arm: str) -> Job:
     elif e.error_principles == "file":
         parts["file"] = file_hash(e.principles_file)
 
+    before = ctx.run.read(prev_path)["principles"]  # both read (checked) before the step starts
+    mistakes = ctx.run.read(ctx.run.judge(arm))["mistakes"] if e.error_principles == "teacher" else []
+
     def work(mode: str) -> dict:
-        before = read_json(prev_path)["principles"]
         added: list[dict] = []
         info: dict[str, Any] = {}
         if e.error_principles == "teacher":
-            mistakes = read_json(ctx.run.judge(arm))["mistakes"]
             teacher = ctx.caller("teacher", f"principles/{arm}", cfg.models.teacher)
             p = cfg.principles
             added, info = V.mistake_principles(
@@ -199,7 +202,8 @@ def check_job(ctx: Context, arm: str) -> Job:
     new_path = ctx.run.new_rows(arm)
     if not new_path.exists():
         raise DataError(f"{new_path}: missing; run `psilm run` (generate and filter {arm} first)")
-    previous = read_records(ctx.run.kept(spec.previous))[: equal_count(ctx, spec.round - 1)]
+    previous = ctx.run.records(ctx.run.kept(spec.previous))[: equal_count(ctx, spec.round - 1)]
+    rows = ctx.run.records(new_path)
     parts = {
         "settings": e.model_dump(mode="json", include={"check", "relabel_min_prob"}),
         "model": model_key,
@@ -212,7 +216,6 @@ def check_job(ctx: Context, arm: str) -> Job:
     outputs = [ctx.run.kept(arm), ctx.run.check_report(arm)]
 
     def work(mode: str) -> dict:
-        rows = read_records(new_path)
         preds: list = [None] * len(rows)
         scores, tokens = None, {"prompt": 0, "completion": 0}
         if rows:  # scored under every policy, `none` included, so each one's agreement is measured
@@ -231,4 +234,4 @@ def check_job(ctx: Context, arm: str) -> Job:
         keys = ("policy", "n_in", "n_kept", "agree", "n_previous", "duplicate_of_previous", "n_train")
         return {**{k: report[k] for k in keys}, "student_tokens": tokens}
 
-    return Job(f"check/{arm}", parts, outputs, work)
+    return Job(f"check/{arm}", parts, outputs, work, partial(ctx.run.trained_model, spec.previous))

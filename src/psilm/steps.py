@@ -10,13 +10,14 @@ keep its parts as they are, or every run folder made before would redo the step.
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from psilm import arms
 from psilm import data as data_mod
-from psilm.context import Context, Job, equal_count, model_key, per_level, read_records, settings_key
-from psilm.durable import atomic_write_json, file_hash, fingerprint, is_main_process, read_json, write_jsonl
+from psilm.context import Context, Job, equal_count, model_key, per_level, settings_key
+from psilm.durable import atomic_write_json, file_hash, fingerprint, is_main_process, write_jsonl
 from psilm.errors import ConfigError, DataError
 from psilm.tasks import Example
 
@@ -108,7 +109,7 @@ def generate_job(ctx: Context, arm: str) -> Job:
     if spec.round > 1:  # the previous round's student chose the mix (judge/<arm>)
         judge_path = _input(ctx.run.judge(arm), f"judge/{arm}")
         parts["judge"] = file_hash(judge_path)
-        judge = read_json(judge_path)
+        judge = ctx.run.read(judge_path)
         update: dict[str, Any] = {"n": cfg.evolve.n or cfg.generate.n}
         if judge.get("category_weights"):
             update["category_weights"] = judge["category_weights"]
@@ -122,7 +123,7 @@ def generate_job(ctx: Context, arm: str) -> Job:
         path = ctx.run.principles if spec.round == 1 else ctx.run.arm_principles(arm)
         path = _input(path, "principles" if spec.round == 1 else f"principles/{arm}")
         parts["principles"] = file_hash(path)
-        principles = read_json(path)["principles"]
+        principles = ctx.run.read(path)["principles"]
     name, out = f"generate/{arm}", ctx.run.candidates(arm)
 
     checker_model = None
@@ -153,6 +154,7 @@ def filter_job(ctx: Context, arm: str) -> Job:
     cfg, cand = ctx.cfg, ctx.run.candidates(arm)
     if not cand.exists():
         raise DataError(f"{cand}: missing; run `psilm generate --arm {arm}` first (or psilm run)")
+    candidates = ctx.run.records(cand)  # checked before its hash keys the step
     parts = {
         "settings": settings_key(
             cfg.filter, "label_margin", None if cfg.generate.label_check else cfg.filter.label_margin
@@ -165,7 +167,6 @@ def filter_job(ctx: Context, arm: str) -> Job:
     outputs = [rows_out, ctx.run.filter_report(arm)]
 
     def work(mode: str) -> dict:
-        candidates = read_records(cand)
         kept, report = F.filter_instances(ctx.task, candidates, ctx.seeds, ctx.test, cfg.filter)
         write_jsonl(outputs[0], kept)
         atomic_write_json(outputs[1], report)
@@ -184,7 +185,7 @@ def filter_job(ctx: Context, arm: str) -> Job:
 def training_examples(ctx: Context, arm: str) -> list[Example]:
     """What an arm trains on (arms.training_examples), read from the run folder."""
     cfg, spec = ctx.cfg, arms.ARMS[arm]
-    kept = read_records(ctx.run.kept(arm)) if spec.generated else None
+    kept = ctx.run.records(ctx.run.kept(arm)) if spec.generated else None
     pool = None
     if spec.data == "pool" and cfg.data.train is not None:
         pool = arms.human_pool(data_mod.load_examples(ctx.task, cfg.data.train), ctx.seeds, ctx.test or [])
@@ -193,7 +194,8 @@ def training_examples(ctx: Context, arm: str) -> list[Example]:
 
 
 def previous_student(ctx: Context, arm: str) -> tuple[str, str]:
-    """(merged model folder, train key) of the round before `arm`'s, which must be trained."""
+    """(merged model folder, train key) of the round before `arm`'s, which must be trained (its
+    files are checked by the step that loads it: Job.check)."""
     prev = arms.ARMS[arm].previous
     st = ctx.run.manifest["stages"].get(f"train/{prev}", {})
     if st.get("status") != "done":
@@ -222,6 +224,9 @@ def train_job(ctx: Context, arm: str) -> Job:
         previous, prev_key = previous_student(ctx, arm)
         parts["soup"] = {"weight": soup, "previous": prev_key}
 
+    # the previous round's student, whose weights the soup blends in
+    check = partial(ctx.run.trained_model, arms.ARMS[arm].previous) if soup else None
+
     def work(mode: str) -> dict:
         # trained into model.partial/ and renamed when whole: model/ is never half-written.
         # Under torchrun / accelerate every rank trains; only rank 0 touches the files.
@@ -246,6 +251,9 @@ def train_job(ctx: Context, arm: str) -> Job:
         if main:
             shutil.rmtree(target, ignore_errors=True)
             partial.rename(target)
+            # what predict and evaluate check the folder against before they load it
+            files = sorted(f for f in (target / "merged").iterdir() if f.is_file())
+            stats["merged_files"] = {f.name: f.stat().st_size for f in files}
         if stats.get("n_too_long"):
             ctx.log(
                 f"[train/{arm}] {stats['n_too_long']} of {len(examples)} rows are longer than "
@@ -256,7 +264,7 @@ def train_job(ctx: Context, arm: str) -> Job:
                     f"{1 - soup:g} of its own, {soup:g} of the previous round's (evolve.soup)")  # fmt: skip
         return stats  # n_train: the rows trained on, n_too_long: those max_length left out
 
-    return Job(f"train/{arm}", parts, [ctx.run.merged_model(arm) / "config.json"], work)
+    return Job(f"train/{arm}", parts, [ctx.run.merged_model(arm) / "config.json"], work, check)
 
 
 def evaluate_job(ctx: Context, arm: str) -> Job:
@@ -275,6 +283,7 @@ def evaluate_job(ctx: Context, arm: str) -> Job:
         model_hash = ctx.run.stage(f"train/{arm}").get("key")
     out = ctx.run.arm_metrics(arm)
     parts = {"settings": cfg.evaluate.model_dump(mode="json"), "model": model_hash, "test": ctx.test_hash}
+    check = partial(ctx.run.trained_model, arm) if arms.ARMS[arm].trained else None
 
     def work(mode: str) -> dict:
         student = cfg.models.student
@@ -284,7 +293,7 @@ def evaluate_job(ctx: Context, arm: str) -> Job:
         atomic_write_json(out, res)
         return {"accuracy": res["accuracy"], "n": res["n"]}
 
-    return Job(f"evaluate/{arm}", parts, [out], work)
+    return Job(f"evaluate/{arm}", parts, [out], work, check)
 
 
 def _input(path: Path, step: str) -> Path:

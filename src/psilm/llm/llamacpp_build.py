@@ -10,7 +10,8 @@ AMX off. On CPUs where the native build works this is the same instruction set, 
 
 pip caches a built wheel by version, not by CMAKE_ARGS, so a native wheel in pip's cache would be
 reused: psilm builds its own wheel with --no-cache-dir into a folder named by the version and the
-flags (~/.cache/psilm/wheels/..., or $PSILM_CACHE/wheels) and installs that file.
+flags (~/.cache/psilm/wheels/..., or $PSILM_CACHE/wheels) and installs that file; a cached wheel
+that does not read back whole (cut short) is built again.
 
 This file needs only the standard library: the Makefile runs it before psilm is installed,
     python src/psilm/llm/llamacpp_build.py install      # build once (3-10 min), then install
@@ -26,6 +27,7 @@ import os
 import platform
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 VERSION = "0.3.36"  # llama-cpp-python, pinned exactly (pyproject.toml says the same)
@@ -97,16 +99,34 @@ def rebuild_command() -> str:
     return "make llamacpp  (or: python src/psilm/llm/llamacpp_build.py install --force)"
 
 
+def whole_wheel(path: Path) -> bool:
+    """Whether a cached wheel reads back whole (a zip whose every member checks): one cut short by
+    a full disk or a killed build is built again, not installed."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.testzip() is None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        return False
+
+
 def build(python: str, force: bool = False) -> Path:
     """psilm's wheel for this CPU, built once with `python`'s pip (no pip cache either way)."""
     args = cmake_args()
     folder = wheel_dir(args)
     wheels = sorted(folder.glob("llama_cpp_python-*.whl"))
     if wheels and not force:
-        return wheels[0]
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in wheels:
-        old.unlink()
+        if whole_wheel(wheels[0]):
+            return wheels[0]
+        print(f"{wheels[0]}: damaged (not a whole wheel); building it again", flush=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in wheels:
+            old.unlink()
+    except OSError as e:
+        raise SystemExit(
+            f"{folder}: cannot write the wheel there ({e.strerror or e}); delete what is in the way, "
+            "or point PSILM_CACHE at a writable folder"
+        ) from None
     print(
         f"building llama-cpp-python {VERSION} for this CPU (3-10 min on 2 cores): CMAKE_ARGS={args!r}",
         flush=True,

@@ -6,7 +6,8 @@ loads a GGUF through llama-cpp-python in a process, a child process (same interp
 path) loads that file with the same threads and decodes a few tokens. Its verdict is kept in
 $PSILM_CACHE/llamacpp-checks.json, keyed by the library's build (its version and the hash of its
 shared libraries), the model file's hash and the thread count: it costs a few seconds once per
-machine, not per run.
+machine, not per run. A record that is damaged, or a cache that cannot be written, costs a check
+per process and a note, nothing else.
 
 When the child dies, psilm stops with one line (BackendError, exit 2) that says what crashed and
 how to rebuild llama-cpp-python for this CPU. It does not fall back to another backend: the
@@ -27,10 +28,11 @@ import sys
 import threading
 from pathlib import Path
 
-from psilm.durable import atomic_write_json, file_hash
-from psilm.errors import BackendError
+from psilm.durable import file_hash, note, write_cache
+from psilm.errors import BackendError, DamagedError, DataError
 from psilm.llm.llamacpp_build import rebuild_command
 from psilm.llm.registry import cache_dir
+from psilm.readback import read_json
 
 TIMEOUT_S = 600  # loading a 1.1 GB model and decoding 4 tokens takes ~10 s on 2 cores
 
@@ -70,11 +72,14 @@ def _store() -> Path:
 
 
 def _read_store() -> dict:
+    again = "psilm checks llama.cpp again and writes it anew"
     try:
-        data = json.loads(_store().read_text())
-    except (OSError, ValueError):
-        return {"files": {}, "checks": {}}
-    return data if isinstance(data, dict) else {"files": {}, "checks": {}}
+        return read_json(_store(), "llamacpp_checks", again)
+    except DamagedError as e:
+        note(str(e))
+    except DataError:
+        pass  # not there yet (or unreadable: writing it says why)
+    return {"files": {}, "checks": {}}
 
 
 def model_hash(path: Path, store: dict) -> str:
@@ -119,10 +124,8 @@ def verdict(model: Path, n_threads: int, build: str | None = None) -> dict:
         result = _run_child(model, n_threads)
         if result["ok"] or result["returncode"] < 0:  # a Python error (a bad file) is not a verdict
             store.setdefault("checks", {})[key] = result
-            try:
-                atomic_write_json(_store(), store)
-            except OSError:
-                pass  # an unwritable cache costs a check per process, nothing else
+            text = json.dumps(store, indent=2) + "\n"
+            write_cache(_store(), text, "llama.cpp is checked once in each process")
         return result
 
 

@@ -5,32 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from psilm import arms as arms_table
 from psilm.arms import PSI
+from psilm.config import SAVED_SECTIONS
 from psilm.data import round_robin
-from psilm.durable import read_json
-from psilm.io import iter_jsonl
 from psilm.ledger import build_ledger
+from psilm.readback import read_yaml_mapping
 from psilm.stages.generate import principles_shown
 from psilm.store import RunDir
 
 N_SAMPLES = 6
 
 
-def _read(path: Path, default: Any = None) -> Any:
-    return read_json(path) if path.exists() else default
-
-
-def _jsonl(path: Path) -> list[dict]:
-    return [obj for _, obj in iter_jsonl(path)] if path.exists() else []
-
-
 def load_run(folder: str | Path) -> dict[str, Any]:
-    """Everything the report shows, as plain data; a finished or half-finished run."""
+    """Everything the report shows, as plain data; a finished or half-finished run (a file not
+    written yet is left out; one that is there is read checked)."""
     run = RunDir(folder, read_only=True)
-    config = yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}
+
+    def _read(path: Path, default: Any = None) -> Any:
+        return run.read(path) if path.exists() else default
+
+    def _jsonl(path: Path) -> list[dict]:
+        return run.records(path) if path.exists() else []
+
+    config = read_yaml_mapping(run.config, SAVED_SECTIONS, run.fix(run.config))
     arms = arms_table.order(config.get("arms") or [])
     metrics = _read(run.metrics, {}) or {}
     results: dict[str, dict] = {}
