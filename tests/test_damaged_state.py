@@ -395,10 +395,7 @@ def test_a_damaged_cached_wheel_is_built_again(tmp_path, monkeypatch, how):
     assert B.build("python-not-needed") == wheel  # whole: reused, nothing built
     damage(wheel, how)
     pip = tmp_path / "fake-python"  # stands in for `python -m pip wheel ... -w FOLDER`: writes a wheel
-    pip.write_text(
-        "#!/bin/sh\nfor a; do out=$a; done\n"
-        f'cp "{tmp_path}/good.whl" "$out/{wheel.name}"\n'
-    )
+    pip.write_text(f'#!/bin/sh\nfor a; do out=$a; done\ncp "{tmp_path}/good.whl" "$out/{wheel.name}"\n')
     pip.chmod(0o755)
     with zipfile.ZipFile(tmp_path / "good.whl", "w") as z:
         z.writestr("llama_cpp/__init__.py", "")
