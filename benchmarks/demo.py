@@ -21,7 +21,7 @@ from pathlib import Path
 
 from generation import cpu_name  # benchmarks/ is on sys.path when a script here runs
 
-from psilm.store import Layout
+from psilm.run.folder import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def main() -> None:
     load_before = os.getloadavg()
     t0 = time.time()
     proc = subprocess.run(
-        [sys.executable, "-m", "psilm.cli", "demo", "--out", str(args.out), "--quiet"],
+        [sys.executable, "-m", "psilm.shell.cli", "demo", "--out", str(args.out), "--quiet"],
         capture_output=True,
         text=True,
     )

@@ -66,9 +66,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from psilm import bench
-from psilm.bench import interval, paired, pct, summarize_arm
-from psilm.store import Layout
+from psilm.run import bench
+from psilm.run.bench import interval, paired, pct, summarize_arm
+from psilm.run.folder import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -445,7 +445,7 @@ def plan(args) -> list[tuple[str, int, str]]:
 
 def run_one(task: str, seed: int, variant: str, args) -> Path:
     from psilm.config import load_config
-    from psilm.pipeline import prepare, run_all
+    from psilm.run import prepare, run_all
 
     folder = args.out / task / f"seed{seed}" / variant
     cfg = load_config(data=run_config(task, args.profile, variant, seed, args))
@@ -661,7 +661,7 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
 
-    from psilm import console
+    from psilm.shell import console
 
     console.configure(verbose=False)  # library output and warnings off the console, as the CLI does
     jobs = plan(args)

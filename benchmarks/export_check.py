@@ -11,7 +11,7 @@ The run folder is only read; everything is written under --work (a fresh folder 
    order); accuracy and each row's answer compared with arms/<arm>/metrics.json.
 2. gguf: `psilm export --to gguf --quant ...`; for each file, on the first --n-gguf test rows, how
    often it picks the same answer option as the HF model (each option scored as psilm scores
-   it, psilm.export.gguf_agreement), the largest log-probability difference, the file's size, and
+   it, psilm.use.export.gguf_agreement), the largest log-probability difference, the file's size, and
    whether the Modelfile for Ollama was written.
 3. hf, dataset, lm-eval: the exports, their cards; lm-evaluation-harness (when installed) scores
    the exported hf folder on the lm-eval task's first --lm-eval-limit rows, compared row by row
@@ -76,7 +76,7 @@ def main() -> None:
 
 def psilm(*argv: str) -> tuple[subprocess.CompletedProcess, float]:
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "psilm.cli", *argv], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "psilm.shell.cli", *argv], capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"psilm {' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     return proc, round(time.time() - t0, 1)
@@ -85,8 +85,8 @@ def psilm(*argv: str) -> tuple[subprocess.CompletedProcess, float]:
 def test_rows(run: Path) -> list[dict]:
     """The run's test rows in the task's own fields, the ones its evaluate stage scored, in its order."""
     from psilm import data
-    from psilm.finished import FinishedRun
     from psilm.io import iter_rows
+    from psilm.run.finished import FinishedRun
 
     fin = FinishedRun(run)
     rows = [obj for _, obj in iter_rows(fin.cfg.data.test)]
@@ -95,8 +95,8 @@ def test_rows(run: Path) -> list[dict]:
 
 # --- 1. predict -----------------------------------------------------------------------------------------
 def check_predict(run: Path, arm: str, work: Path) -> tuple[dict, list[dict]]:
-    from psilm.finished import FinishedRun
     from psilm.io import iter_jsonl
+    from psilm.run.finished import FinishedRun
 
     rows = test_rows(run)
     inputs = work / "test-rows.jsonl"
@@ -123,8 +123,8 @@ def check_predict(run: Path, arm: str, work: Path) -> tuple[dict, list[dict]]:
 
 # --- 2. gguf --------------------------------------------------------------------------------------------
 def check_gguf(run: Path, arm: str, work: Path, quant: str, n: int) -> dict:
-    from psilm.export import gguf_agreement
-    from psilm.finished import FinishedRun
+    from psilm.run.finished import FinishedRun
+    from psilm.use.gguf import gguf_agreement
 
     out = work / "gguf"
     _, seconds = psilm(

@@ -2,7 +2,7 @@
 
     python benchmarks/generation.py [--n 48] [--max-tokens 48] [--reps 2] [--prompt-style list|chat]
 
-The requests are built the way the generate stage builds them (plan_instances + input_prompt): the
+The requests are built the way the generate stage builds them (draw_instances + input_prompt): the
 built-in sst2 task, the person-written principles in configs/principles/sst2.yaml, 16 seeds drawn
 from the repo's SST-2 training split. `--prompt-style list` (psilm's default) is a plain text to
 continue, stopped at the task's list stop (the end of the line); `chat` is the chat-template form.
@@ -70,8 +70,8 @@ STYLE = "list"  # set by --prompt-style
 def build_requests(n: int) -> list[tuple[str, Any]]:
     """(request id, prompt) exactly as the generate stage asks for new inputs."""
     from psilm import data as data_mod
-    from psilm.stages.generate import GenerateSettings, input_prompt, plan_instances
-    from psilm.stages.principles_file import load_principles_file
+    from psilm.stages.generate import GenerateSettings, draw_instances, input_prompt
+    from psilm.stages.principles.file import load_principles_file
     from psilm.tasks import load_task
 
     task = load_task("sst2")
@@ -79,7 +79,7 @@ def build_requests(n: int) -> list[tuple[str, Any]]:
     seeds = data_mod.draw_seeds(task, pool, 16, SEED)
     principles = load_principles_file(ROOT / "configs" / "principles" / "sst2.yaml", task)["principles"]
     by_id = {p["id"]: p for p in principles}
-    plans = plan_instances(task, seeds, principles, GenerateSettings(n=n), SEED)
+    plans = draw_instances(task, seeds, principles, GenerateSettings(n=n), SEED)
     return [
         (f"generate/psi/{SEED}/{p['index']}/input", input_prompt(task, seeds, p, by_id, style=STYLE))
         for p in plans
@@ -250,9 +250,9 @@ def run_psilm_llamacpp_q8(requests, max_tokens: int) -> dict:
 def run_psilm_ray_local(requests, max_tokens: int, batch: int = 24, workers: int = 2) -> dict:
     import ray
 
-    from psilm.distributed import RayCaller, connect
     from psilm.durable import JsonlLog
     from psilm.llm import ModelConfig
+    from psilm.llm.distributed import RayCaller, connect
 
     cfg = ModelConfig(
         backend="llamacpp",

@@ -36,7 +36,7 @@ from psilm.llm import ModelConfig, load_backend  # noqa: E402
 from psilm.llm.calls import ModelCaller  # noqa: E402
 from psilm.stages.filter import FilterSettings, filter_instances  # noqa: E402
 from psilm.stages.generate import GenerateSettings, generate_instances  # noqa: E402
-from psilm.stages.principles_file import load_principles_file  # noqa: E402
+from psilm.stages.principles.file import load_principles_file  # noqa: E402
 from psilm.tasks import load_task  # noqa: E402
 
 ARMS = [  # (name, generator alias, prompt style)

@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from evidence import machine, plot  # noqa: E402
 
-from psilm import bench  # noqa: E402
-from psilm.bench import interval, paired, pct, summarize_arm, t_interval  # noqa: E402
-from psilm.store import Layout  # noqa: E402
+from psilm.run import bench  # noqa: E402
+from psilm.run.bench import interval, paired, pct, summarize_arm, t_interval  # noqa: E402
+from psilm.run.folder import Layout  # noqa: E402
 
 # task -> its config and what the profile sets beyond the shared part (a task's rows' length)
 TASKS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -102,7 +102,7 @@ def finished(path: Path) -> bool:
 
 def run_one(args, task: str, seed: int) -> None:
     from psilm.config import load_config
-    from psilm.pipeline import prepare, run_all
+    from psilm.run import prepare, run_all
 
     out = folder(args, task, seed)
     cfg = load_config(data=run_config(task, seed))
@@ -290,7 +290,7 @@ def main() -> None:
     if unknown := [t for t in args.tasks if t not in TASKS]:
         sys.exit(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
 
-    from psilm import console
+    from psilm.shell import console
 
     console.configure(verbose=False)  # library output off the console, as the CLI does
     started = time.time()

@@ -25,11 +25,11 @@ from pathlib import Path
 import yaml
 from evidence import ROOT, machine, run_config  # benchmarks/ is this script's folder
 
-from psilm import console
 from psilm.config import load_config
 from psilm.ledger import build_ledger
-from psilm.pipeline import prepare, stage_generate
-from psilm.store import RunDir
+from psilm.run import prepare, run_stage
+from psilm.run.folder import RunDir
+from psilm.shell import console
 
 
 def teacher_side(row: dict) -> dict:
@@ -66,7 +66,7 @@ def main() -> None:
     folder = args.out / args.task / f"seed{args.seed}-n{args.n}"
     started = time.time()
     ctx = prepare(load_config(data=data), folder, lambda m: None)
-    stage_generate(ctx, "teacher")
+    run_stage(ctx, "generate", "teacher")
 
     run = RunDir(folder, read_only=True)
     ledger = build_ledger(run.manifest, yaml.safe_load(run.config.read_text()))

@@ -25,7 +25,7 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from psilm.store import Layout
+from psilm.run.folder import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"  # one folder per question: benchmarks/results/README.md
@@ -94,7 +94,7 @@ def score(rows: list[tuple[str, str]]) -> dict:
 
 def arm_rows(folder: Path, arm: str) -> list[tuple[str, str]]:
     """The generated rows an arm trained on (seeds left out)."""
-    path = Layout(folder).kept(arm)
+    path = Layout(folder).rows(arm)
     if not path.exists():  # folders written before the per-arm layout (da87ac5: the three-seed TREC
         path = folder / "train.jsonl"  # evidence) kept the psi arm's rows at the top of the folder
         if arm != "psi" or not path.exists():

@@ -7,7 +7,7 @@ import pytest
 from psilm import arms
 from psilm.config import load_config
 from psilm.errors import ConfigError, DataError
-from psilm.store import Layout
+from psilm.run.folder import Layout
 from psilm.tasks import Example
 
 
@@ -19,11 +19,12 @@ def test_the_table_answers_what_the_pipeline_asks():
     a = arms.ARMS
     first = [n for n in arms.NAMES if a[n].round == 1]
     assert [n for n in first if a[n].generated] == ["direct", "psi", "teacher"]
-    assert [n for n in arms.NAMES if not a[n].trained] == ["zero_shot"]
+    assert [n for n in arms.NAMES if not a[n].trained] == ["zero_shot", "teacher_answers"]
+    assert [n for n in arms.NAMES if a[n].answers == "teacher"] == ["teacher_answers"]
     assert [n for n in first if a[n].uses_principles] == ["psi", "teacher"]
     assert (a["psi"].mode, a["teacher"].mode, a["direct"].mode) == ("psi", "psi", "direct")
     assert a["teacher"].writer == "teacher" and a["psi"].writer == "generator"
-    assert [n for n in first if a[n].equal_count] == ["direct", "psi", "teacher", "human"]
+    assert [n for n in first if a[n].shares_count] == ["direct", "psi", "teacher", "human"]
     assert all(b is None or b in a for b in (x.compared_with for x in a.values()))
     # round arms: after the round-1 arms, each compared with (and built on) the round before
     assert arms.NAMES[len(first) : len(first) + 4] == (
@@ -69,7 +70,7 @@ def test_order_baselines_and_stage_checks():
 def test_every_arm_has_the_same_layout(tmp_path):
     run = Layout(tmp_path)
     for name in arms.NAMES:
-        files = [run.candidates(name), run.kept(name), run.filter_report(name), run.model(name)]
+        files = [run.candidates(name), run.rows(name), run.filter_report(name), run.model(name)]
         assert {p.parent for p in files} == {tmp_path / "arms" / name}
         assert run.arm_metrics(name).parent == tmp_path / "arms" / name
     assert run.merged_model("psi") == tmp_path / "arms" / "psi" / "model" / "merged"
@@ -81,14 +82,14 @@ def test_human_pool_drops_seeds_and_test_rows_as_data_without_does():
     assert [e.input for e in got] == ["Dull", "Great"]  # case and spacing ignored, order kept
 
 
-def test_training_examples_per_arm():
+def test_train_rows_per_arm():
     seeds = [ex("s1"), ex("s2", "negative")]
     kept = [{"input": f"g{i}", "output": "positive", "answer": "positive"} for i in range(5)]
     pool = [ex(f"h{i}") for i in range(10)]
     a = arms.ARMS
 
     def rows(name, n=3, include=False, **kw):
-        return [e.input for e in arms.training_examples(a[name], n, seeds, include, 0, **kw)]
+        return [e.input for e in arms.train_rows(a[name], n, seeds, include, 0, **kw)]
 
     assert rows("seed_only", include=True) == ["s1", "s2"]  # seeds once, whatever the count
     assert rows("psi", kept=kept) == ["g0", "g1", "g2"]  # cut to the equal count
@@ -97,5 +98,5 @@ def test_training_examples_per_arm():
     assert len(human) == 3 and set(human) <= {e.input for e in pool} and human == rows("human", pool=pool)
     with pytest.raises(DataError, match="human arm needs data.train"):
         rows("human")
-    assert arms.equal_count({"psi": 7, "direct": 4}, fallback=96) == 4
-    assert arms.equal_count({}, fallback=96) == 96
+    assert arms.train_count({"psi": 7, "direct": 4}, fallback=96) == 4
+    assert arms.train_count({}, fallback=96) == 96

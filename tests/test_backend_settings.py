@@ -10,11 +10,9 @@ import yaml
 
 import psilm
 from psilm.config import load_config
-from psilm.context import model_key as _model_key
-from psilm.distributed import worker_resources
-from psilm.durable import fingerprint
 from psilm.errors import ConfigError
 from psilm.llm import LlamaCppModel, ModelConfig, OpenAIModel, TransformersModel, VllmModel
+from psilm.llm.distributed import worker_resources
 from psilm.llm.settings import default_teacher
 
 URL = "http://127.0.0.1:8000/v1"
@@ -88,45 +86,20 @@ def test_the_student_must_be_transformers_whatever_else_it_holds(tiny_config):
         load_config(data=tiny_config)
 
 
-def test_cache_keys_are_those_of_the_flat_settings():
-    """fingerprint(_model_key(...)) of the same models under the one flat class psilm had before:
-    run folders made then keep their stage keys, and no stage is redone."""
-    before = {
-        "f09b01ca128a3a5d": ModelConfig(),
-        "6b2a61f1206eec80": ModelConfig(
-            backend="openai", base_url=URL, model="Qwen/Qwen2.5-7B-Instruct", api_key_env="OPENAI_API_KEY"
-        ),
-        "c6d956504588a135": ModelConfig(backend="llamacpp", n_ctx=1024, n_threads=1, batch_size=4),
-        "bae9ed1eefdfb058": ModelConfig(
-            backend="vllm", model="/models/qwen", dtype="float16", options={"tensor_parallel_size": 2}
-        ),
-        "9e6f988e9c2f4ab0": ModelConfig(model="/models/tiny", device="cpu", dtype="bfloat16"),
-    }
-    assert {fingerprint(_model_key(m)): m for m in before.values()} == before
-
-
-FLAT_DEFAULTS = {
-    "api_key_env": None, "timeout_s": 120.0, "max_retries": 5, "max_concurrency": 8, "batch_size": 16,
-    "device": "auto", "dtype": "auto", "n_ctx": 2048, "n_threads": None, "executor": "local",
-    "ray_address": None, "ray_workers": None, "price_per_million_tokens": None, "options": {},
-}  # fmt: skip
-
-
-def test_a_run_folder_written_by_the_flat_settings_still_opens(tiny_config):
-    """Its config.yaml lists every flat setting for every role; those at their defaults are dropped."""
-    tiny_config["models"] = {
-        "teacher": {"backend": "openai", "model": "big", "base_url": URL, **FLAT_DEFAULTS},
-        "generator": {"backend": "llamacpp", "model": "smollm2-135m", "base_url": None, **FLAT_DEFAULTS},
-        "student": {"backend": "transformers", "model": "smollm2-135m", "base_url": None, **FLAT_DEFAULTS},
-    }
-    models = load_config(data=tiny_config).models
-    assert models.teacher == OpenAIModel(model="big", base_url=URL)
-    assert models.generator == LlamaCppModel()
-    assert models.student == TransformersModel()
-    # a setting the backend never read, but set to something else, is still named
-    tiny_config["models"]["teacher"]["n_ctx"] = 4096
-    with pytest.raises(ConfigError, match=r"models\.teacher\.n_ctx: not a setting of the openai backend"):
-        load_config(data=tiny_config)
+def test_a_model_key_holds_what_changes_its_output_only():
+    """Batch size, retries and concurrency leave a model's cache key as it is; the model, its
+    weights' type, its server and a re-encoding of its weights change it."""
+    base = ModelConfig(backend="llamacpp", n_ctx=1024)
+    same = [ModelConfig(backend="llamacpp", n_ctx=1024, batch_size=4, n_threads=1)]
+    other = [
+        ModelConfig(backend="llamacpp", model="gemma3-270m"),
+        ModelConfig(backend="llamacpp", requantize="q8_0"),
+    ]
+    assert all(m.key() == base.key() for m in same)
+    assert all(m.key() != base.key() for m in other)
+    served = ModelConfig(backend="openai", base_url=URL, model="m", max_retries=1, max_concurrency=2)
+    assert served.key() == {"backend": "openai", "model": "m", "base_url": URL}
+    assert ModelConfig(dtype="bfloat16").key() != ModelConfig().key()
 
 
 def test_transformers_threads_only_with_ray():

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from servers import free_port
 
-from psilm.cli import main
+from psilm.shell.cli import main
 
 PRINCIPLES = str(resources.files("psilm").joinpath("demo", "sst2_principles.yaml"))
 POS = {"text": "a warm , funny and moving film", "label": "positive"}
@@ -297,11 +297,11 @@ def base_config(tmp: Path) -> dict:
 def finished_run(tmp_path_factory) -> tuple[Path, dict]:
     """A run folder whose principles stage is done (from the person-written file: no model)."""
     from psilm.config import load_config
-    from psilm.pipeline import prepare, stage_principles
+    from psilm.run import prepare, run_stage
 
     tmp = tmp_path_factory.mktemp("existing")
     cfg = base_config(tmp)
-    stage_principles(prepare(load_config(data=cfg), tmp / "run", log=lambda m: None))
+    run_stage(prepare(load_config(data=cfg), tmp / "run", log=lambda m: None), "principles")
     return tmp / "run", cfg
 
 
@@ -346,7 +346,7 @@ def test_utf8_bom_is_accepted(env, capsys):
     """Spreadsheet exports start with a byte order mark; that is valid UTF-8 JSONL, not an error."""
     env.cfg["data"]["seeds"] = env.file("bom.jsonl", b"\xef\xbb\xbf" + jsonl(POS, NEG).encode())
     from psilm.config import load_config
-    from psilm.pipeline import prepare
+    from psilm.run import prepare
 
     ctx = prepare(load_config(data=env.cfg), env.tmp / "fresh", log=lambda m: None)
     assert [s.input for s in ctx.seeds] == [POS["text"], NEG["text"]]

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from runfolder import make_run
 
-from psilm.bench import markdown, summarize
-from psilm.cli import main
+from psilm.run.bench import markdown, summarize
+from psilm.shell.cli import main
 
 
 def seed_folder(out, seed: int, accuracy: dict[str, float], n: int = 20):

@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from psilm.cli import main
+from psilm.shell.cli import main
 
 
 def run_cli(capsys, *argv):
@@ -115,7 +115,7 @@ def test_stage_command_on_a_non_run_folder(capsys, tmp_path):
 
 
 def test_console_script_help_and_error_without_traceback(tmp_path):
-    exe = [sys.executable, "-m", "psilm.cli"]
+    exe = [sys.executable, "-m", "psilm.shell.cli"]
     out = subprocess.run(exe + ["--help"], capture_output=True, text=True, check=True).stdout
     for cmd in ("run", "demo", "principles", "generate", "filter", "train", "evaluate"):
         assert cmd in out

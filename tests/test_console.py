@@ -11,9 +11,9 @@ import pytest
 from rich.console import Console
 from tiny import tiny_model, write_tiny_run_config
 
-from psilm import console as console_mod
-from psilm.cli import main
-from psilm.console import stage_summary
+from psilm.run.runner import stage_summary
+from psilm.shell import console as console_mod
+from psilm.shell.cli import main
 
 LIBRARY_NOISE = ["Converting and de-quantizing", "'loss':", "grad_norm", "Traceback", "Warning"]
 

@@ -59,7 +59,7 @@ class Run:
         self.err_path, self.out_path = logs / f"run-{n}.err", logs / f"run-{n}.out"
         with open(self.err_path, "wb") as err, open(self.out_path, "wb") as stdout:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "psilm.cli", "run", str(config), "--out", str(out), "-q"],
+                [sys.executable, "-m", "psilm.shell.cli", "run", str(config), "--out", str(out), "-q"],
                 stdout=stdout,
                 stderr=err,
                 env=env,

@@ -2,7 +2,7 @@
 
 A finished tiny run (trained_run.py: arms zero_shot and psi) is copied per case; one of its files
 is cut to half its length, replaced by valid JSON (or YAML) of another shape, replaced by random
-bytes of its own length, or removed; then one command runs in process through psilm.cli.main.
+bytes of its own length, or removed; then one command runs in process through psilm.shell.cli.main.
 Each (file, damage, command) is one case, and expects one of:
 
   E  an error: exit 2, one stderr line "psilm: error: " naming the file and a `psilm ...` command
@@ -33,9 +33,9 @@ import pytest
 from trained_run import trained_run
 
 from psilm import durable
-from psilm.cli import main
 from psilm.errors import BackendError
-from psilm.store import RunDir
+from psilm.run.folder import RunDir
+from psilm.shell.cli import main
 
 pytestmark = pytest.mark.slow
 

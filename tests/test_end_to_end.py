@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from psilm.cli import main
+from psilm.shell.cli import main
 
 pytestmark = pytest.mark.slow
 

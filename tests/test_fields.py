@@ -12,7 +12,7 @@ from test_generate import Scripted, caller
 
 from psilm.data import load_examples
 from psilm.stages.filter import clean_input, filter_instances
-from psilm.stages.generate import GenerateSettings, generate_instances, input_prompt, plan_instances
+from psilm.stages.generate import GenerateSettings, draw_instances, generate_instances, input_prompt
 from psilm.tasks import load_task
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -51,7 +51,7 @@ def test_fixtures_load_with_every_field(nli):
 
 def test_generation_prompt_shows_field_blocks_and_asks_for_every_field(nli):
     seeds = load_examples(nli, FIXTURES / "nli" / "train.jsonl")[:6]
-    plan = plan_instances(nli, seeds, [], GenerateSettings(n=1), seed=0, mode="direct")[0]
+    plan = draw_instances(nli, seeds, [], GenerateSettings(n=1), seed=0, mode="direct")[0]
     user = input_prompt(nli, seeds, plan, {})[1]["content"]
     assert f"Premise: {seeds[plan['demo_ids'][0]].input.split(': ', 1)[1].splitlines()[0]}" in user
     assert "'Premise: ...', then 'Hypothesis: ...'. Reply with those lines only." in user
@@ -91,7 +91,7 @@ def test_generated_instances_keep_every_field_or_are_dropped_counted(tmp_path, n
 
 def test_list_prompts_show_field_blocks_and_the_first_field_name_is_restored(tmp_path, nli):
     seeds = load_examples(nli, FIXTURES / "nli" / "train.jsonl")
-    plan = plan_instances(nli, seeds, [], GenerateSettings(n=1), seed=0, mode="direct")[0]
+    plan = draw_instances(nli, seeds, [], GenerateSettings(n=1), seed=0, mode="direct")[0]
     text = input_prompt(nli, seeds, plan, {}, style="list")
     demo = seeds[plan["demo_ids"][0]].input
     assert f"{demo}\n###\n" in text and text.endswith("\n###\nPremise:")

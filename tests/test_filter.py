@@ -2,8 +2,8 @@
 
 import pytest
 
-from psilm.stages.clean import PREAMBLE_PATTERNS, clean_input, first_question, is_one_question
 from psilm.stages.filter import FilterSettings, filter_instances
+from psilm.stages.filter.clean import PREAMBLE_PATTERNS, clean_input, first_question, is_one_question
 from psilm.tasks import Example, load_task
 
 SST2 = load_task("sst2")
@@ -509,7 +509,7 @@ def test_talk_patterns_leave_real_rows_alone():
     import json
     from pathlib import Path
 
-    from psilm.stages.clean import _nouns, talks_about_task
+    from psilm.stages.filter.clean import _nouns, talks_about_task
 
     data = Path(__file__).resolve().parents[1] / "data"
     for task, name, field in [(SST2, "sst2", "text"), (TREC, "trec", "text"), (GSM8K, "gsm8k", "question")]:

@@ -14,17 +14,11 @@ from psilm.durable import JsonlLog
 from psilm.errors import ConfigError
 from psilm.llm.base import Completion, Messages, SamplingParams
 from psilm.llm.calls import ModelCaller
-from psilm.stages.generate import (
-    GenerateSettings,
-    generate_instances,
-    majority,
-    parse_pair,
-    plan_instances,
-    principles_shown,
-    with_final_answer,
-)
-from psilm.stages.principles_file import load_principles_file
+from psilm.stages.generate import GenerateSettings, draw_instances, generate_instances, principles_shown
+from psilm.stages.generate.prompts import parse_pair
+from psilm.stages.principles.file import load_principles_file
 from psilm.tasks import load_task
+from psilm.tasks.kinds import majority, with_final_answer
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "principles"
 RECORD_KEYS = {
@@ -101,7 +95,7 @@ def trec_principles(trec):
 
 # --- planning ----------------------------------------------------------------------------------
 def test_plan_is_balanced_across_labels(trec, trec_seeds, trec_principles):
-    plans = plan_instances(trec, trec_seeds, trec_principles, GenerateSettings(n=60), seed=0)
+    plans = draw_instances(trec, trec_seeds, trec_principles, GenerateSettings(n=60), seed=0)
     assert Counter(p["category"] for p in plans) == {lb: 10 for lb in trec.labels}
     for block in range(10):  # and each run of six holds every label once
         assert {p["category"] for p in plans[block * 6 : (block + 1) * 6]} == set(trec.labels)
@@ -109,7 +103,7 @@ def test_plan_is_balanced_across_labels(trec, trec_seeds, trec_principles):
 
 def test_plan_is_deterministic_per_seed_and_index(trec, trec_seeds, trec_principles):
     def plan(n, seed):
-        return plan_instances(trec, trec_seeds, trec_principles, GenerateSettings(n=n), seed)
+        return draw_instances(trec, trec_seeds, trec_principles, GenerateSettings(n=n), seed)
 
     assert plan(30, 5) == plan(30, 5)
     assert plan(30, 5) != plan(30, 6)
@@ -117,7 +111,7 @@ def test_plan_is_deterministic_per_seed_and_index(trec, trec_seeds, trec_princip
 
 
 def test_demos_share_the_label(trec, trec_seeds, trec_principles):
-    plans = plan_instances(trec, trec_seeds, trec_principles, GenerateSettings(n=24), seed=1)
+    plans = draw_instances(trec, trec_seeds, trec_principles, GenerateSettings(n=24), seed=1)
     for p in plans:
         assert len(p["demo_ids"]) == 2
         assert {trec_seeds[i].category for i in p["demo_ids"]} == {p["category"]}
@@ -127,7 +121,7 @@ def test_demos_share_the_label(trec, trec_seeds, trec_principles):
 def test_principle_sampling_respects_count_and_category(trec, trec_seeds, trec_principles, k):
     by_id = {p["id"]: p for p in trec_principles}
     settings = GenerateSettings(n=30, principles_per_instance=k, principle_mix="own_first")
-    for plan in plan_instances(trec, trec_seeds, trec_principles, settings, seed=2):
+    for plan in draw_instances(trec, trec_seeds, trec_principles, settings, seed=2):
         chosen = [by_id[i] for i in plan["principle_ids"]]
         pool = [
             p
@@ -150,7 +144,7 @@ def test_category_weights_from_train(tmp_path, write_jsonl):
     import yaml
 
     from psilm.config import load_config
-    from psilm.pipeline import prepare, stage_generate
+    from psilm.run import prepare, run_stage
 
     counts = {"abbreviation": 2, "description": 4, "entity": 4, "human": 6, "location": 2, "numeric": 2}
     rows = [
@@ -177,10 +171,10 @@ def test_category_weights_from_train(tmp_path, write_jsonl):
     }
     assert ctx.category_weights == want
     # the config keeps the user's word; the generate stage records the shares it drew by
-    assert yaml.safe_load(ctx.run.config.read_text())["generate"]["category_weights"] == "train"
+    assert yaml.safe_load(ctx.folder.config.read_text())["generate"]["category_weights"] == "train"
     ctx.caller = lambda role, stage, model: caller(tmp_path / "raw.jsonl", Scripted(lambda *_: "Who ?"))
-    stage_generate(ctx, "direct")
-    st = json.loads(ctx.run.manifest_path.read_text())["stages"]["generate/direct"]
+    run_stage(ctx, "generate", "direct")
+    st = json.loads(ctx.folder.manifest_path.read_text())["stages"]["generate/direct"]
     assert st["category_weights"] == want and st["by_category"]["human"] > st["by_category"]["numeric"]
 
     with pytest.raises(ConfigError, match="'train' needs data.train"):
@@ -204,7 +198,7 @@ def test_principle_mix_levels_shows_every_level(trec, trec_seeds, trec_principle
     by_id = {p["id"]: p for p in trec_principles}
     for mix, task_shown in (("own_first", False), ("levels", True)):
         settings = GenerateSettings(n=30, principle_mix=mix)
-        plans = plan_instances(trec, trec_seeds, trec_principles, settings, seed=2)
+        plans = draw_instances(trec, trec_seeds, trec_principles, settings, seed=2)
         for plan in plans:
             levels = sorted(by_id[i]["level"] for i in plan["principle_ids"])
             assert levels == (["category", "task"] if task_shown else ["category", "category"])
@@ -218,7 +212,7 @@ def test_principle_mix_task_header_puts_the_tasks_rules_in_every_prompt(trec, tr
     by_id = {p["id"]: p for p in trec_principles}
     rules = [p["id"] for p in trec_principles if p["level"] == "task" and p["use"] in ("create", "both")]
     assert rules
-    plans = plan_instances(
+    plans = draw_instances(
         trec, trec_seeds, trec_principles, GenerateSettings(n=30, principle_mix="task_header"), 2
     )
     for plan in plans:
@@ -230,16 +224,16 @@ def test_principle_mix_task_header_puts_the_tasks_rules_in_every_prompt(trec, tr
 
 def test_category_weights(trec, trec_seeds, trec_principles):
     w = {"human": 3, "numeric": 1}
-    plans = plan_instances(
+    plans = draw_instances(
         trec, trec_seeds, trec_principles, GenerateSettings(n=40, category_weights=w), seed=0
     )
     assert Counter(p["category"] for p in plans) == {"human": 30, "numeric": 10}
     with pytest.raises(ConfigError, match="generate.category_weights"):
-        plan_instances(
+        draw_instances(
             trec, trec_seeds, trec_principles, GenerateSettings(n=4, category_weights={"animal": 1}), seed=0
         )
     with pytest.raises(ConfigError, match="resolved from data.train"):
-        plan_instances(
+        draw_instances(
             trec, trec_seeds, trec_principles, GenerateSettings(n=4, category_weights="train"), seed=0
         )
 
@@ -248,12 +242,12 @@ def test_non_classification_categories_come_from_principles():
     task = load_task("gsm8k")
     seeds = [task.example({"question": f"Q{i}? How many?", "answer": f"#### {i}"}) for i in range(4)]
     principles = load_principles_file(CONFIGS / "gsm8k.yaml", task)["principles"]
-    plans = plan_instances(task, seeds, principles, GenerateSettings(n=8, principles_per_instance=1), seed=0)
+    plans = draw_instances(task, seeds, principles, GenerateSettings(n=8, principles_per_instance=1), seed=0)
     assert Counter(p["category"] for p in plans) == {
         c: 2 for c in ("money", "rates-and-time", "fractions-and-percents", "counting-and-groups")
     }
     assert all(len(p["solve_principle_ids"]) == 1 for p in plans)
-    direct = plan_instances(task, seeds, principles, GenerateSettings(n=8), 0, mode="direct")
+    direct = draw_instances(task, seeds, principles, GenerateSettings(n=8), 0, mode="direct")
     assert {p["category"] for p in direct} == {None}  # the baseline gets no teacher sub-types
 
 
@@ -305,7 +299,7 @@ def test_records_have_the_schema(tmp_path, trec, trec_seeds, trec_principles):
 
 def test_principles_shown_counts_each_level_once_per_instance(trec, trec_principles):
     settings = GenerateSettings(n=12, principles_per_instance=None)
-    plans = plan_instances(trec, [], trec_principles, settings, seed=0)
+    plans = draw_instances(trec, [], trec_principles, settings, seed=0)
     shown, warning = principles_shown(trec_principles, plans)
     assert shown == {"task": 12, "category": 12} and warning is None
     assert principles_shown(trec_principles, []) == ({"task": 0, "category": 0}, None)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from psilm.cli import main
 from psilm.config import load_config
 from psilm.data import load_examples
-from psilm.store import Layout
+from psilm.run.folder import Layout
+from psilm.shell.cli import main
 from psilm.tasks import load_task
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -135,7 +135,7 @@ def test_init_config_runs_end_to_end(tmp_path, capsys, name):
     task = load_task(load_config(run / "config.yaml").task)
     seeds = [json.loads(x) for x in (run / "seeds.jsonl").read_text().splitlines()]
     candidates = [json.loads(x) for x in Layout(run).candidates("psi").read_text().splitlines()]
-    kept = [json.loads(x) for x in Layout(run).kept("psi").read_text().splitlines()]
+    kept = [json.loads(x) for x in Layout(run).rows("psi").read_text().splitlines()]
     assert len(candidates) == 8
     report = json.loads(Layout(run).filter_report("psi").read_text())
     assert report["n_in"] == 8 and report["n_kept"] == len(kept)

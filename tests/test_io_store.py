@@ -6,7 +6,7 @@ import pytest
 from psilm.durable import JsonlLog, atomic_write_json
 from psilm.errors import DataError
 from psilm.io import read_jsonl
-from psilm.store import RunDir
+from psilm.run.folder import RunDir
 
 
 @pytest.mark.parametrize(
@@ -79,7 +79,7 @@ def test_plan_skip_resume_and_supersede(tmp_path):
 def test_seeds_drawn_from_a_pool_skip_rows_of_the_test_split(tmp_path):
     """Public splits share rows (TREC's train and test both hold 'What does NASA stand for ?')."""
     from psilm.config import load_config
-    from psilm.pipeline import prepare
+    from psilm.run import prepare
 
     pool = [{"text": f"review {i}", "label": "positive" if i % 2 else "negative"} for i in range(6)]
     shared = [pool[0], pool[1]]

@@ -9,13 +9,13 @@ import re
 import pytest
 from tiny import tiny_model, write_tiny_run_config
 
-from psilm.cli import main
 from psilm.config import load_config
 from psilm.durable import JsonlLog
 from psilm.errors import ConfigError
 from psilm.llm import ModelConfig, load_backend
 from psilm.llm.base import text_logprob
 from psilm.llm.calls import ModelCaller
+from psilm.shell.cli import main
 from psilm.stages.filter import FilterSettings, filter_instances
 from psilm.stages.generate import GenerateSettings, generate_instances
 from psilm.tasks import load_task

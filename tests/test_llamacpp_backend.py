@@ -72,7 +72,7 @@ def test_prompt_longer_than_n_ctx(backend) -> None:
 
 # --- batched decoding: the prefix tree, waves, and the one-at-a-time path ------------------------
 def test_prefix_tree_shares_common_prefixes() -> None:
-    from psilm.llm.llamacpp_backend import prefix_tree
+    from psilm.llm.llamacpp_decode import prefix_tree
 
     prompts = sorted([[1, 2, 3], [1, 2, 4], [1, 2, 4], [1, 5], [1, 2]])  # [1,2] is a prefix of others
     nodes = prefix_tree(prompts)

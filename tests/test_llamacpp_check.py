@@ -161,7 +161,7 @@ def test_a_crashing_build_ends_psilm_with_one_line_and_exit_2(crashing_llama, tm
         [
             sys.executable,
             "-m",
-            "psilm.cli",
+            "psilm.shell.cli",
             "run",
             str(demo),
             "--out",
@@ -212,7 +212,7 @@ def test_the_installed_build_decodes_the_embedded_model_without_amx():
 @pytest.mark.slow
 def test_doctor_prints_the_build_and_the_verdict():
     pytest.importorskip("llama_cpp")
-    res = subprocess.run([sys.executable, "-m", "psilm.cli", "doctor"], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "psilm.shell.cli", "doctor"], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout
     assert "check: decodes smollm2-135m with" in out and "llama_print_system_info:" in out

@@ -30,7 +30,7 @@ def test_rank_decides_who_writes(monkeypatch):
 
 def test_other_ranks_write_nothing(tmp_path, monkeypatch):
     from psilm.durable import JsonlLog, atomic_write_json
-    from psilm.store import RunDir
+    from psilm.run.folder import RunDir
 
     monkeypatch.setenv("RANK", "1")
     atomic_write_json(tmp_path / "x.json", {"a": 1})
@@ -52,7 +52,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_torchrun_two_processes_train_one_model(tmp_path):
     from psilm.config import load_config
-    from psilm.pipeline import prepare
+    from psilm.run import prepare
 
     tiny = build_tiny_model(tmp_path / "tiny")
     seeds = tmp_path / "seeds.jsonl"
@@ -77,7 +77,7 @@ def test_torchrun_two_processes_train_one_model(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
          "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-         "-m", "psilm.cli", "train", "-r", str(run), "--arm", "seed_only", "-q"],
+         "-m", "psilm.shell.cli", "train", "-r", str(run), "--arm", "seed_only", "-q"],
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]

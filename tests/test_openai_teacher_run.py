@@ -7,7 +7,7 @@ import pytest
 from servers import llama_server
 
 from psilm.config import load_config
-from psilm.pipeline import prepare, stage_filter, stage_generate, stage_principles
+from psilm.run import prepare, run_stage
 
 pytestmark = pytest.mark.slow
 
@@ -20,9 +20,9 @@ def test_openai_teacher_writes_principles_and_data(tmp_path, tiny_config):
         tiny_config["generate"] = {"n": 4, "max_tokens": 32}
         tiny_config["arms"] = ["psi"]
         ctx = prepare(load_config(data=tiny_config), tmp_path / "run", log=lambda m: None)
-        principles = stage_principles(ctx)
-        stage_generate(ctx, "psi")
-        stage_filter(ctx, "psi")
+        principles = run_stage(ctx, "principles") and ctx.folder.read(ctx.folder.principles)["principles"]
+        run_stage(ctx, "generate", "psi")
+        run_stage(ctx, "filter", "psi")
 
     doc = json.loads((tmp_path / "run" / "principles.json").read_text())
     assert doc["teacher"] == model

@@ -7,8 +7,8 @@ import json
 import pytest
 from trained_run import held_out_rows, trained_run
 
-from psilm.cli import main
-from psilm.predict import predict
+from psilm.shell.cli import main
+from psilm.use.predict import predict
 
 pytestmark = pytest.mark.slow
 

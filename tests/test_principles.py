@@ -12,8 +12,11 @@ from psilm.durable import JsonlLog
 from psilm.errors import ConfigError, DataError
 from psilm.llm.base import Completion, Messages, SamplingParams
 from psilm.llm.calls import ModelCaller
-from psilm.stages.principles import PrinciplesSettings, generated_answers, parse_list, write_principles
-from psilm.stages.principles_file import load_principles_file
+from psilm.stages.principles import PrinciplesSettings
+from psilm.stages.principles.file import load_principles_file
+from psilm.stages.principles.mistakes import generated_answers
+from psilm.stages.principles.reading import parse_list
+from psilm.stages.principles.write import write_principles
 from psilm.tasks import load_task
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "principles"
@@ -302,7 +305,7 @@ def test_refill_asks_a_category_the_check_left_short_again_naming_its_off_label_
 
 
 def test_a_form_worth_keeping_leads_the_principle(tmp_path, trec, trec_seeds):
-    from psilm.stages.principle_prompts import render
+    from psilm.stages.principles.reading import render
 
     assert render("asks what an acronym stands for", "What does CPU stand for?", "question") == (
         'Ask what an acronym stands for, for example "What does CPU stand for?".'
@@ -319,7 +322,7 @@ def test_a_form_worth_keeping_leads_the_principle(tmp_path, trec, trec_seeds):
 
 
 def test_forms_are_read_from_cut_or_odd_json(tmp_path, trec, trec_seeds):
-    from psilm.stages.principle_prompts import read_forms
+    from psilm.stages.principles.reading import read_forms
 
     cut = '{"items": [{"example": "Who \\"wrote\\" it?", "form": "asks who"}, {"example": "What is'
     assert read_forms(cut) == [("asks who", 'Who "wrote" it?')]
@@ -386,7 +389,7 @@ def test_lead_forms_ask_for_a_form_that_begins_with_the_lead_and_hold_it(tmp_pat
 
     from llama_cpp.llama_grammar import LlamaGrammar
 
-    from psilm.stages.principle_prompts import form_lead, forms_schema
+    from psilm.stages.principles.prompts import form_lead, forms_schema
 
     seen: list = []
 
@@ -535,7 +538,7 @@ def test_principles_file_unreadable(tmp_path, trec):
 def test_round_mistake_principles_are_checked_examples_of_the_missed_label(tmp_path, trec, trec_seeds):
     """A round's mistakes become principles as round 1's error level writes them: one JSON example
     per mistake, kept with the missed label when the teacher reads it as that label."""
-    from psilm.stages.evolve import mistake_principles
+    from psilm.stages.principles.mistakes import mistake_principles
 
     def reply(prompt: str, params) -> str:
         if params.temperature == 0:
@@ -687,7 +690,7 @@ def test_a_task_rule_the_seeds_break_is_dropped(tmp_path, news, news_seeds, rule
 def test_answers_with_nothing_to_read_are_not_mistakes(tmp_path, trec, trec_seeds):
     """An unread answer (None) is no mistake of content: with one wrong answer and the rest unread,
     only the wrong one reaches the teacher; with every answer unread the level is skipped, saying why."""
-    from psilm.stages.principles import StudentAnswers
+    from psilm.stages.principles.mistakes import StudentAnswers
 
     def teacher_reply(prompt: str, params) -> str:
         if params.temperature == 0:
@@ -714,7 +717,7 @@ def test_answers_with_nothing_to_read_are_not_mistakes(tmp_path, trec, trec_seed
 
 
 def test_an_example_loses_the_lead_it_copied_from_the_prompt():
-    from psilm.stages.principle_prompts import clean_example
+    from psilm.stages.principles.reading import clean_example
 
     labels = ["sports", "world"]
     assert clean_example("News article: Rain stops play at the Oval.", "news article", False, labels) == (

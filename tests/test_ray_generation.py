@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import ray
 
-from psilm.distributed import RayCaller, merge_shards
 from psilm.durable import JsonlLog
 from psilm.errors import BackendError
 from psilm.llm import ModelConfig, SamplingParams, load_backend
 from psilm.llm.calls import ModelCaller
+from psilm.llm.distributed import RayCaller, merge_shards
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +109,7 @@ def test_worker_error_is_one_clear_message(tmp_path) -> None:
 def test_pipeline_generate_on_ray(tmp_path, tiny_config) -> None:
     """`executor: ray` on the generator: the generate stage writes the same candidates."""
     from psilm.config import config_from_dict
-    from psilm.pipeline import prepare, stage_generate
+    from psilm.run import prepare, run_stage
 
     def run(executor: str) -> list[dict]:
         generator = {**MODEL.model_dump(mode="json"), "executor": executor, "ray_workers": 2}
@@ -121,7 +121,7 @@ def test_pipeline_generate_on_ray(tmp_path, tiny_config) -> None:
             "arms": ["psi"],
         }
         ctx = prepare(config_from_dict(data), tmp_path / executor, log=lambda m: None)
-        stage_generate(ctx, "psi")
+        run_stage(ctx, "generate", "psi")
         assert not list((tmp_path / executor / "raw").glob("*.shards"))
         return [json.loads(line) for line in (tmp_path / executor / "arms/psi/candidates.jsonl").open()]
 

@@ -9,8 +9,8 @@ import pytest
 from browser import render
 from runfolder import make_run
 
-from psilm.cli import main
 from psilm.report import write_report
+from psilm.shell.cli import main
 
 
 @pytest.fixture(scope="module")

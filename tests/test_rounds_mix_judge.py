@@ -11,12 +11,21 @@ import pytest
 import yaml
 from runfolder import make_run
 
-from psilm.cli import main
 from psilm.config import load_config
 from psilm.errors import ConfigError
-from psilm.stages.evolve import MIX_OFF, EvolveSettings, check_task, mix_asked, mix_shaped
-from psilm.stages.judge import error_mix, fold_training, judge_errors, seed_folds
+from psilm.shell.cli import main
+from psilm.stages.rounds import (
+    EvolveSettings,
+    check_task,
+    error_mix,
+    fold_training,
+    judge_errors,
+    mix_asked,
+    seed_folds,
+)
 from psilm.tasks import Example, load_task
+
+MIX_OFF = {"mix_blend": 1.0, "mix_hold_right": False}  # the error shares alone, nothing held
 
 SST2 = load_task("sst2")
 POS, NEG = "positive", "negative"
@@ -141,10 +150,10 @@ def round_two(tmp_path, tiny_config, monkeypatch):
             {"id": f"g{i}", "input": f"generated review {i}", "output": lbl, "answer": lbl, "category": lbl}
             for i, lbl in enumerate([POS, NEG, POS, NEG])
         ]
-        ctx.run.kept("psi").parent.mkdir(parents=True, exist_ok=True)
-        ctx.run.kept("psi").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        ctx.run.manifest["stages"]["train/psi"] = {"status": "done", "key": "psi-trained"}
-        merged = ctx.run.merged_model("psi")  # a stand-in for its model: a config and empty weights
+        ctx.folder.rows("psi").parent.mkdir(parents=True, exist_ok=True)
+        ctx.folder.rows("psi").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        ctx.folder.manifest["stages"]["train/psi"] = {"status": "done", "key": "psi-trained"}
+        merged = ctx.folder.merged_model("psi")  # a stand-in for its model: a config and empty weights
         merged.mkdir(parents=True)
         (merged / "config.json").write_text('{"model_type": "llama"}')
         (merged / "model.safetensors").write_bytes((2).to_bytes(8, "little") + b"{}")
@@ -172,11 +181,11 @@ def round_two(tmp_path, tiny_config, monkeypatch):
 
 
 def test_seeds_cv_judges_every_seed_with_a_student_that_never_trained_on_it(round_two):
-    from psilm.context import run_stage
-    from psilm.rounds import judge_job
+    from psilm.run.plan import Step
+    from psilm.run.runner import run_step
 
     ctx = round_two.open(cv_folds=3)  # 4 seeds: 3 folds (2, 1, 1)
-    st = run_stage(ctx, judge_job(ctx, "psi_round2"))
+    st = run_step(ctx, Step("judge", "psi_round2"))
     seeds_in = {s.input for s in ctx.seeds}
     assert sorted(i for _, i in round_two.judged) == sorted(seeds_in)  # every seed judged once
     assert len(round_two.trained) == 3
@@ -184,32 +193,32 @@ def test_seeds_cv_judges_every_seed_with_a_student_that_never_trained_on_it(roun
     for model, trained_on in round_two.trained.items():
         fold = {text for m, text in round_two.judged if m == model}
         assert trained_on == everything - fold  # its student never saw the seeds it judged, saw the rest
-    judge = json.loads(ctx.run.judge("psi_round2").read_text())
+    judge = json.loads(ctx.folder.judge("psi_round2").read_text())
     assert judge["accuracy"] == 0 and judge["on"] == "seeds_cv" and judge["labelled_rows"] == 0
     assert judge["judge"] == "judge: seeds_cv (3 folds; no labelled rows beyond the seeds)"
     assert st["judge"] == judge["judge"] and st["labelled_rows"] == 0
     assert st["student_tokens"]["trained"] == 100 * (7 + 7 + 6)  # each fold's rows, priced as trained
-    assert not list(ctx.run.arm("psi_round2").glob("judge_fold[0-9]*"))  # each fold's student removed
-    folds = [json.loads(x) for x in ctx.run.judge_folds("psi_round2").read_text().splitlines()]
+    assert not list(ctx.folder.arm("psi_round2").glob("judge_fold[0-9]*"))  # each fold's student removed
+    folds = [json.loads(x) for x in ctx.folder.judge_folds("psi_round2").read_text().splitlines()]
     assert [f["fold"] for f in folds] == [0, 1, 2]
 
 
 def test_seeds_cv_needs_no_fold_students_where_round_one_never_trained_on_the_seeds(round_two):
-    from psilm.context import run_stage
-    from psilm.rounds import judge_job
+    from psilm.run.plan import Step
+    from psilm.run.runner import run_step
 
     ctx = round_two.open(train={"include_seeds": False})
-    st = run_stage(ctx, judge_job(ctx, "psi_round2"))
+    st = run_step(ctx, Step("judge", "psi_round2"))
     assert round_two.trained == {}  # no fold trained: psi's own student judges the seeds
-    assert {m for m, _ in round_two.judged} == {str(ctx.run.merged_model("psi"))}
+    assert {m for m, _ in round_two.judged} == {str(ctx.folder.merged_model("psi"))}
     assert len(round_two.judged) == 4 and st["labelled_rows"] == 0
     assert st["judge"].startswith("judge: seeds_cv (no folds: the student did not train on the seeds")
-    assert not ctx.run.judge_folds("psi_round2").exists()
+    assert not ctx.folder.judge_folds("psi_round2").exists()
 
 
 def test_a_killed_seeds_cv_judge_resumes_at_the_next_fold(round_two, monkeypatch):
-    from psilm.context import run_stage
-    from psilm.rounds import judge_job
+    from psilm.run.plan import Step
+    from psilm.run.runner import run_step
     from psilm.stages import train as T
 
     ctx = round_two.open(cv_folds=2)
@@ -223,13 +232,14 @@ def test_a_killed_seeds_cv_judge_resumes_at_the_next_fold(round_two, monkeypatch
 
     monkeypatch.setattr(T, "train_model", killed_on_the_second)
     with pytest.raises(KeyboardInterrupt):
-        run_stage(ctx, judge_job(ctx, "psi_round2"))
-    assert ctx.run.manifest["stages"]["judge/psi_round2"]["status"] == "failed"
-    assert not list(ctx.run.arm("psi_round2").glob("judge_fold[0-9]*"))  # the killed fold's student is gone
+        run_step(ctx, Step("judge", "psi_round2"))
+    assert ctx.folder.manifest["stages"]["judge/psi_round2"]["status"] == "failed"
+    # the killed fold's student is gone
+    assert not list(ctx.folder.arm("psi_round2").glob("judge_fold[0-9]*"))
     monkeypatch.setattr(T, "train_model", real)
-    run_stage(ctx, judge_job(ctx, "psi_round2"))
+    run_step(ctx, Step("judge", "psi_round2"))
     assert len(round_two.trained) == 2  # fold 0 once (before the kill), fold 1 once (after)
-    assert json.loads(ctx.run.judge("psi_round2").read_text())["n"] == 4
+    assert json.loads(ctx.folder.judge("psi_round2").read_text())["n"] == 4
 
 
 # --- bad settings: one line naming the setting and the fix, exit 2 ----------------------------------
@@ -277,7 +287,7 @@ def test_the_defaults_are_the_policy_measured_over_three_seeds(tiny_config):
     for dev or the error mix alone."""
     s = EvolveSettings()
     assert (s.judge, s.mix_blend, s.mix_hold_right, s.soup) == ("auto", 0.5, True, 0.5)
-    assert mix_asked(s) == {} and mix_shaped(s) == {"mix_blend": 0.5, "mix_hold_right": True}
+    assert mix_asked(s) == {}
     assert mix_asked(EvolveSettings(mix_blend=0.5)) == {"mix_blend": 0.5}
     off = load_config(
         data={**tiny_config, "evolve": {"rounds": 2, "error_mix": False}}

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from fault_proxy import QuietHTTPServer
 
-from psilm.cli import main
 from psilm.llm import openai_backend as ob
+from psilm.shell.cli import main
 
 SECRET = "sk-psilm-test-5f2c9a81d7e64b3a-DO-NOT-LEAK"
 ENV = "PSILM_TEST_SECRET_KEY"
@@ -113,7 +113,7 @@ def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_key_reaches_the_server_but_nothing_else(tmp_path, monkeypatch, capfd, fast_backoff):
     from psilm.config import load_config
-    from psilm.pipeline import prepare
+    from psilm.run import prepare
 
     monkeypatch.setenv(ENV, SECRET)
     run = tmp_path / "run"
@@ -146,7 +146,7 @@ def test_key_reaches_the_server_but_nothing_else(tmp_path, monkeypatch, capfd, f
 
 def test_unset_key_variable_is_named(tmp_path, monkeypatch, capfd):
     from psilm.config import load_config
-    from psilm.pipeline import prepare
+    from psilm.run import prepare
 
     monkeypatch.delenv(ENV, raising=False)
     run = tmp_path / "run"

@@ -30,7 +30,7 @@ from fault_proxy import QuietHTTPServer
 from tiny import tiny_model, write_tiny_run_config
 
 from psilm.durable import JsonlLog, atomic_write_text
-from psilm.store import RunDir
+from psilm.run.folder import RunDir
 
 PRINCIPLES = str(resources.files("psilm").joinpath("demo", "sst2_principles.yaml"))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -53,7 +53,7 @@ def without_root_override() -> None:
 
 def cli(*argv: str, preexec: Callable[[], None] | None = None, cwd: Path | None = None):
     return subprocess.run(
-        [sys.executable, "-m", "psilm.cli", *argv],
+        [sys.executable, "-m", "psilm.shell.cli", *argv],
         capture_output=True,
         text=True,
         env=ENV,
@@ -156,7 +156,7 @@ def test_temp_files_of_killed_writers_are_swept(tmp_path):
 # --- a read-only run folder ------------------------------------------------------------------------
 def test_read_only_run_folder(tmp_path):
     from psilm.config import load_config
-    from psilm.pipeline import prepare, stage_principles
+    from psilm.run import prepare, run_stage
 
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_text(
@@ -169,7 +169,7 @@ def test_read_only_run_folder(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(cfg))
     run = tmp_path / "run"
-    stage_principles(prepare(load_config(config), run, log=lambda m: None))
+    run_stage(prepare(load_config(config), run, log=lambda m: None), "principles")
     modes = {p: p.stat().st_mode for p in [run, *run.rglob("*")]}
     for p in sorted(modes, reverse=True):
         p.chmod(0o555 if p.is_dir() else 0o444)
@@ -246,7 +246,7 @@ def long_answers(n_chars: int = 700) -> Iterator[tuple[str, list[int]]]:
 )
 def test_disk_full_during_generation_then_resume(tmp_path, n, limit, full_file):
     from psilm.config import load_config
-    from psilm.pipeline import prepare
+    from psilm.run import prepare
 
     with long_answers() as (url, seen):
         gen = {"backend": "openai", "base_url": url, "model": "stub", "batch_size": 2, "max_concurrency": 1}
@@ -280,7 +280,7 @@ def test_disk_full_during_generation_then_resume(tmp_path, n, limit, full_file):
 @pytest.mark.slow
 def test_disk_full_while_saving_the_model(tmp_path_factory, tmp_path):
     from psilm.config import load_config
-    from psilm.pipeline import prepare
+    from psilm.run import prepare
 
     config = write_tiny_run_config(tmp_path, tiny_model(tmp_path_factory), train={"max_steps": 1})
     run = tmp_path / "run"

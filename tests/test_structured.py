@@ -307,12 +307,12 @@ def check_run_folder(run: Path, name: str) -> None:
     """Every candidate asked for as JSON under the grammar; kept instances with every field, in the
     data's own names; every drop counted by its reason."""
     from psilm.config import load_config
-    from psilm.store import Layout
+    from psilm.run.folder import Layout
 
     task = load_task(load_config(run / "config.yaml").task)
     layout = Layout(run)
     candidates = [json.loads(x) for x in layout.candidates("psi").read_text().splitlines()]
-    kept = [json.loads(x) for x in layout.kept("psi").read_text().splitlines()]
+    kept = [json.loads(x) for x in layout.rows("psi").read_text().splitlines()]
     report = json.loads(layout.filter_report("psi").read_text())
     assert len(candidates) == 8 and report["n_in"] == 8 and report["n_kept"] == len(kept) > 0
     assert all(c["generator"]["structured"] == "json" and c["generator"]["constrained"] for c in candidates)
@@ -340,19 +340,19 @@ def check_run_folder(run: Path, name: str) -> None:
 def test_config_generates_and_filters_json_instances(tmp_path, name):
     """configs/{nli,mc5}.yaml through the pipeline's generate and filter stages (no training)."""
     from psilm.config import load_config
-    from psilm.pipeline import prepare, stage_filter, stage_generate
+    from psilm.run import prepare, run_stage
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml", TINY)
     ctx = prepare(cfg, tmp_path / "run", log=lambda m: None)
-    stage_generate(ctx, "psi")
-    stage_filter(ctx, "psi")
+    run_stage(ctx, "generate", "psi")
+    run_stage(ctx, "filter", "psi")
     check_run_folder(tmp_path / "run", name)
 
 
 @pytest.mark.slow
 def test_mc5_runs_end_to_end(tmp_path, capsys):
     """The multiple-choice config that kept no instance from 'Answer:' lines, the whole run."""
-    from psilm.cli import main
+    from psilm.shell.cli import main
 
     config = Path(__file__).resolve().parents[1] / "configs" / "mc5.yaml"
     run = tmp_path / "run"

@@ -10,7 +10,7 @@ import sys
 import pytest
 import typer.main
 
-from psilm.cli import app, main
+from psilm.shell.cli import app, main
 
 GROUP = typer.main.get_command(app)
 COMMANDS = sorted(GROUP.commands)
@@ -117,8 +117,8 @@ def test_verbose_is_offered_where_work_is_done():
     [(["predcit"], None), (["run"], "run"), (["run", "c.yaml", "--bogus"], "run"), ([], None)],
 )
 def test_console_script_usage_errors(argv, command):
-    """The installed entry point (`python -m psilm.cli`), in a fresh process."""
-    res = subprocess.run([sys.executable, "-m", "psilm.cli", *argv], capture_output=True, text=True)
+    """The installed entry point (`python -m psilm.shell.cli`), in a fresh process."""
+    res = subprocess.run([sys.executable, "-m", "psilm.shell.cli", *argv], capture_output=True, text=True)
     if argv:
         assert_usage_error(res.returncode, res.stdout, res.stderr, command)
     else:

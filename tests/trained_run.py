@@ -12,7 +12,7 @@ from tiny import tiny_model, write_tiny_run_config
 
 
 def trained_run(tmp_path_factory) -> Path:
-    from psilm.cli import main
+    from psilm.shell.cli import main
 
     base = tmp_path_factory.getbasetemp() / "trained-run"
     run = base / "run"

@@ -28,6 +28,7 @@ ZERO_SHOT, SEED_ONLY, DIRECT, PSI, TEACHER, HUMAN = (
     "teacher",
     "human",
 )
+TEACHER_ANSWERS = "teacher_answers"
 
 Mode = Literal["psi", "direct"]  # how generated data is written: with principles, or demos only
 Data = Literal["none", "seeds", "generated", "pool"]
@@ -44,6 +45,7 @@ class Arm:
     about: str = ""  # what its student is, in a few words (model cards)
     round: int = 1  # self-evolution round (evolve.rounds): 2+ builds on the previous round's student
     base: str | None = None  # round arms: the round-1 arm they evolve (psi for psi_round2)
+    answers: Literal["student", "teacher"] = "student"  # who answers the test rows
 
     @property
     def trained(self) -> bool:
@@ -63,7 +65,7 @@ class Arm:
         return None if self.round == 1 else round_name(self.base or self.name, self.round - 1)
 
     @property
-    def equal_count(self) -> bool:
+    def shares_count(self) -> bool:
         """Cut to the run's common row count, so data arms compare fairly."""
         return self.data in ("generated", "pool")
 
@@ -108,6 +110,9 @@ ARMS: dict[str, Arm] = {
             about="trained on instances the teacher wrote from the principles"),
         # real rows: how far generated data is from them
         Arm(HUMAN, "pool", compared_with=PSI, about="trained on as many real labelled rows"),
+        # no student: the teacher answers each test row, the seeds as its examples (what a student saves)
+        Arm(TEACHER_ANSWERS, "none", compared_with=PSI, answers="teacher",
+            about="no student: the teacher answering each test row itself, the seeds as examples"),
         *_round_arms(),
     )
 }  # fmt: skip
@@ -169,7 +174,7 @@ def baselines(names: list[str]) -> list[tuple[str, str]]:
 
 
 # --- policy: what each arm trains on --------------------------------------------------------------
-def equal_count(kept: dict[str, int], fallback: int) -> int:
+def train_count(kept: dict[str, int], fallback: int) -> int:
     """The smallest kept count over the run's data arms; `fallback` (generate.n) without any."""
     return min(kept.values()) if kept else fallback
 
@@ -183,7 +188,7 @@ def human_pool(pool: list[Example], seeds: list[Example], test: list[Example]) -
     return without(pool, [*seeds, *test])
 
 
-def training_examples(
+def train_rows(
     arm: Arm,
     n: int,
     seeds: list[Example],

@@ -27,10 +27,10 @@ from psilm.llm.settings import (
 )
 from psilm.settings import Settings
 from psilm.stages.evaluate import EvaluateSettings
-from psilm.stages.evolve import EvolveSettings, mix_asked
 from psilm.stages.filter import FilterSettings
 from psilm.stages.generate import GenerateSettings
 from psilm.stages.principles import PrinciplesSettings
+from psilm.stages.rounds import EvolveSettings, mix_asked
 from psilm.stages.train import TrainSettings
 from psilm.tasks import TaskConfig, builtin_tasks
 
@@ -292,19 +292,3 @@ def load_config(
         base, source = path.resolve().parent, str(path)
     data = apply_overrides(dict(data or {}), overrides or [])
     return config_from_dict(data, base, source)
-
-
-# the sections every run folder's config.yaml has held since arms/ (a cut file parses, only shorter)
-SAVED_SECTIONS = ("name", "seed", "task", "data", "models", "arms", "principles", "generate",
-                  "filter", "train", "evaluate", "emissions")  # fmt: skip
-
-
-def load_run_config(root: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """The resolved config a run folder holds (config.yaml), read back checked, with overrides."""
-    from psilm.readback import read_yaml_mapping
-    from psilm.store import Layout
-
-    layout = Layout(root)
-    path = layout.config
-    data = read_yaml_mapping(path, SAVED_SECTIONS, layout.fix(path))
-    return config_from_dict(apply_overrides(data, overrides or []), path.parent, str(path))

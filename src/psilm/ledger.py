@@ -22,6 +22,7 @@ from typing import Any
 from psilm import arms as arms_table
 from psilm.arms import PSI, TEACHER
 from psilm.emissions import EmissionsSettings
+from psilm.numbers import percent
 
 ROLES = ("teacher", "generator", "student")
 KINDS = ("principles", "judge", "generate", "filter", "check", "train", "evaluate")
@@ -271,7 +272,7 @@ def savings_sentence(cmp: dict[str, Any]) -> str:
     how = "measured" if cmp["basis"] == "measured" else "projected"
     psi_g, t_g, saved = cmp["psi_co2_kg"] * 1e3, cmp["teacher_co2_kg"] * 1e3, cmp["saved_co2_kg"] * 1e3
     verb = "saves" if saved >= 0 else "costs"
-    share = f" ({abs(cmp['saved_share']):.0%})" if cmp.get("saved_share") is not None else ""
+    share = f" ({percent(abs(cmp['saved_share']), 0)})" if cmp.get("saved_share") is not None else ""
     return (
         f"PSI arm: {psi_g:.3g} g CO2eq; teacher arm ({how}): {t_g:.3g} g CO2eq. "
         f"PSI {verb} {abs(saved):.3g} g CO2eq{share}{est}."

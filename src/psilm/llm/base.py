@@ -25,12 +25,8 @@ class SamplingParams:
     json_schema: dict[str, Any] | None = None
 
     def key(self) -> dict[str, Any]:
-        """Fields that change the output, for cache keys. Without a schema the key is what it was
-        before schemas existed, so earlier raw logs still answer their requests."""
-        key = asdict(self)
-        if self.json_schema is None:
-            del key["json_schema"]
-        return key
+        """Fields that change the output, for cache keys."""
+        return asdict(self)
 
 
 @dataclass

@@ -53,9 +53,8 @@ class ModelCaller:
         return self._backend
 
     def _key(self, rid: str, prompt: Prompt, params: SamplingParams) -> str:
-        # a chat prompt keeps the key it always had (old raw logs stay valid); a plain-text prompt
-        # is wrapped, so the same text sent as chat or as raw completion never shares a record
-        what = {"completion": prompt} if isinstance(prompt, str) else prompt
+        # the same text sent as chat or as raw completion never shares a record
+        what = {"completion": prompt} if isinstance(prompt, str) else {"chat": prompt}
         return fingerprint([rid, what, params.key(), self.model_id])
 
     def __call__(

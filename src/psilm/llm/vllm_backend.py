@@ -9,7 +9,7 @@ per request, so a request's sample does not depend on the others in the batch. A
 Settings: `n_ctx` is vLLM's max_model_len; `dtype` auto means bfloat16; `options` go to `vllm.LLM`
 as is, e.g. `tensor_parallel_size: 4` (GPUs per engine), `gpu_memory_utilization: 0.85`,
 `tokenizer: /path/to/hf-folder` (recommended for GGUF files, whose tokenizer vLLM must convert).
-Several engines (data parallel, or several nodes) come from `executor: ray` (psilm.distributed).
+Several engines (data parallel, or several nodes) come from `executor: ray` (psilm.llm.distributed).
 """
 
 from __future__ import annotations

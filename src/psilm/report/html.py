@@ -10,6 +10,7 @@ from typing import Any
 
 from psilm.arms import PSI
 from psilm.ledger import savings_sentence
+from psilm.numbers import INTERVAL
 from psilm.report.load import sample_instances
 from psilm.report.plots import (
     plot_accuracy,
@@ -195,7 +196,7 @@ def render_html(r: dict) -> str:
         "<h2>Arms</h2>",
         _table(arm_head, _html_cells(arm_rows), classes=["focus" if a == PSI else "" for a in r["arms"]]),
         "<p class=meta>Each arm's energy, CO2 and tokens sum its own stages; the psi and teacher arms "
-        "also include the shared principles stage. 95% intervals are Wilson score intervals.</p>",
+        f"also include the shared principles stage. Each {INTERVAL} is a Wilson score interval.</p>",
         '<div class="plots">'
         + _img(plot_accuracy(r), "accuracy per arm")
         + _img(plot_accuracy_vs_co2(r), "accuracy against CO2 per arm")

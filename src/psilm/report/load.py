@@ -7,12 +7,11 @@ from typing import Any
 
 from psilm import arms as arms_table
 from psilm.arms import PSI
-from psilm.config import SAVED_SECTIONS
 from psilm.data import round_robin
 from psilm.ledger import build_ledger
 from psilm.readback import read_yaml_mapping
+from psilm.run.folder import SAVED_SECTIONS, RunDir
 from psilm.stages.generate import principles_shown
-from psilm.store import RunDir
 
 N_SAMPLES = 6
 
@@ -42,7 +41,7 @@ def load_run(folder: str | Path) -> dict[str, Any]:
         arm: {
             "filter": _read(run.filter_report(arm)),
             "candidates": _jsonl(run.candidates(arm)),
-            "kept_ids": {r.get("id") for r in _jsonl(run.kept(arm))},
+            "kept_ids": {r.get("id") for r in _jsonl(run.rows(arm))},
         }
         for arm in arms
         if arms_table.ARMS[arm].generated

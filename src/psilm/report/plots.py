@@ -7,6 +7,7 @@ import io
 
 from psilm.arms import PSI
 from psilm.ledger import ROLES
+from psilm.numbers import INTERVAL
 
 ROLE_COLORS = {"teacher": "#c0392b", "generator": "#2e86c1", "student": "#7d8b99"}
 FOCUS, OTHER = "#1e8449", "#95a5a6"  # the psi arm stands out
@@ -38,7 +39,7 @@ def plot_accuracy(r: dict) -> str | None:
     for i, v in enumerate(acc):
         ax.text(i, 2, f"{v:.1f}%", ha="center", va="bottom", color="white", fontsize=9, fontweight="bold")
     ax.set_ylim(0, 100)
-    ax.set_ylabel("accuracy (%), 95% interval")
+    ax.set_ylabel(f"accuracy (%), {INTERVAL}")
     ax.set_title(f"Accuracy on {r['n_test'] or '?'} held-out test rows")
     ax.spines[["top", "right"]].set_visible(False)
     return _png(fig)

@@ -6,6 +6,7 @@ from typing import Any
 
 from psilm.arms import PSI
 from psilm.ledger import ROLES, round_curve
+from psilm.numbers import INTERVAL, percent
 
 ESTIMATED = " (estimated)"  # plain-text mark; the HTML shows it as a badge
 
@@ -43,7 +44,7 @@ def usd(x: float | None) -> str:
 
 
 def pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.1%}"
+    return "n/a" if x is None else f"{percent(x)}"
 
 
 def role_tokens(tokens: dict[str, dict[str, int]]) -> str:
@@ -62,7 +63,7 @@ def clip(text: Any, n: int = 400) -> str:
 # --- tables --------------------------------------------------------------------------------------
 def arm_table(r: dict) -> tuple[list[str], list[list[str]]]:
     """Arms: accuracy and interval beside energy, CO2, tokens and $ (plain text cells)."""
-    head = ["arm", "accuracy", "95% interval", "n test", "trained on", "energy (Wh)", "g CO2eq", "tokens"]
+    head = ["arm", "accuracy", INTERVAL, "n test", "trained on", "energy (Wh)", "g CO2eq", "tokens"]
     rows = []
     for arm in r["arms"]:
         res, tot = r["results"].get(arm), r["ledger"]["arms"].get(arm, {})
@@ -72,7 +73,7 @@ def arm_table(r: dict) -> tuple[list[str], list[list[str]]]:
             [
                 arm,
                 pct(res["accuracy"]) if res else "n/a",
-                f"{res['ci95'][0]:.1%} - {res['ci95'][1]:.1%}" if res else "not evaluated",
+                f"{percent(res['ci95'][0])} - {percent(res['ci95'][1])}" if res else "not evaluated",
                 str(res["n"]) if res else "",
                 "" if n_train is None else str(n_train),
                 wh(tot["energy_kwh"]) if has else "",
@@ -144,8 +145,8 @@ def _curve(r: dict) -> list[dict]:
 
 
 def _labelled(judge: dict) -> int:
-    """Labelled rows the judge read beyond the seeds (a run made before seeds_cv: from `on`)."""
-    return judge.get("labelled_rows", judge.get("n", 0) if judge.get("on") == "dev" else 0)
+    """Labelled rows the judge read beyond the seeds."""
+    return judge.get("labelled_rows", 0)
 
 
 def round_table(r: dict) -> tuple[list[str], list[list[str]]]:

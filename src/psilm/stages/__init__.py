@@ -1,5 +1,2 @@
-"""The pipeline's stages, one module each: a settings model at the top, plain functions below.
-
-A stage takes plain data in and returns plain data; only the steps around them (steps.py, and
-rounds.py for the self-evolution rounds) and store.py touch the run folder.
-"""
+"""The pipeline's stages: one object each (base.Stage) with its settings beside it; the work
+itself is plain functions of data. Only the run machinery (psilm.run) touches the run folder."""

@@ -13,17 +13,22 @@ Writes into the folder it is given:
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
+from psilm import arms
+from psilm.data import load_examples
+from psilm.durable import fingerprint, is_main_process
 from psilm.errors import DataError
 from psilm.llm import hf
 from psilm.llm.settings import TransformersModel
 from psilm.settings import Settings
+from psilm.stages.base import Input, Stage, StepIO, model_label
 from psilm.tasks.base import Example, Task
 
 _LOG = logging.getLogger(__name__)
@@ -265,3 +270,85 @@ def _checkpointing(config_cls, enabled: bool) -> dict:
     """transformers 5.x renamed gradient_checkpointing to activation_checkpointing; set either."""
     new = "activation_checkpointing"
     return {new if new in config_cls.__dataclass_fields__ else "gradient_checkpointing": enabled}
+
+
+# --- the step -------------------------------------------------------------------------------------
+def rows_of(io: StepIO, name: str) -> list[Example]:
+    """What arm `name` trains on (arms.train_rows), from its rows in the run folder."""
+    cfg, spec = io.cfg, arms.ARMS[name]
+    kept = io.read("rows", name) if spec.generated else None
+    pool = None
+    if spec.data == "pool" and cfg.data.train is not None:
+        pool = arms.human_pool(load_examples(io.task, cfg.data.train), io.seeds, io.test or [])
+    n = io.train_count(spec.round) if spec.shares_count else 0
+    return arms.train_rows(spec, n, io.seeds, cfg.train.include_seeds, cfg.seed, kept, pool)
+
+
+class Train(Stage):
+    """arms/<arm>/model/: the student fine-tuned on the arm's rows, cut to the round's common count.
+    A round arm with evolve.soup: its merged model then blended with the previous round's student."""
+
+    name = "train"
+
+    def runs_for(self, arm) -> bool:
+        return arm is not None and arm.trained
+
+    def reads(self, cfg, arm) -> list[Input]:
+        read = [Input("seeds", of_run=True)]
+        if arm.shares_count:  # the round's common row count reads every data arm's rows
+            read += [
+                Input("rows", a)
+                for a in cfg.arms
+                if arms.ARMS[a].generated and arms.ARMS[a].round == arm.round
+            ]
+        if arm.round > 1 and cfg.evolve.soup:
+            read.append(Input("model", arm.previous))
+        return read
+
+    def writes(self, cfg, arm) -> list[str]:
+        return ["model"]
+
+    def workload(self, cfg, arm):
+        rows = cfg.data.n_seeds if arm.data == "seeds" else cfg.generate.n * arm.round
+        if arm.data != "seeds" and cfg.train.include_seeds:
+            rows += cfg.data.n_seeds
+        return model_label(cfg.models.student), rows * cfg.train.epochs, "row-epochs"
+
+    def key(self, io: StepIO) -> dict[str, Any]:
+        cfg = io.cfg
+        soup = cfg.evolve.soup if io.arm.round > 1 else 0.0
+        return {"settings": cfg.train.model_dump(mode="json"), "student": cfg.models.student.key(),
+                "data": fingerprint([e.to_dict() for e in rows_of(io, io.arm.name)]), "seed": cfg.seed,
+                "soup": soup}  # fmt: skip
+
+    def summary(self, st: dict[str, Any]) -> str:
+        epochs = f"{st['epochs']:g} epoch{'' if st['epochs'] == 1 else 's'}"
+        return f"{epochs} ({st['steps']} steps, {st['n_train']} rows), loss {st['train_loss']:.3f}"
+
+    def check(self, io: StepIO) -> None:
+        if io.arm.round > 1 and io.cfg.evolve.soup:
+            io.read("model", io.arm.previous)  # the previous student, whose weights the soup blends in
+
+    def run(self, io: StepIO) -> dict[str, Any]:
+        cfg, arm = io.cfg, io.arm
+        examples = rows_of(io, arm.name)
+        soup = cfg.evolve.soup if arm.round > 1 else 0.0
+        out = io.folder("model")  # renamed into place when whole: model/ is never half-written
+        stats = train_model(io.task, examples, cfg.models.student, cfg.train, out, cfg.seed,
+                            io.bar(f"train/{arm.name}"))  # fmt: skip
+        if is_main_process():  # under torchrun every rank trains; only rank 0 touches the files
+            if soup:  # the adapter describes the round's training alone, not the blend
+                n = soup_models(out / "merged", Path(io.read("model", arm.previous)), soup)
+                stats["soup"] = {"previous": arm.previous, "weight": soup, "tensors": n}
+                stats["saved"] = [x for x in stats.get("saved", []) if x != "adapter"]
+                shutil.rmtree(out / "adapter", ignore_errors=True)
+            # what predict and evaluate check the folder against before they load it
+            files = sorted(f for f in (out / "merged").iterdir() if f.is_file())
+            stats["merged_files"] = {f.name: f.stat().st_size for f in files}
+        if stats.get("n_too_long"):
+            io.log(f"[train/{arm.name}] {stats['n_too_long']} of {len(examples)} rows are longer than train."
+                   f"max_length={cfg.train.max_length} before their answer: not trained on")  # fmt: skip
+        if soup:
+            io.log(f"[train/{arm.name}] its weights blended with {arm.previous}'s: "
+                   f"{1 - soup:g} of its own, {soup:g} of the previous round's (evolve.soup)")  # fmt: skip
+        return stats  # n_train: the rows trained on, n_too_long: those max_length left out

@@ -1,0 +1,54 @@
+"""What a step costs on this machine, per unit of its work, so that `psilm plan` can say beforehand
+how long a run will take.
+
+Every step that runs whole records (stage, model) -> seconds and units of work ($PSILM_CACHE/
+rates.json; a cache that cannot be written is a note, and plan then has fewer rates). A step's
+units (instances written, rows trained times epochs, test rows scored) come from the config, as
+Stage.workload says; an estimate is the machine's own seconds per unit times the units planned.
+A fresh machine has no rates yet and says so.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from psilm.durable import write_cache
+from psilm.llm.registry import cache_dir
+
+
+def _path() -> Path:
+    return cache_dir() / "rates.json"
+
+
+def _load() -> dict[str, dict[str, float]]:
+    try:
+        data = json.loads(_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none yet, or damaged: rates are made again as steps run
+        return {}
+    ok = isinstance(data, dict) and all(isinstance(v, dict) for v in data.values())
+    return data if ok else {}
+
+
+def _key(stage: str, model: str) -> str:
+    return f"{stage}|{model}"
+
+
+def record(stage: str, model: str, units: float, seconds: float) -> None:
+    """Add one finished step's time to what this machine has measured for (stage, model)."""
+    if units <= 0 or seconds <= 0:
+        return
+    rates = _load()
+    got = rates.setdefault(_key(stage, model), {"units": 0.0, "seconds": 0.0, "steps": 0})
+    got["units"] += units
+    got["seconds"] += seconds
+    got["steps"] = got.get("steps", 0) + 1
+    write_cache(_path(), json.dumps(rates, indent=1, sort_keys=True), "psilm plan has no estimate for it")
+
+
+def estimate(stage: str, model: str, units: float) -> float | None:
+    """Seconds this machine would take for `units` of (stage, model), or None: never measured here."""
+    got = _load().get(_key(stage, model))
+    if not got or not got.get("units"):
+        return None
+    return units * got["seconds"] / got["units"]

@@ -1,0 +1,378 @@
+"""What the principles stage checks in the teacher's answers, measured against the task's own seeds.
+
+- Shape: how long one instance of this task is (the seeds' range, stretched by
+  `principles.example_stretch`) and whether it is a question (every seed is one). The create
+  prompts name that range; an example outside it is dropped.
+- Forms: the teacher's (example, form) items. Each example is cleaned and checked (its shape, not
+  a copy of a seed, not one kept already, and for a classification task read as its own label by
+  the teacher); what each category kept and dropped, and why, is counted (`coverage`), and a
+  category left short is asked once more, told why its examples were dropped.
+- Task rules: one that names some labels but not all, or that the seeds themselves break (a
+  length, "must be a question"), would head every generation prompt: dropped, with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from psilm.durable import text_hash
+from psilm.llm.base import Completion, Messages, SamplingParams
+from psilm.llm.calls import ModelCaller
+from psilm.stages.principles import prompts, reading
+from psilm.tasks import Example, Task
+
+
+# ---------------------------------------------------------------------------------------------
+# The shape of one instance, from the seeds
+# ---------------------------------------------------------------------------------------------
+def words(text: str) -> int:
+    return len(text.split())
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The seeds' lengths (characters and words) and whether every seed is a question."""
+
+    shortest: int
+    longest: int
+    fewest_words: int
+    most_words: int
+    questions: bool
+    stretch: float
+
+    @classmethod
+    def of(cls, seeds: list[Example], stretch: float) -> Shape:
+        texts = [" ".join(x.input.split()) for x in seeds]
+        return cls(
+            shortest=min(map(len, texts)),
+            longest=max(map(len, texts)),
+            fewest_words=min(map(words, texts)),
+            most_words=max(map(words, texts)),
+            questions=all(t.rstrip().endswith("?") for t in texts),
+            stretch=stretch,
+        )
+
+    def problem(self, example: str) -> str | None:
+        """Why an example is not one instance of this task, or None."""
+        if len(example) > math.ceil(self.longest * self.stretch):
+            return "example_too_long"
+        if (
+            len(example) < math.floor(self.shortest / self.stretch)
+            or words(example) < self.fewest_words / self.stretch
+        ):
+            return "example_too_short"
+        if self.questions and not example.endswith("?"):
+            return "example_not_a_question"
+        return None
+
+    def length_words(self) -> str:
+        """The seeds' length in words, as the create prompts say it."""
+        lo, hi = self.fewest_words, self.most_words
+        return f"{lo} words" if lo == hi else f"{lo} to {hi} words"
+
+    def why(self, reason: str, example: str) -> str:
+        """What the teacher is told about an example dropped for `reason`."""
+        n = words(example)
+        return {
+            "example_too_long": f"too long at {n} words; the examples have {self.length_words()}",
+            "example_too_short": f"too short at {n} words; the examples have {self.length_words()}",
+            "example_not_a_question": "not a question; every example is a question",
+            "example_copies_seed": "a copy of an example above",
+            "duplicate": "the same as another one",
+            "example_placeholder": "a placeholder, not a real one",
+        }.get(reason, reason.replace("_", " "))
+
+
+# ---------------------------------------------------------------------------------------------
+# Task rules the seeds follow
+# ---------------------------------------------------------------------------------------------
+_UNIT = r"(?P<unit>words?|characters?|chars?|letters?|sentences?|lines?|paragraphs?)"
+_N = r"(?P<n>\d[\d,]*|one|two|three|four|five|six|seven|eight|nine|ten|a single|single)"
+_NUMBERS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten".split())}
+_RANGE = re.compile(rf"(?:between\s+)?(?P<lo>\d[\d,]*)\s*(?:-|–|to|and)\s*(?P<hi>\d[\d,]*)\s+{_UNIT}", re.I)
+_AT_MOST = re.compile(
+    rf"(?:at most|no more than|not more than|under|less than|fewer than|maximum of|max(?:imum)?|up to|"
+    rf"within|shorter than|not exceed(?:ing)?|exceed)\s+{_N}\s+{_UNIT}",
+    re.I,
+)
+_OR_LESS = re.compile(rf"{_N}\s+{_UNIT}\s+or\s+(?:less|fewer|shorter)", re.I)
+_AT_LEAST = re.compile(
+    rf"(?:at least|more than|over|minimum of|min(?:imum)?|longer than)\s+{_N}\s+{_UNIT}", re.I
+)
+_OR_MORE = re.compile(rf"{_N}\s+{_UNIT}\s+or\s+(?:more|longer)", re.I)
+_EXACTLY = re.compile(rf"\b(?:be|is|of|in|exactly|contain|consist of)\s+{_N}\s+{_UNIT}\b", re.I)
+_QUESTION_RULE = re.compile(
+    r"\b(?:be|is|as|form of|end(?:s|ing)? with)\s+(?:a |an |one )?(?:\w+ )?question", re.I
+)
+_NOT_QUESTION_RULE = re.compile(r"\b(?:not be|never be|no)\s+(?:a |an )?question", re.I)
+_NO_DIGITS = re.compile(r"\b(?:not|never|no)\b[^.]{0,20}\b(?:numbers|digits|numerals)\b", re.I)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
+
+
+def _count(text: str, unit: str) -> int:
+    unit = unit.lower().rstrip("s")
+    if unit == "word":
+        return words(text)
+    if unit in ("character", "char", "letter"):
+        return len(" ".join(text.split()))
+    if unit == "line":
+        return len([ln for ln in text.splitlines() if ln.strip()]) or 1
+    if unit == "paragraph":
+        return len([p for p in re.split(r"\n\s*\n", text) if p.strip()]) or 1
+    # sentences: a piece of fewer than three words ("Mr.", "U.S.") belongs to the one before
+    pieces = _SENTENCE_END.split(" ".join(text.split()))
+    return max(1, sum(words(p) >= 3 for p in pieces))
+
+
+def _number(text: str) -> int:
+    text = text.lower().replace(",", "")
+    return 1 if "single" in text else _NUMBERS[text] if text in _NUMBERS else int(text)
+
+
+def _length_bounds(rule: str) -> list[tuple[str, int | None, int | None]]:
+    """(unit, lowest, highest) for each length a rule states."""
+    found: list[tuple[str, int | None, int | None]] = []
+    for m in _RANGE.finditer(rule):
+        found.append((m["unit"], _number(m["lo"]), _number(m["hi"])))
+    if found:
+        return found
+    for rx, lo, hi in ((_AT_MOST, False, True), (_OR_LESS, False, True), (_AT_LEAST, True, False),
+                       (_OR_MORE, True, False), (_EXACTLY, True, True)):  # fmt: skip
+        for m in rx.finditer(rule):
+            n = _number(m["n"])
+            found.append((m["unit"], n if lo else None, n if hi else None))
+        if found:
+            return found
+    return found
+
+
+def rule_problem(rule: str, seeds: list[Example], labels: list[str] | None) -> str | None:
+    """Why a task rule cannot head every generation prompt, or None: it names some labels but not
+    all, or a seed breaks it (a length, a question or not, no digits). By words, not by the
+    teacher: asked whether each seed follows each rule, the 1.5B teacher said yes to every one."""
+    low = rule.lower()
+    if labels:
+        named = [lb for lb in labels if re.search(rf"\b{re.escape(lb.lower())}", low)]
+        if named and len(named) < len(labels):
+            return "task_rule_names_a_label"
+    texts = [x.input for x in seeds]
+    for unit, lo, hi in _length_bounds(rule):
+        counts = [_count(t, unit) for t in texts]
+        # a stated length is a rough one: the seeds break it when one is past it by a quarter
+        if (hi is not None and max(counts) > hi * 1.25) or (lo is not None and min(counts) < lo / 1.25):
+            return "task_rule_seeds_break_length"
+    questions = [t.rstrip().endswith("?") for t in texts]
+    if _NOT_QUESTION_RULE.search(rule):
+        if any(questions):
+            return "task_rule_seeds_break_form"
+    elif _QUESTION_RULE.search(rule) and not all(questions):
+        return "task_rule_seeds_break_form"
+    if _NO_DIGITS.search(rule) and any(re.search(r"\d", t) for t in texts):
+        return "task_rule_seeds_break_form"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Create and mistake items
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Item:
+    """One (form, example) item of the teacher's, as a principle text, or why it was dropped."""
+
+    text: str | None
+    example: str | None
+    reason: str | None = None
+
+
+@dataclass
+class Coverage:
+    """Per category: principles kept, and the drops by reason, with the dropped examples."""
+
+    kept: Counter = field(default_factory=Counter)
+    dropped: dict[str, Counter] = field(default_factory=dict)
+    rejected: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # (example, why)
+
+    def drop(self, category: str | None, reason: str, why: str | None = None) -> None:
+        key = str(category)
+        self.dropped.setdefault(key, Counter())[reason] += 1
+        if why is not None:
+            self.rejected.setdefault(key, []).append((reason, why))
+
+    def table(self, categories: list[str], cap: int) -> dict[str, dict[str, Any]]:
+        return {
+            c: {
+                "kept": self.kept[c],
+                "short": self.kept[c] < cap,
+                "dropped": dict(sorted(self.dropped.get(c, Counter()).items())),
+            }
+            for c in categories
+        }
+
+
+def holds_json(teacher: ModelCaller) -> bool:
+    """Whether the teacher's answers are held to the forms schema: a local backend that constrains
+    chat answers (llama.cpp's grammar, vLLM). A server is only asked in the prompt: servers differ
+    in the response_format they accept, and the answer is read forgivingly either way."""
+    return "chat" in teacher.json_constrained and not teacher.remote
+
+
+class Forms:
+    """Create and mistake principles: the teacher's (form, example) items, each example cleaned
+    and checked (the seeds' shape, not a copy of a seed, for a classification task labelled by
+    the teacher as the category it is written for), then rendered as one principle each."""
+
+    def __init__(self, task: Task, seeds: list[Example], s, seed: int, ask, dropped: Counter, as_json: bool):
+        self.task, self.seeds, self.s, self.seed, self.ask, self.dropped = task, seeds, s, seed, ask, dropped
+        self.as_json = as_json  # the teacher's backend holds chat answers to a schema
+        self.noun = task.config.input_name
+        self.shape = Shape.of(seeds, s.example_stretch)
+        # what every form begins with (lead_forms), in the prompt and, held, in the schema
+        self.lead = prompts.form_lead(self.noun, self.shape.questions) if s.lead_forms else None
+        self.coverage = Coverage()
+        self.refilled: dict[str, int] = {}  # principles added per category asked again
+        self.labelled: dict[str, str | None] = {}  # example -> the label the teacher read in it
+
+    def _drop(self, category: str | None, reason: str, example: str | None = None, why: str | None = None):
+        self.dropped[reason] += 1
+        if category is not None:
+            told = why or (self.shape.why(reason, example) if example else None)
+            self.coverage.drop(category, reason, f"{told}: {prompts.trim(example, 160)}" if told else None)
+
+    def ask_forms(
+        self, level: str, requests: list[tuple[str, Messages]], n: int, categories: list[str | None]
+    ) -> dict[str, list[Item]]:
+        """Per request id: every item of the answer, usable (`text` set) or dropped (`reason`)."""
+        s = self.s
+        how = SamplingParams(
+            temperature=s.temperature,
+            top_p=1.0,
+            max_tokens=max(s.max_tokens, 96 * n, self.shape.most_words * 4 * n),  # n items of form + example
+            seed=self.seed,
+            json_schema=prompts.forms_schema(n, self.lead) if self.as_json else None,
+        )
+        out = self.ask(level, requests, how)
+        return {rid: self._read(out[rid], n, cat) for (rid, _), cat in zip(requests, categories, strict=True)}
+
+    def _read(self, c: Completion, n: int, category: str | None) -> list[Item]:
+        pairs = reading.read_forms(c.text)
+        if pairs is None:  # no JSON: read it as a list, each line's quoted example (or itself, a bare one)
+            s = self.s
+            lines = reading.parse_list(
+                c.text, s.min_chars, s.max_chars, self.dropped, c.finish_reason == "length"
+            )
+            pairs = [(ln, reading.quoted_example(ln) or (ln if ln.endswith("?") else None)) for ln in lines]
+            items = [self._one(text, ex, category, raw=True) for text, ex in pairs[:n]]
+        else:
+            items = [self._one(form, ex, category) for form, ex in pairs[:n]]
+        if not items:
+            self.coverage.drop(category, "no_items")  # nothing to read in the answer
+        return items
+
+    def _one(self, form: str, example: str | None, category: str | None, raw: bool = False) -> Item:
+        if example is None:
+            return Item(form, None) if raw else Item(None, None, "no_example")
+        ex = reading.clean_example(example, self.noun, self.shape.questions, self.task.labels or None)
+        reason = None
+        if ex is None:
+            reason = "example_placeholder"
+        elif any(reading.overlap(ex, x.input) > 0.8 for x in self.seeds):
+            reason = "example_copies_seed"
+        else:
+            reason = self.shape.problem(ex)
+        if reason is not None:
+            self._drop(category, reason, ex or example)
+            return Item(None, ex or example, reason)
+        if raw and form.strip().strip('"') != example:
+            return Item(form, ex)
+        return Item(reading.render(form, ex, self.noun, self.s.max_chars), ex)
+
+    def per_mistake(
+        self, requests: list[tuple[str, Messages]], labels: list[str], cap: int
+    ) -> list[tuple[str, str]]:
+        """(label, principle) for each mistake's one JSON item that passes the checks, kept with
+        the label the student missed (`labels`, one per request); at most `cap` per label."""
+        answers = self.ask_forms("error", requests, 1, list(labels))
+        got: dict[str, list[Item]] = {}
+        for (rid, _), label in zip(requests, labels, strict=True):
+            got.setdefault(label, []).extend(answers[rid])
+        return [(label, text) for label, texts in self.keep(got, cap, count=False).items() for text in texts]
+
+    def keep(
+        self, got: dict[str, list[Item]], cap: int, taken: set[str] | None = None, count: bool = True
+    ) -> dict[str, list[str]]:
+        """Per category: its usable principles whose example is new (not one kept already, nor one
+        of `taken`) and, for a classification task, labelled as that category by the teacher; at
+        most `cap`. `count`: these are the category's create principles (coverage.kept)."""
+        task, fixed = self.task, self.task.fixed_categories()
+        labelled = self.labelled
+        usable = [i for items in got.values() for i in items if i.text is not None]
+        if fixed is not None:  # each example labelled once, by the teacher, greedily
+            greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=16, seed=self.seed)
+            examples = sorted({i.example for i in usable if i.example is not None} - set(labelled))
+            reqs = [
+                (
+                    f"principles/{self.seed}/check/{text_hash(ex)[:16]}",
+                    prompts.label_prompt(task, self.seeds, ex, self.s),
+                )
+                for ex in examples
+            ]
+            out = self.ask("check", reqs, greedy) if reqs else {}
+            labelled.update(
+                {ex: task.extract(out[rid].text) for ex, (rid, _) in zip(examples, reqs, strict=True)}
+            )
+        kept: dict[str, list[str]] = {}
+        seen = {" ".join(sorted(reading.words_of(ex))) for ex in taken or ()}
+        for name, items in got.items():
+            kept[name] = []
+            for item in items:
+                if item.text is None:
+                    continue
+                ex = item.example
+                key = None if ex is None else " ".join(sorted(reading.words_of(ex)))
+                if ex is not None and fixed is not None and labelled.get(ex) != name:
+                    other = labelled.get(ex)
+                    told = (
+                        f"its {task.category_word} is '{other}', not '{name}'" if other else "no label read"
+                    )
+                    self._drop(name, "example_off_label", ex, told)
+                elif key is not None and key in seen:
+                    self._drop(name, "duplicate", ex)
+                elif len(kept[name]) >= cap:
+                    self.dropped["over_cap"] += 1
+                else:
+                    kept[name].append(item.text)
+                    if key is not None:
+                        seen.add(key)
+            if count:
+                self.coverage.kept[name] = len(kept[name])
+        return kept
+
+    def refill(
+        self, categories: dict[str, str], members: dict[str, list[Example]], kept: dict[str, list[str]],
+        create: dict[str, list[Item]], n: int,
+    ) -> dict[str, list[str]]:  # fmt: skip
+        """Each category left with fewer than per_category create principles, asked once more,
+        shown the examples it wrote that were dropped and why; its principles kept before, then
+        the new ones that pass."""
+        cap = self.s.per_category
+        short = [c for c in categories if len(kept[c]) < cap]
+        if not short:
+            return kept
+        rid = {c: f"principles/{self.seed}/category/{c}/refill" for c in short}
+        reqs = [
+            (rid[c], prompts.refill_prompt(
+                self.task, c, categories[c], members.get(c, []), n, self.s,
+                [why for _, why in self.coverage.rejected.get(c, [])], self.shape, self.lead))
+            for c in short
+        ]  # fmt: skip
+        again = self.ask_forms("category", reqs, n, short)
+        before = {c: [i for i in create[c] if i.text in kept[c]] for c in short}
+        taken = {i.example for c, items in create.items() if c not in short
+                 for i in items if i.example and i.text in kept[c]}  # fmt: skip
+        more = self.keep({c: before[c] + again[rid[c]] for c in short}, cap, taken)
+        self.refilled = {c: len(more[c]) - len(kept[c]) for c in short}
+        return {**kept, **more}
