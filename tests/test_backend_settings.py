@@ -44,10 +44,11 @@ def test_a_valid_section_of_each_backend_loads(tiny_config, tmp_path, section, c
     assert load_config(path).models.generator == generator
 
 
-def test_no_backend_means_transformers_on_the_embedded_model(tiny_config):
+def test_no_backend_means_the_embedded_model_on_its_fastest_path(tiny_config):
     cfg = load_config(data=tiny_config)
-    for role in (cfg.models.generator, cfg.models.student):
-        assert type(role) is TransformersModel and role.model == "smollm2-135m"
+    assert type(cfg.models.student) is TransformersModel and cfg.models.student.model == "smollm2-135m"
+    # the generator: llama.cpp where llama-cpp-python is installed (as it is here), else transformers
+    assert type(cfg.models.generator) is LlamaCppModel and cfg.models.generator.model == "smollm2-135m"
     # the teacher: the embedded 1.5B on llamacpp where psilm[teacher] is installed
     assert cfg.models.teacher == default_teacher()
     built = psilm.ModelConfig(model="smollm2-135m")  # the README's line

@@ -301,7 +301,7 @@ def test_report_shows_the_round_curve(two_rounds):
 
 @pytest.mark.slow
 def test_a_run_killed_in_round_two_resumes_without_redoing_round_one(tmp_path, tmp_path_factory, monkeypatch):
-    from psilm.stages import evolve
+    from psilm.stages.rounds import check as evolve
 
     model = tiny_model(tmp_path_factory)
     config = _two_round_config(tmp_path, model, check="agree")
@@ -348,7 +348,7 @@ def test_seeds_cv_judges_the_seeds_with_fold_students_of_the_tiny_model(two_roun
     """judge: seeds_cv for real: a student per fold trained and asked, none left on disk after."""
     import shutil
 
-    from psilm import pipeline
+    from psilm import run as pipeline
     from psilm.run.plan import Step
     from psilm.run.runner import run_step
 

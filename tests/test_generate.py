@@ -282,6 +282,8 @@ def test_records_have_the_schema(tmp_path, trec, trec_seeds, trec_principles):
             "temperature": 0.8,
             "top_p": 0.9,
             "max_tokens": 40,
+            "prompt_style": "chat",
+            "structured": None,
         }
         assert r["raw_input"] and len(r["principle_ids"]) == 1 and r["votes"] == []
         if r["category"] == "abbreviation":

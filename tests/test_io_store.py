@@ -60,17 +60,17 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     assert os.listdir(tmp_path) == ["a.json"]
 
 
-def test_plan_skip_resume_and_supersede(tmp_path):
+def test_decide_skip_resume_and_supersede(tmp_path):
     run = RunDir(tmp_path)
     out = [run.path("out.txt")]
-    assert run.plan("s", "k1", out) == "fresh"
-    run.start("s", "k1", {})
-    assert RunDir(tmp_path).plan("s", "k1", out) == "resume"  # started, not finished
+    assert run.decide("s", "k1", out) == "fresh"
+    run.start("s", "k1", 1, {})
+    assert RunDir(tmp_path).decide("s", "k1", out) == "resume"  # started, not finished
     assert RunDir(tmp_path).stage("s")["pid"] == os.getpid()  # which process started it
     (tmp_path / "out.txt").write_text("v1")
     run.finish("s")
-    assert RunDir(tmp_path).plan("s", "k1", out) == "skip"
-    assert RunDir(tmp_path).plan("s", "k2", out) == "fresh"  # settings changed
+    assert RunDir(tmp_path).decide("s", "k1", out) == "skip"
+    assert RunDir(tmp_path).decide("s", "k2", out) == "fresh"  # settings changed
     assert not (tmp_path / "out.txt").exists()
     moved = list((tmp_path / ".superseded").rglob("out.txt"))
     assert len(moved) == 1 and moved[0].read_text() == "v1"

@@ -37,7 +37,7 @@ def test_other_ranks_write_nothing(tmp_path, monkeypatch):
     log = JsonlLog(tmp_path / "log.jsonl")
     log.append({"id": 1})
     run = RunDir(tmp_path / "run")
-    run.start("s", "k", {})
+    run.start("s", "k", 1, {})
     run.finish("s", n=1)
     assert log.records == [{"id": 1}] and run.stage("s")["status"] == "done"  # kept in memory
     assert list(tmp_path.iterdir()) == []  # and nothing on disk

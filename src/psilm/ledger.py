@@ -146,6 +146,7 @@ def stage_row(name: str, st: dict, config: dict, arm_metrics: dict[str, dict]) -
         "tokens": tokens,
         "tokens_total": sum(_total(c) for c in tokens.values()),
         "model_calls": st.get("model_calls", 0),
+        "n_candidates": st.get("n_candidates"),  # generate steps: how many instances the cost bought
         "cost_usd": _cost(tokens, config),
     }
 
@@ -261,7 +262,33 @@ def psi_vs_teacher(rows: list[dict], totals: dict[str, dict], config: dict) -> d
         )
     out["saved_co2_kg"] = out["teacher_co2_kg"] - out["psi_co2_kg"]
     out["saved_share"] = out["saved_co2_kg"] / out["teacher_co2_kg"] if out["teacher_co2_kg"] else None
+    if (at := at_n(rows, config, PROJECT_N)) is not None:
+        out[f"at_{PROJECT_N}"] = at
     return out
+
+
+PROJECT_N = 1000  # the data set size the comparison is projected to: a run's n is often small
+
+
+def at_n(rows: list[dict], config: dict, n: int) -> dict[str, Any] | None:
+    """Writing n instances: psi (the principles once, then the generator's cost per instance) against
+    the teacher writing every one (the principles too, then its per-token cost times the tokens an
+    instance takes); energy and CO2. None where generate/psi or the teacher's cost is unknown."""
+    gen = next((r for r in rows if r["stage"] == f"generate/{PSI}"), None)
+    per = teacher_per_token(rows, config)
+    made = (gen or {}).get("n_candidates")
+    if gen is None or per is None or not made or gen["energy_kwh"] is None:
+        return None
+    first = next((r for r in rows if r["stage"] == "principles"), None)
+    fixed = {k: (first or {}).get(k) or 0.0 for k in ("energy_kwh", "co2_kg")}
+    tokens = sum(_billable(c) for c in gen["tokens"].values()) / made
+    return {
+        "n": n,
+        "psi_energy_kwh": fixed["energy_kwh"] + n * gen["energy_kwh"] / made,
+        "psi_co2_kg": fixed["co2_kg"] + n * gen["co2_kg"] / made,
+        "teacher_energy_kwh": fixed["energy_kwh"] + n * tokens * per["energy_kwh"],
+        "teacher_co2_kg": fixed["co2_kg"] + n * tokens * per["co2_kg"],
+    }
 
 
 def savings_sentence(cmp: dict[str, Any]) -> str:
@@ -273,10 +300,16 @@ def savings_sentence(cmp: dict[str, Any]) -> str:
     psi_g, t_g, saved = cmp["psi_co2_kg"] * 1e3, cmp["teacher_co2_kg"] * 1e3, cmp["saved_co2_kg"] * 1e3
     verb = "saves" if saved >= 0 else "costs"
     share = f" ({percent(abs(cmp['saved_share']), 0)})" if cmp.get("saved_share") is not None else ""
-    return (
+    said = (
         f"PSI arm: {psi_g:.3g} g CO2eq; teacher arm ({how}): {t_g:.3g} g CO2eq. "
         f"PSI {verb} {abs(saved):.3g} g CO2eq{share}{est}."
     )
+    if at := cmp.get(f"at_{PROJECT_N}"):
+        said += (
+            f" Writing {at['n']:,} instances (projected): PSI {1000 * at['psi_energy_kwh']:.3g} Wh, "
+            f"the teacher {1000 * at['teacher_energy_kwh']:.3g} Wh."
+        )
+    return said
 
 
 # --- self-evolution rounds -----------------------------------------------------------------------

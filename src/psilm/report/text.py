@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from psilm.arms import PSI
@@ -60,15 +61,44 @@ def clip(text: Any, n: int = 400) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+# --- what one prediction costs --------------------------------------------------------------------
+def prediction_cost(r: dict, arm: str) -> tuple[float, float | None] | None:
+    """(milliseconds, Wh per 1,000 predictions) of an arm's answering on this machine, from its
+    evaluate step: the answering alone, not the model's loading; None where not measured."""
+    st = r["manifest"].get("stages", {}).get(f"evaluate/{arm}", {})
+    n, took, total = st.get("n"), st.get("predict_s"), st.get("duration_s")
+    if not n or not took:
+        return None
+    wh_1000 = None
+    if st.get("energy_kwh") and total:
+        wh_1000 = 1000 * st["energy_kwh"] * min(1.0, took / total) / n * 1000
+    return 1000 * took / n, wh_1000
+
+
+def cost_line(r: dict) -> str:
+    """'psi student 83.8% at 12 ms a prediction; the teacher answering 54.0% at 570 ms' (what
+    exists of it)."""
+    parts = []
+    for arm, who in ((PSI, f"{PSI} student"), ("teacher_answers", "the teacher answering")):
+        res, cost = r["results"].get(arm), prediction_cost(r, arm)
+        if res:
+            parts.append(
+                f"{who} {pct(res['accuracy'])}" + (f" at {cost[0]:.0f} ms a prediction" if cost else "")
+            )
+    return "; ".join(parts)
+
+
 # --- tables --------------------------------------------------------------------------------------
 def arm_table(r: dict) -> tuple[list[str], list[list[str]]]:
-    """Arms: accuracy and interval beside energy, CO2, tokens and $ (plain text cells)."""
-    head = ["arm", "accuracy", INTERVAL, "n test", "trained on", "energy (Wh)", "g CO2eq", "tokens"]
+    """Arms: accuracy and interval beside energy, CO2, tokens, a prediction's cost and $ (plain text)."""
+    head = ["arm", "accuracy", INTERVAL, "n test", "trained on", "energy (Wh)", "g CO2eq", "tokens",
+            "ms / prediction", "Wh / 1,000 predictions"]  # fmt: skip
     rows = []
     for arm in r["arms"]:
         res, tot = r["results"].get(arm), r["ledger"]["arms"].get(arm, {})
         n_train = r["manifest"].get("stages", {}).get(f"train/{arm}", {}).get("n_train")
         has = bool(tot.get("stages"))
+        cost = prediction_cost(r, arm)
         rows.append(
             [
                 arm,
@@ -79,6 +109,8 @@ def arm_table(r: dict) -> tuple[list[str], list[list[str]]]:
                 wh(tot["energy_kwh"]) if has else "",
                 grams(tot["co2_kg"]) + (ESTIMATED if tot.get("is_estimated") else "") if has else "",
                 f"{tot['tokens_total']:,}" if has else "",
+                f"{cost[0]:.1f}" if cost else "",
+                num(cost[1]) if cost and cost[1] is not None else "",
             ]
             + ([usd(tot.get("cost_usd"))] if r["ledger"]["priced"] else [])
         )
@@ -120,7 +152,19 @@ def header_facts(r: dict) -> tuple[str, str, list[tuple[str, str]]]:
         f"({(cfg.get('models') or {}).get(role, {}).get('backend')})"
         for role in [*ROLES, *(["checker"] if (cfg.get("models") or {}).get("checker") else [])]
     )
+    writer = r.get("principles_writer")
+    file = (cfg.get("principles") or {}).get("file")
+    by = (
+        f"the teacher {writer}"
+        if writer
+        else f"a person's file ({Path(file).name})"
+        if file
+        else "nobody yet"
+    )
     sub = f"task {task.get('name')} ({task.get('kind')}): {task.get('description', '')} · {models}"
+    sub += f" · principles by {by}"
+    if line := cost_line(r):
+        sub += f" · {line}"
     psi = r["results"].get(PSI)
     share = led["teacher_share"][PSI]["share"]
     cards = [

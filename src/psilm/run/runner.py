@@ -173,7 +173,7 @@ def key_of(io: StepIO) -> tuple[str, dict[str, Any]]:
             st = io.run.folder.manifest["stages"].get(f"train/{arm}", {})
             if st.get("status") != "done":
                 raise DataError(
-                    f"{path}: {arm} is not trained yet; run `psilm train --arm {arm}` (or psilm run)"
+                    f"{path / 'merged'}: not trained yet; run `psilm train --arm {arm}` (or psilm run)"
                 )
             inputs[label] = st["key"]
         elif i.what == "seeds" and io.run.new_seeds_hash:

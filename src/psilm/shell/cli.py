@@ -92,7 +92,7 @@ def run(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")] = Path("runs/demo"),
     teacher_url: Annotated[
-        str | None, typer.Option(help="Use a real teacher: an OpenAI-compatible base URL.")
+        str | None, typer.Option(help="A teacher behind a server: an OpenAI-compatible base URL.")
     ] = None,
     teacher_model: Annotated[
         str | None, typer.Option(help="The teacher's model name on that server.")
@@ -100,49 +100,42 @@ def demo(
     teacher_key_env: Annotated[
         str | None, typer.Option(help="Env variable holding the teacher's API key.")
     ] = None,
-    teacher: Annotated[
-        bool,
-        typer.Option(help="Let the embedded 1.5B teacher write the principles (psilm[teacher])."),
-    ] = False,
-    self_teacher: Annotated[
-        bool,
-        typer.Option(help="Let the embedded 135M model write its own principles (weak; for comparison)."),
+    person: Annotated[
+        bool, typer.Option(help="Principles from a person's file (psilm/demo/sst2_principles.yaml) instead.")
     ] = False,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """The whole pipeline on the embedded model and the shipped SST-2 slice."""
+    """The method on the shipped SST-2 slice: the embedded teacher writes the principles, the
+    embedded 135M model writes the data and is the student."""
+    from psilm.llm.settings import TEACHER_ALIAS
+
     overrides = list(set_ or [])
-    if teacher_url or teacher or self_teacher:  # a teacher writes all three levels
-        overrides += ["principles.file=null", "principles.levels=[task,category,error]"]
-    if teacher_url:
+    source = f"the embedded teacher {TEACHER_ALIAS}"
+    if person:
+        overrides += ["principles.file=sst2_principles.yaml", "principles.levels=[category]"]
+        source = "a person's file (psilm/demo/sst2_principles.yaml)"
+    elif teacher_url:
         if not teacher_model:
             raise PsilmError("--teacher-url needs --teacher-model (the model name the server knows)")
-        overrides += [
-            "models.teacher.backend=openai",
-            f"models.teacher.base_url={teacher_url}",
-            f"models.teacher.model={teacher_model}",
-        ]
+        overrides += ["models.teacher.backend=openai", f"models.teacher.base_url={teacher_url}",
+                      f"models.teacher.model={teacher_model}"]  # fmt: skip
         if teacher_key_env:
             overrides.append(f"models.teacher.api_key_env={teacher_key_env}")
-    elif self_teacher:
-        overrides += ["models.teacher.backend=transformers", "models.teacher.model=smollm2-135m"]
-    elif teacher:
-        overrides += ["models.teacher.backend=llamacpp", "models.teacher.model=qwen2.5-coder-1.5b"]
+        source = f"the teacher {teacher_model} at {teacher_url}"
     config_path = Path(str(resources.files("psilm").joinpath("demo", "sst2.yaml")))
     if not quiet:
-        source = (
-            f"teacher at {teacher_url}"
-            if teacher_url
-            else "the embedded 135M model as its own teacher"
-            if self_teacher
-            else "the embedded teacher qwen2.5-coder-1.5b"
-            if teacher
-            else "a person (psilm/demo/sst2_principles.yaml), standing in for a teacher"
-        )
-        print(f"psilm demo: SST-2 on the embedded SmolLM2-135M; principles from {source}", file=sys.stderr)
+        print(f"psilm demo: SST-2 on the embedded SmolLM2-135M; principles by {source}", file=sys.stderr)
     run(config_path, out, overrides, quiet, verbose)
+    if not quiet:
+        print(NEXT.format(out=out))
+
+
+NEXT = """next:
+  psilm predict new.jsonl --run {out} --out preds.jsonl    # the psi student on your own rows
+  psilm export --run {out} --to gguf --out demo-gguf        # the student as GGUF for llama.cpp / Ollama
+  psilm init your-data.jsonl -o task.yaml && psilm run task.yaml --out runs/task   # your own task"""
 
 
 @app.command()

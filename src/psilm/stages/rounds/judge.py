@@ -205,8 +205,11 @@ class Judge(Stage):
         e = io.cfg.evolve
         _, rows = judge_slice(io)
         cfg = io.cfg
+        # what the judge and the mix read (not the round's check, soup or principles)
+        used = {"judge", "n_dev", "cv_folds", "error_mix", "mix_floor", "mix_prior_rows", "mix_blend",
+                "mix_hold_right"}  # fmt: skip
         key = {
-            "settings": e.model_dump(mode="json", exclude={"rounds", "n", "principles_file"}),
+            "settings": e.model_dump(mode="json", include=used),
             "rows": fingerprint([x.to_dict() for x in rows]),
             "original": io.category_weights,
             "evaluate": cfg.evaluate.model_dump(mode="json"),

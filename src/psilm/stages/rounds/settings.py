@@ -119,10 +119,16 @@ class EvolveSettings(Settings):
     principles_file: Path | None = Field(None, description="error_principles: file: a person's principles.")
 
 
+# the values at which the new rows' mix is the error shares alone: nothing blended, nothing held
+ERROR_SHARES_ALONE: dict[str, Any] = {"mix_blend": 1.0, "mix_hold_right": False}
+
+
 def mix_asked(s: EvolveSettings) -> dict[str, Any]:
-    """The error-mix settings a config sets itself (not by default): a setting the run cannot use
-    (no error mix, no fixed categories) is an error only where it was asked for."""
-    return {k: getattr(s, k) for k in ("mix_blend", "mix_hold_right") if k in s.model_fields_set}
+    """The settings a config sets itself (not by default) that shape the error mix away from the
+    error shares alone: one the run cannot use (no error mix, no fixed categories) is an error only
+    where it was asked for."""
+    return {k: getattr(s, k) for k, alone in ERROR_SHARES_ALONE.items()
+            if k in s.model_fields_set and getattr(s, k) != alone}  # fmt: skip
 
 
 def round_seed(seed: int, rnd: int) -> int:
