@@ -93,8 +93,12 @@ def markdown(result: dict) -> str:
             cells = []
             for n in ns:
                 p = by_n.get(str(n))
-                cells.append(f"{100 * p['mean']:.1f} ({len(p['seeds'])} seed{'s' * (len(p['seeds']) > 1)}; "
-                             f"{p['minutes']} min, {p['wh']} Wh)" if p else "-")  # fmt: skip
+                cells.append(
+                    f"{100 * p['mean']:.1f} ({len(p['seeds'])} seed{'s' * (len(p['seeds']) > 1)}; "
+                    f"{p['minutes']} min, {p['wh']} Wh)"
+                    if p
+                    else "-"
+                )
             out.append(f"| {arm} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)

@@ -86,13 +86,16 @@ def gguf_served(args, task: str, seed: int) -> dict | None:
         files = sorted(dest.glob("*-q8_0.gguf"))
     fin = FinishedRun(folder)
     rows = json.loads((folder / "arms" / "psi" / "metrics.json").read_text())["predictions"]
-    examples = [fin.task.example({fin.task.config.input_field: r["input"], fin.task.config.target_field: r["gold"]})
-                for r in rows]  # fmt: skip
+    examples = [
+        fin.task.example({fin.task.config.input_field: r["input"], fin.task.config.target_field: r["gold"]})
+        for r in rows
+    ]
     _, tok = hf.load(str(fin.trained_model("psi", "reference")), "cpu", "float32")
     encoded = [encode(tok, fin.task.prompt(x.input), fin.task.answer_options(x)) for x in examples]
     ensure_works(files[0], 1)
-    llm = llama_cpp.Llama(model_path=str(files[0]), n_ctx=1024, n_threads=1, n_threads_batch=1, logits_all=True,
-                          verbose=False)  # fmt: skip
+    llm = llama_cpp.Llama(
+        model_path=str(files[0]), n_ctx=1024, n_threads=1, n_threads_batch=1, logits_all=True, verbose=False
+    )
     try:
         with track(EmissionsSettings(), "gguf") as ledger:
             started = time.perf_counter()
@@ -130,17 +133,27 @@ def summarize(points: dict) -> dict:
 
 
 def markdown(result: dict) -> str:
-    out = [f"{result['date']}, {result['machine']}; accuracy % on the test rows (mean over seeds), "
-           "time and energy per prediction on this machine.", ""]  # fmt: skip
+    out = [
+        f"{result['date']}, {result['machine']}; accuracy % on the test rows (mean over seeds), "
+        "time and energy per prediction on this machine.",
+        "",
+    ]
     for task, names in result["table"].items():
-        out += [f"**{task}**", "", "| who answers | accuracy % | 95% interval over seeds | per seed | ms / prediction "
-                "| Wh / 1,000 predictions |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        out += [
+            f"**{task}**",
+            "",
+            "| who answers | accuracy % | 95% interval over seeds | per seed | ms / prediction "
+            "| Wh / 1,000 predictions |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for name, r in sorted(names.items(), key=lambda kv: kv[1]["ms_per_prediction"]):
             ci = r["ci95"] or [r["mean"], r["mean"]]
             seeds = ", ".join(f"{100 * v:.1f}" for v in r["seeds"].values())
             wh = "-" if r["wh_per_1000"] is None else f"{r['wh_per_1000']:.3g}"
-            out.append(f"| {name} | {100 * r['mean']:.1f} | {100 * ci[0]:.1f} - {100 * ci[1]:.1f} | {seeds} | "
-                       f"{r['ms_per_prediction']:.1f} | {wh} |")  # fmt: skip
+            out.append(
+                f"| {name} | {100 * r['mean']:.1f} | {100 * ci[0]:.1f} - {100 * ci[1]:.1f} | {seeds} | "
+                f"{r['ms_per_prediction']:.1f} | {wh} |"
+            )
         out.append("")
     return "\n".join(out)
 
