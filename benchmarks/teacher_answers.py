@@ -5,7 +5,7 @@
 
 For each task: the seeds a run of its config (seed 0) draws, then `--rows` rows of its pool that are
 neither seeds nor test rows; the embedded teacher answers each under each prompt shape
-(psilm.stages.teacher_answers: `turns`, `listing`), greedy and held to the labels. Writes
+(psilm.stages.evaluate.teacher: `turns`, `listing`), greedy and held to the labels. Writes
 benchmarks/results/teacher-answers/prompt.json (+ .md): accuracy and seconds per row per shape.
 """
 
@@ -26,7 +26,7 @@ SHAPES = ("turns", "listing")
 
 
 def main() -> None:
-    from psilm.stages.teacher_answers import teacher_predictions
+    from psilm.stages.evaluate.teacher import teacher_predictions
 
     from psilm import data as data_mod
     from psilm.config import load_config
