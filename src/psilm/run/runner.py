@@ -214,12 +214,7 @@ def run_step(run: Run, step: Step) -> dict[str, Any]:
             run.log(f"[skip] {name}: inputs and settings unchanged")
         return entry
     if mode == "fresh" and before.get("key"):
-        why = (
-            "its stage's version changed"
-            if before.get("version") != st.version
-            else "its inputs or settings changed"
-        )
-        run.log(f"[run] {name}: {why}; the old outputs are in .superseded/")
+        run.log(f"[run] {name}: {changed(before, st)}; the old outputs are in .superseded/")
     folder.start(name, key, st.version, inputs)
     bar = run.progress.stage(name) if run.progress else nullcontext()
     main = is_main_process()
@@ -266,6 +261,15 @@ def run_step(run: Run, step: Step) -> dict[str, Any]:
         rates.record(st.name, work[0], work[1], info["duration_s"])  # what psilm plan estimates from
     run.log(stage_summary(name, folder.stage(name), resumed=mode == "resume"))
     return folder.stage(name)
+
+
+def changed(entry: dict[str, Any], st: Stage) -> str:
+    """Why a step done before runs again: its stage's version, or what it reads or is set to."""
+    if "version" not in entry:
+        return "made by a psilm before step versions, so its key is of another kind"
+    if entry["version"] != st.version:
+        return f"its stage's version changed ({entry['version']} -> {st.version})"
+    return "its inputs or settings changed"
 
 
 def stage_summary(name: str, st: dict[str, Any], resumed: bool = False) -> str:

@@ -14,8 +14,8 @@ from psilm import arms
 from psilm.durable import atomic_write_json
 from psilm.errors import DamagedError, DataError
 from psilm.ledger import build_ledger, round_curve
-from psilm.run.plan import Step, plan, plan_for
-from psilm.run.runner import Run, run_steps, step_key
+from psilm.run.plan import Step, plan, plan_for, stage
+from psilm.run.runner import Run, changed, run_steps, step_key
 
 
 def run_stage(run: Run, name: str, arm: str | None = None) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def status(run: Run | None, planned: list[Step]) -> list[tuple[Step, str, str]]:
                 elif st.get("key") == key:
                     mode, why = "run", f"resumes ({st.get('status')})"
                 else:
-                    mode, why = "run", "inputs or settings changed"
+                    mode, why = "run", changed(st, stage(step.stage, step.arm)).removeprefix("its ")
         if mode == "run":
             runs.add(step.name)
         out.append((step, mode, why))
