@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from suite import run_config  # noqa: E402
+from suite import run_config, save  # noqa: E402
 
 from psilm.run.bench import t_interval  # noqa: E402
 
@@ -188,9 +188,7 @@ def main() -> None:
             result.update(
                 date=time.strftime("%Y-%m-%d"), machine=machine()["cpu"], table=summarize(result["points"])
             )
-            args.result.parent.mkdir(parents=True, exist_ok=True)
-            args.result.write_text(json.dumps(result, indent=1) + "\n")
-            args.result.with_suffix(".md").write_text(markdown(result))
+            save(args.result, result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -66,6 +66,15 @@ PAIRS = [
 ORDER = ["direct", "psi_teacher", "teacher", "human"]
 
 
+def save(path: Path, result: dict, markdown: str, plot=None) -> None:
+    """A benchmark's result: the JSON, the Markdown beside it and, given `plot(path)`, a PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    path.with_suffix(".md").write_text(markdown)
+    if plot is not None:
+        plot(path.with_suffix(".png"))
+
+
 def merge(base: dict, over: dict) -> dict:
     out = json.loads(json.dumps(base))
     for k, v in over.items():
@@ -298,11 +307,13 @@ def main() -> None:
     def write(done: set) -> None:
         result = aggregate(args, done)
         result["wall_s"] = round(time.time() - started, 1)
-        args.result.parent.mkdir(parents=True, exist_ok=True)
-        args.result.write_text(json.dumps(result, indent=2) + "\n")
-        args.result.with_suffix(".md").write_text(markdown(result))
         shown = {t: {**r, "ablations": {}} for t, r in result["tasks"].items()}
-        plot({**result, "profile": "suite", "tasks": shown}, args.result.with_suffix(".png"))
+        save(
+            args.result,
+            result,
+            markdown(result),
+            lambda png: plot({**result, "profile": "suite", "tasks": shown}, png),
+        )
 
     done = {(t, s) for t in args.tasks for s in args.seeds if finished(folder(args, t, s))}
     if not args.aggregate_only:

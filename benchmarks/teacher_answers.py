@@ -26,14 +26,13 @@ SHAPES = ("turns", "listing")
 
 
 def main() -> None:
-    from psilm.stages.evaluate.teacher import teacher_predictions
-
     from psilm import data as data_mod
     from psilm.config import load_config
     from psilm.durable import JsonlLog
     from psilm.llm import load_backend
     from psilm.llm.calls import ModelCaller
     from psilm.llm.settings import default_teacher
+    from psilm.stages.evaluate.teacher import teacher_predictions
     from psilm.tasks import load_task
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
