@@ -29,7 +29,15 @@ class Evaluate(Stage):
         return model_label(who), cfg.data.n_test or 500, "test rows"
 
     def key(self, io: StepIO) -> dict[str, Any]:
-        cfg, key = io.cfg, {"settings": io.cfg.evaluate.model_dump(mode="json")}
+        teacher = io.arm.answers == "teacher"  # the teacher's prompt shape reaches its arm alone
+        cfg, key = (
+            io.cfg,
+            {
+                "settings": io.cfg.evaluate.model_dump(
+                    mode="json", exclude=set() if teacher else {"teacher_prompt"}
+                )
+            },
+        )
         key["test"] = fingerprint([e.to_dict() for e in io.test] if io.test is not None else None)
         if io.arm.answers == "teacher":
             key["teacher"] = cfg.models.teacher.key()

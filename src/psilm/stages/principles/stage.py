@@ -76,7 +76,7 @@ class Principles(Stage):
         key["teacher"] = cfg.models.teacher.key()
         if "error" in s.levels:
             key["student"] = cfg.models.student.key()
-            key["evaluate"] = cfg.evaluate.model_dump(mode="json")  # how the student's answers are read
+            key["evaluate"] = cfg.evaluate.method  # how the student's answers are read
         return key
 
     def summary(self, st: dict[str, Any]) -> str:
