@@ -185,7 +185,8 @@ def test_requantize_writes_the_file_once_and_loads_it(tmp_path, monkeypatch) -> 
     assert again.path == b.path and b.path.stat().st_mtime_ns == made
     assert [p.name for p in b.path.parent.iterdir()] == [b.path.name]  # no temporary file left
     # it changes what the model writes, so it is part of the model's cache key
-    assert config.key()["requantize"] == "q8_0" and ModelConfig(backend="llamacpp").key()["requantize"] is None
+    plain = ModelConfig(backend="llamacpp").key()
+    assert config.key()["requantize"] == "q8_0" and plain["requantize"] is None
 
 
 def test_requantize_into_an_unusable_cache_names_the_fix(tmp_path, monkeypatch) -> None:

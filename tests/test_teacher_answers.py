@@ -1,0 +1,72 @@
+"""The teacher answering the test rows (the teacher_answers arm), and what psilm plan says a step costs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from test_principles import Scripted
+
+from psilm.durable import JsonlLog
+from psilm.llm.calls import ModelCaller
+from psilm.stages.evaluate.teacher import answer_schema, few_shot_prompt, teacher_predictions
+from psilm.tasks import load_task
+
+TREC = load_task("trec")
+SEEDS = [TREC.example({"text": t, "label_name": lb}) for t, lb in
+         [("Who wrote Hamlet ?", "human"), ("Where is Lima ?", "location")]]  # fmt: skip
+ROWS = [
+    TREC.example({"text": "Who painted the Mona Lisa ?", "label_name": "human"}),
+    TREC.example({"text": "What does NASA stand for ?", "label_name": "abbreviation"}),
+]
+
+
+def test_the_seeds_are_the_teachers_examples_in_either_shape():
+    turns = few_shot_prompt(TREC, SEEDS, "Who is Bach ?", "turns")
+    assert [m["role"] for m in turns] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert "human: asks for a person" in turns[0]["content"]  # every label's meaning
+    assert turns[2]["content"] == "human" and turns[-1]["content"] == "Question: Who is Bach ?"
+    listing = few_shot_prompt(TREC, SEEDS, "Who is Bach ?", "listing")
+    assert len(listing) == 1 and "Question: Where is Lima ?\nAnswer: location" in listing[0]["content"]
+    assert listing[0]["content"].endswith("Question: Who is Bach ?\nAnswer:")
+    assert answer_schema(TREC, ROWS[0]) == {"type": "string", "enum": TREC.labels}
+
+
+def _caller(tmp_path: Path, reply, constrained: bool) -> tuple[ModelCaller, Scripted]:
+    backend = Scripted(reply, "teacher")
+    held = ("chat",) if constrained else ()
+    log = JsonlLog(tmp_path / f"t-{constrained}.jsonl")
+    return ModelCaller("teacher", "teacher", lambda: backend, log, json_constrained=held), backend
+
+
+def test_a_held_teacher_answers_with_a_label_and_a_free_one_is_read_as_students_are(tmp_path):
+    def held(prompt, params):
+        assert params.temperature == 0 and params.json_schema["enum"] == TREC.labels
+        return '"human"' if "Mona Lisa" in prompt else '"abbreviation"'
+
+    caller, _ = _caller(tmp_path, held, True)
+    preds, texts, seconds = teacher_predictions(TREC, SEEDS, ROWS, caller, "turns", 16, 0)
+    assert preds == ["human", "abbreviation"] and texts[0] == '"human"' and seconds >= 0
+
+    def free(prompt, params):
+        assert params.json_schema is None  # nothing to hold it to
+        return "The answer is human." if "Mona Lisa" in prompt else "I cannot tell."
+
+    caller, _ = _caller(tmp_path, free, False)
+    preds, _, _ = teacher_predictions(TREC, SEEDS, ROWS, caller, "listing", 16, 0)
+    assert preds == ["human", None]  # nothing to read is no answer, and scores as wrong
+
+
+def test_rates_are_this_machines_own_and_a_fresh_one_has_none(tmp_path, monkeypatch):
+    from psilm.run import rates
+
+    monkeypatch.setenv("PSILM_CACHE", str(tmp_path / "cache"))
+    assert rates.estimate("generate", "m on llamacpp", 96) is None
+    rates.record("generate", "m on llamacpp", 96, 48.0)
+    rates.record("generate", "m on llamacpp", 32, 16.0)
+    assert rates.estimate("generate", "m on llamacpp", 200) == 100.0  # 0.5 s an instance
+    assert rates.estimate("train", "m on llamacpp", 10) is None
+    (tmp_path / "cache" / "rates.json").write_text("[1, 2]")  # damaged: remade as steps run
+    assert rates.estimate("generate", "m on llamacpp", 96) is None
+    rates.record("train", "m", 10, 5.0)
+    assert json.loads((tmp_path / "cache" / "rates.json").read_text())["train|m"]["steps"] == 1
