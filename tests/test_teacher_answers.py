@@ -70,3 +70,34 @@ def test_rates_are_this_machines_own_and_a_fresh_one_has_none(tmp_path, monkeypa
     assert rates.estimate("generate", "m on llamacpp", 96) is None
     rates.record("train", "m", 10, 5.0)
     assert json.loads((tmp_path / "cache" / "rates.json").read_text())["train|m"]["steps"] == 1
+
+
+def test_the_teacher_answering_is_an_arm_of_a_run_scored_and_priced_like_the_students(
+    tmp_path, tmp_path_factory, capsys
+):
+    """A run with teacher_answers (the tiny model as the teacher): its metrics beside zero_shot's,
+    the time a prediction takes in the report's table and top line, and plan's estimate after."""
+    from tiny import tiny_model, write_tiny_run_config
+
+    from psilm.shell.cli import main
+
+    model = tiny_model(tmp_path_factory)
+    local = {"model": str(model), "device": "cpu", "batch_size": 4}
+    models = {"generator": local, "student": local, "teacher": local}
+    config = write_tiny_run_config(
+        tmp_path / "cfg", model, arms=["zero_shot", "teacher_answers"], models=models
+    )
+    out = tmp_path / "run"
+    assert main(["run", str(config), "--out", str(out), "-q"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["arms"]
+    assert (
+        set(metrics) == {"zero_shot", "teacher_answers"} and metrics["teacher_answers"]["method"] == "teacher"
+    )
+    step = json.loads((out / "manifest.json").read_text())["stages"]["evaluate/teacher_answers"]
+    assert step["predict_s"] > 0 and step["n"] == metrics["teacher_answers"]["n"]
+    md = (out / "report.md").read_text()
+    assert "ms / prediction" in md and "the teacher answering" in md and "principles by" in md
+    capsys.readouterr()
+    assert main(["plan", str(config), "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("evaluate/teacher_answers" in ln and "test rows" in ln for ln in lines)
