@@ -25,6 +25,7 @@ from psilm.report.text import (
     ROUNDS_NOTE,
     arm_table,
     clip,
+    coverage_table,
     header_facts,
     judge_lines,
     pct,
@@ -104,6 +105,11 @@ def _principles_html(r: dict) -> str:
         note = shown_note(r, level)
         note = f" <span class=meta>{esc(note)}</span>" if note else ""
         parts.append(f"<h3>{esc(level)} level ({len(mine)}){note}</h3><ul>{items}</ul>")
+    cov_head, cov_rows = coverage_table(r)
+    if cov_rows:
+        parts.insert(0, _table(cov_head, cov_rows))
+    for rule in r.get("rules_dropped", []):
+        parts.append(f"<p class=meta>task rule dropped ({esc(rule['reason'])}): {esc(rule['rule'])}</p>")
     if r.get("principles_warning"):
         parts.insert(0, f'<p class="warn">{esc(r["principles_warning"])}</p>')
     return "".join(parts)

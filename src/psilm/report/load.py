@@ -58,6 +58,8 @@ def load_run(folder: str | Path) -> dict[str, Any]:
         "n_test": metrics.get("n_test") or next((r.get("n") for r in results.values()), None),
         "principles": principles,
         "principles_warning": written.get("warning"),
+        "principles_coverage": written.get("coverage") or {},
+        "rules_dropped": written.get("rules_dropped") or [],
         "principles_writer": written.get("teacher"),
         "shown": principles_shown(principles, psi)[0] if PSI in data else {},
         "n_psi": len(psi),

@@ -13,6 +13,7 @@ from psilm.report.text import (
     ROUNDS_NOTE,
     arm_table,
     clip,
+    coverage_table,
     header_facts,
     judge_lines,
     pct,
@@ -79,6 +80,11 @@ def render_md(r: dict) -> str:
         out += [f"Written by the teacher {r['principles_writer']}.", ""]
     if r.get("principles_warning"):
         out += [f"WARNING: {_md_cell(r['principles_warning'])}", ""]
+    cov_head, cov_rows = coverage_table(r)
+    if cov_rows:
+        out += [_md_table(cov_head, cov_rows), ""]
+    for rule in r.get("rules_dropped", []):
+        out += [f"- task rule dropped ({_md_cell(rule['reason'])}): {_md_cell(rule['rule'])}"]
     if r.get("n_psi") and r["principles"]:
         levels = dict.fromkeys(p.get("level") for p in r["principles"])
         out += ["; ".join(f"{lv}: {shown_note(r, lv)}" for lv in levels), ""]

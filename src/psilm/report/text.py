@@ -135,6 +135,18 @@ def stage_table(r: dict) -> tuple[list[str], list[list[str]]]:
     return head + (["$"] if r["ledger"]["priced"] else []), rows
 
 
+def coverage_table(r: dict) -> tuple[list[str], list[list[str]]]:
+    """Per category: category principles kept, and what was dropped and why (the principles stage)."""
+    head = ["category", "kept", "dropped, by reason"]
+    rows = []
+    for name, c in r.get("principles_coverage", {}).items():
+        why = ", ".join(
+            f"{n} {k.replace('example_', '').replace('_', ' ')}" for k, n in (c.get("dropped") or {}).items()
+        )
+        rows.append([name, str(c.get("kept", 0)) + (" (short)" if c.get("short") else ""), why or "-"])
+    return head, rows
+
+
 def shown_note(r: dict, level: str) -> str:
     """'shown in 12 of 96 psi prompts', or '' when no psi candidates were written yet."""
     if not r.get("n_psi"):
