@@ -60,6 +60,10 @@ def test_rows_too_long_for_max_length_are_counted_or_a_clear_error(sst2, tiny, t
     assert stats["n_train"] == 4 and stats["n_too_long"] == 1  # what TRL dropped is said, not hidden
     with pytest.raises(DataError, match=r"all 1 training examples are longer than train.max_length=64"):
         train_model(sst2, [long], ModelConfig(model=tiny), settings, tmp_path / "b", seed=0)
+    # unset (the default), it is the longest row's length: every row is trained on, none cut
+    unset = TrainSettings(epochs=1, batch_size=4)
+    stats = train_model(sst2, [*short, long], ModelConfig(model=tiny), unset, tmp_path / "c", seed=0)
+    assert stats["n_train"] == 5 and stats["n_too_long"] == 0 and stats["max_length"] > 64
 
 
 # --- LoRA ----------------------------------------------------------------------------------------

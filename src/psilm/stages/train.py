@@ -48,7 +48,12 @@ class TrainSettings(Settings):
     learning_rate: float = Field(2e-4, gt=0, description="LoRA; use ~2e-5 for full fine-tuning.")
     batch_size: int = Field(8, ge=1, description="Rows per optimizer step on one device.")
     gradient_accumulation_steps: int = Field(1, ge=1, description="Batches summed into one optimizer step.")
-    max_length: int = Field(384, ge=16, description="Tokens per example, prompt plus target.")
+    max_length: int | None = Field(
+        None,
+        ge=16,
+        description="Tokens per example, prompt plus target; a longer row is cut, one whose prompt alone "
+        "is longer is left out. None: the longest training row's, so none is (a task's rows set it).",
+    )
     include_seeds: bool = Field(True, description="Train on the seeds as well as the generated data.")
     gradient_checkpointing: bool = Field(
         False, description="Saves memory for more time; small students don't need it."
@@ -141,6 +146,7 @@ def train_model(
     set_seed(seed)  # after loading: the same adapter init and data order however the model came
 
     # --- trainer
+    max_length = settings.max_length or longest_row(tokenizer, dataset)
     config = SFTConfig(
         output_dir=str(out_dir),
         seed=seed,
@@ -151,7 +157,7 @@ def train_model(
         per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         **_checkpointing(SFTConfig, settings.gradient_checkpointing),
-        max_length=settings.max_length,
+        max_length=max_length,
         completion_only_loss=True,  # loss on the answer, never on the prompt
         packing=False,  # packing would let examples attend to each other without flash attention
         bf16=bf16,  # mixed precision on GPUs; fp32 on CPU, where bf16 matmuls are slow
@@ -176,8 +182,8 @@ def train_model(
     if kept == 0:
         raise DataError(
             f"train: all {len(examples)} training examples are longer than train.max_length="
-            f"{settings.max_length} tokens before their answer, so none can be learned from; "
-            "raise train.max_length"
+            f"{max_length} tokens before their answer, so none can be learned from; "
+            "raise train.max_length, or leave it unset (the longest row's length)"
         )
 
     # --- train
@@ -200,12 +206,13 @@ def train_model(
         saved.append("merged")
     trainer.accelerator.wait_for_everyone()  # other ranks return once rank 0 has written it all
 
-    lengths = [min(len(ids), settings.max_length) for ids in trainer.train_dataset["input_ids"]]
+    lengths = [min(len(ids), max_length) for ids in trainer.train_dataset["input_ids"]]
     epochs_done = float(trainer.state.epoch or 0.0)
     history = [[h["step"], round(h["loss"], 4)] for h in trainer.state.log_history if "loss" in h]
     return {
         "n_train": kept,
         "n_too_long": len(examples) - kept,
+        "max_length": max_length,
         "steps": result.global_step,
         "epochs": round(epochs_done, 3),
         "train_loss": round(float(result.training_loss), 4),
@@ -215,6 +222,15 @@ def train_model(
         "method": settings.method,
         "saved": saved,
     }
+
+
+def longest_row(tokenizer, dataset) -> int:
+    """The longest row of a prompt-completion dataset in the student's tokens, chat template included."""
+    longest = 16
+    for row in dataset:
+        text = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
+        longest = max(longest, len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+    return longest
 
 
 def _report_callback(progress: Progress | None):
@@ -347,7 +363,7 @@ class Train(Stage):
             stats["merged_files"] = {f.name: f.stat().st_size for f in files}
         if stats.get("n_too_long"):
             io.log(f"[train/{arm.name}] {stats['n_too_long']} of {len(examples)} rows are longer than train."
-                   f"max_length={cfg.train.max_length} before their answer: not trained on")  # fmt: skip
+                   f"max_length={stats['max_length']} before their answer: not trained on")  # fmt: skip
         if soup:
             io.log(f"[train/{arm.name}] its weights blended with {arm.previous}'s: "
                    f"{1 - soup:g} of its own, {soup:g} of the previous round's (evolve.soup)")  # fmt: skip
