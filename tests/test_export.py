@@ -246,7 +246,7 @@ def test_ollama_modelfile_of_a_two_field_task_takes_the_field_lines(run):
 
 
 def test_go_literal_keeps_braces_out_of_actions():
-    from psilm.use.export import _go_literal
+    from psilm.use.gguf import _go_literal
 
     assert _go_literal("a {{ b }} c") == 'a {{ "{{" }} b }} c'
 
