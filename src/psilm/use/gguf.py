@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 from psilm.errors import PsilmError
+from psilm.llm import hf
 from psilm.llm.llamacpp_check import ensure_works
 from psilm.run.finished import FinishedRun
+from psilm.stages.evaluate.likelihood import encode, option_logprobs
 
 # --- ollama ---------------------------------------------------------------------------------------------
 _SYSTEM_MARK = "\x00psilm-system\x00"
@@ -89,9 +91,6 @@ def gguf_agreement(model: str | Path, gguf: str | Path, task, examples, batch_si
     on the first prompt)."""
     import llama_cpp
     import numpy as np
-
-    from psilm.llm import hf
-    from psilm.stages.evaluate.likelihood import encode, option_logprobs
 
     if not all(task.answer_options(ex) for ex in examples):
         raise PsilmError(

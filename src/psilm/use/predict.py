@@ -20,7 +20,7 @@ from psilm.durable import write_jsonl
 from psilm.errors import DataError, PsilmError
 from psilm.io import iter_jsonl
 from psilm.run.finished import FinishedRun
-from psilm.stages.evaluate import probabilities
+from psilm.stages.evaluate import predict_examples, probabilities
 
 ProgressStart = Callable[[int], Callable[[int], None]]  # start(total) -> advance(n)
 
@@ -34,7 +34,6 @@ def predict(
     progress: ProgressStart | None = None,
 ) -> list[dict]:
     """Each row of `rows` (dicts, or a JSONL path) with the arm's prediction added."""
-    from psilm.stages.evaluate import predict_examples
 
     # --- validate: the run, the arm, every row, before any model loads
     if batch_size is not None and batch_size < 1:

@@ -22,6 +22,8 @@ from typing import Literal
 from pydantic import Field
 
 from psilm.errors import ConfigError, DataError
+from psilm.llm import TransformersModel, hf, load_backend
+from psilm.llm.base import SamplingParams
 from psilm.settings import Settings
 from psilm.stages.evaluate.likelihood import option_logprobs
 from psilm.tasks.base import Example, Task, token_f1
@@ -76,8 +78,6 @@ def predict_examples(
     """`model`'s answer to each example, read the way `settings.method` says; `on_progress(n)`
     is called after each batch with the number of examples it held. `device` and `dtype` are the
     student's (models.student), as in generation and training."""
-    from psilm.llm import TransformersModel, hf, load_backend
-    from psilm.llm.base import SamplingParams
 
     # --- validate
     has_options = all(task.answer_options(ex) for ex in examples)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from psilm.durable import file_hash
+from psilm.stages import evaluate as E
 from psilm.stages.base import Input, Stage, StepIO, model_label
 from psilm.stages.principles import mistakes, write
 from psilm.stages.principles.file import load_principles_file
@@ -30,7 +31,6 @@ def student_answers(io: StepIO) -> mistakes.StudentAnswers:
     """The untrained student's answers to the seeds as evaluation reads them: the likeliest option
     where the task has options (a small model's generated label is often unreadable), else its
     greedy generation."""
-    from psilm.stages import evaluate as E
 
     task, cfg, student = io.task, io.cfg, io.cfg.models.student
     if not all(task.answer_options(x) for x in io.seeds):

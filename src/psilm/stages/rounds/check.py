@@ -11,6 +11,7 @@ from typing import Any
 from psilm import arms
 from psilm.durable import fingerprint
 from psilm.stages.base import Input, Stage, StepIO, model_label
+from psilm.stages.evaluate import predict_examples
 from psilm.stages.evaluate.likelihood import probabilities
 from psilm.stages.filter.near import NearIndex
 from psilm.stages.rounds.settings import EvolveSettings
@@ -124,7 +125,6 @@ class Check(Stage):
         io.read("model", io.arm.previous)
 
     def run(self, io: StepIO) -> dict[str, Any]:
-        from psilm.stages.evaluate import predict_examples
 
         cfg, e, arm, st = io.cfg, io.cfg.evolve, io.arm, io.cfg.models.student
         rows, previous = io.read("new_rows"), self.previous(io)

@@ -20,7 +20,9 @@ from psilm.durable import fingerprint, is_main_process
 from psilm.errors import DataError
 from psilm.numbers import percent
 from psilm.stages.base import Input, Stage, StepIO, model_label
+from psilm.stages.evaluate import predict_examples
 from psilm.stages.rounds.settings import EvolveSettings
+from psilm.stages.train import rows_of, train_model
 from psilm.tasks import Example, Task
 
 # --- judging --------------------------------------------------------------------------------
@@ -226,7 +228,6 @@ class Judge(Stage):
         return judge_slice(io)[0] == "seeds_cv" and io.cfg.train.include_seeds
 
     def run(self, io: StepIO) -> dict[str, Any]:
-        from psilm.stages.evaluate import predict_examples
 
         cfg, e, arm, st = io.cfg, io.cfg.evolve, io.arm, io.cfg.models.student
         on, rows = judge_slice(io)
@@ -253,8 +254,6 @@ def _fold_predictions(io: StepIO, seeds: list[Example]) -> tuple[list[str | None
     trained as the previous round's student was less one fold of the seeds, each answering that fold.
     A fold's answers are appended to judge_folds.jsonl once given, so a killed judge resumes at the
     next fold; its student is removed once it has answered."""
-    from psilm.stages.evaluate import predict_examples
-    from psilm.stages.train import rows_of, train_model
 
     cfg, st, arm = io.cfg, io.cfg.models.student, io.arm
     trained_on = rows_of(io, arm.previous)
