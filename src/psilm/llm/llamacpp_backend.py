@@ -285,8 +285,8 @@ def requantized(source: Path, kind: str, n_threads: int) -> Path:
 
 
 def default_threads() -> int:
-    """Half the cores: llama.cpp's threads spin-wait on each other, and on a busy 2-core machine
-    2 threads ran 12-17x slower than 1."""
+    """Half the cores: llama.cpp's threads spin-wait on each other, so on a busy machine more threads
+    than free cores run far slower (docs/backends.md)."""
     return max(1, (os.cpu_count() or 2) // 2)
 
 
