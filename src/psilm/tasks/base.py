@@ -244,7 +244,7 @@ class Task:
     def prompt(self, input_text: str) -> list[dict[str, str]]:
         """Chat messages the student reads, in training and in evaluation alike."""
         # The instruction is the system message: it replaces the chat template's default system
-        # prompt (21 tokens for SmolLM2), a quarter of an SST-2 example's tokens in training.
+        # prompt, which would otherwise be trained on in every short example.
         return [
             {"role": "system", "content": self.instruction()},
             {"role": "user", "content": self.user_text(input_text)},

@@ -216,8 +216,8 @@ def condense_prompt(task: Task, specific: list[str], s: PromptSizes) -> Messages
 
 def label_prompt(task: Task, seeds: list[Example], text: str, s: PromptSizes) -> Messages:
     """The teacher labels one example, shown the labels' meanings and the seeds (all prompts share
-    that prefix, so a backend with a prompt cache reads it once). The task's own prompt (label
-    names only) put every 'human' example of a 1.5B teacher under 'entity' on TREC."""
+    that prefix, so a backend with a prompt cache reads it once): with label names only, a small
+    teacher misreads whole labels (docs/defaults.md#principles)."""
     noun = task.config.input_name
     body = (
         f"{_about(task)}\n\nExamples:\n{_shown(task, seeds, s.seeds_shown)}\n\n"

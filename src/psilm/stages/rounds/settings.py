@@ -67,7 +67,7 @@ class EvolveSettings(Settings):
         ge=0,
         description="error_mix: each category's error rate is shrunk toward the slice's overall rate as if "
         "it had this many more rows at that rate, so a category with one or two judged rows cannot take "
-        "the mix (TREC's abbreviation: 1 of 200 dev rows, wrong, was weighted highest). 0: raw rates.",
+        "the mix. 0: raw rates.",
     )
     mix_blend: float = Field(
         0.5,
