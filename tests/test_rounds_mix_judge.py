@@ -139,8 +139,7 @@ def round_two(tmp_path, tiny_config, monkeypatch):
     """A run folder whose psi (round 1) is 'trained': 4 seeds + 4 generated rows; the judge of
     psi_round2 then runs with training and prediction stood in for (no model is loaded)."""
     from psilm import run as pipeline
-    from psilm.stages import evaluate as E
-    from psilm.stages import train as T
+    from psilm.stages.rounds import judge as J  # the judge's own names: it imports both at the top
 
     def open_run(train: dict | None = None, **evolve):
         cfg = load_config(data={**tiny_config, "arms": ["psi"], "train": train or {},
@@ -175,8 +174,8 @@ def round_two(tmp_path, tiny_config, monkeypatch):
             preds=preds, scores=None, tokens={"prompt": 10 * len(examples), "completion": 0}
         )
 
-    monkeypatch.setattr(T, "train_model", train_model)
-    monkeypatch.setattr(E, "predict_examples", predict_examples)
+    monkeypatch.setattr(J, "train_model", train_model)
+    monkeypatch.setattr(J, "predict_examples", predict_examples)
     return SimpleNamespace(open=open_run, trained=trained, judged=judged)
 
 
@@ -219,10 +218,10 @@ def test_seeds_cv_needs_no_fold_students_where_round_one_never_trained_on_the_se
 def test_a_killed_seeds_cv_judge_resumes_at_the_next_fold(round_two, monkeypatch):
     from psilm.run.plan import Step
     from psilm.run.runner import run_step
-    from psilm.stages import train as T
+    from psilm.stages.rounds import judge as J
 
     ctx = round_two.open(cv_folds=2)
-    real, calls = T.train_model, []
+    real, calls = J.train_model, []
 
     def killed_on_the_second(*args, **kw):
         calls.append(1)
@@ -230,13 +229,13 @@ def test_a_killed_seeds_cv_judge_resumes_at_the_next_fold(round_two, monkeypatch
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr(T, "train_model", killed_on_the_second)
+    monkeypatch.setattr(J, "train_model", killed_on_the_second)
     with pytest.raises(KeyboardInterrupt):
         run_step(ctx, Step("judge", "psi_round2"))
     assert ctx.folder.manifest["stages"]["judge/psi_round2"]["status"] == "failed"
     # the killed fold's student is gone
     assert not list(ctx.folder.arm("psi_round2").glob("judge_fold[0-9]*"))
-    monkeypatch.setattr(T, "train_model", real)
+    monkeypatch.setattr(J, "train_model", real)
     run_step(ctx, Step("judge", "psi_round2"))
     assert len(round_two.trained) == 2  # fold 0 once (before the kill), fold 1 once (after)
     assert json.loads(ctx.folder.judge("psi_round2").read_text())["n"] == 4
