@@ -672,6 +672,9 @@ def test_a_label_left_short_is_asked_again_told_why_then_named(tmp_path, news, n
         ("The article must be phrased as a question.", "task_rule_seeds_break_form"),
         ("Do not include any numbers in the article.", None),
         ("Keep every article under 60 words.", None),
+        ("The article must not contain more than 60 words.", None),  # a highest length, not a lowest
+        ("The article must not contain more than 20 words.", "task_rule_seeds_break_length"),
+        ("The article should not be shorter than 40 words.", "task_rule_seeds_break_length"),
         ("Write about one event, in plain English.", None),
         ("A world article must not mention sport.", "task_rule_names_a_label"),
     ],
@@ -729,3 +732,46 @@ def test_an_example_loses_the_lead_it_copied_from_the_prompt():
     assert clean_example(answered, "question", True) == "Who wrote Hamlet?"
     assert clean_example(answered, "text", False) == answered
     assert clean_example("News article: <a new news article>", "news article") is None
+
+
+def test_an_undescribed_label_is_described_by_the_teacher_and_every_later_prompt_shows_it(
+    tmp_path, news, news_seeds
+):
+    """news has no label descriptions: the teacher writes one per label from its seeds (greedy),
+    and the create and check prompts show it, so a label is not read by its name alone."""
+
+    def reply(prompt: str, params) -> str:
+        if "In one sentence, say what the label" in prompt:
+            assert params.temperature == 0
+            return "The label means: international politics and diplomacy. More words."
+        if params.temperature == 0:
+            return "world"
+        return items_json((_article("summit talks", 35), "a report on talks"))
+
+    teacher = Scripted(reply)
+    s = PrinciplesSettings(levels=["category"], per_category=1, extra_forms=0, refill=False)
+    out = write_principles(news, news_seeds, caller(tmp_path, teacher, "teacher"), s, seed=0)
+    assert out["meanings"] == {lb: "international politics and diplomacy" for lb in news.labels}
+    create = next(c for c, _ in teacher.prompts if "whose label is 'world'" in c)
+    assert "The label 'world' means: international politics and diplomacy." in create
+    check = next(c for c, _ in teacher.prompts if "Which label does this" in c)
+    assert "world (international politics and diplomacy)" in check
+    off = PrinciplesSettings(
+        levels=["category"], per_category=1, extra_forms=0, refill=False, describe_labels=False
+    )
+    out = write_principles(news, news_seeds, caller(tmp_path, Scripted(reply), "t2"), off, seed=0)
+    assert out["meanings"] == {}
+
+
+def test_a_too_long_example_is_cut_at_a_sentence_end_within_the_seeds_length():
+    from psilm.stages.principles.checks import Shape
+
+    seeds = [TREC_LIKE.example({"text": t, "label_name": "human"}) for t in ("One two three four five.",) * 2]
+    shape = Shape.of(seeds, 2.0)  # up to 50 characters
+    long = "Alpha beta gamma delta epsilon. Zeta eta theta iota kappa lambda mu nu xi omicron pi rho."
+    assert shape.problem(long) == "example_too_long"
+    assert shape.cut(long) == "Alpha beta gamma delta epsilon."
+    assert shape.cut("No sentence end here at all but many many many words that run on and on") is None
+
+
+TREC_LIKE = load_task("trec")

@@ -69,6 +69,16 @@ class Shape:
             return "example_not_a_question"
         return None
 
+    def cut(self, example: str) -> str | None:
+        """The example up to its last sentence end within the longest length allowed, where that
+        is long enough to be one instance; else None."""
+        limit = math.ceil(self.longest * self.stretch)
+        ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", example[: limit + 1])]
+        if not ends:
+            return None
+        cut = example[: ends[-1]].strip()
+        return cut if self.problem(cut) is None else None
+
     def length_words(self) -> str:
         """The seeds' length in words, as the create prompts say it."""
         lo, hi = self.fewest_words, self.most_words
@@ -104,6 +114,12 @@ _AT_LEAST = re.compile(
     rf"(?:at least|more than|over|minimum of|min(?:imum)?|longer than)\s+{_N}\s+{_UNIT}", re.I
 )
 _OR_MORE = re.compile(rf"{_N}\s+{_UNIT}\s+or\s+(?:more|longer)", re.I)
+# "must not contain more than 100 words" is a highest length, "not less than" a lowest one
+_NEGATED = re.compile(
+    rf"\b(?:not|never|no)\s+(?:\w+\s+){{0,2}}?(?P<dir>more|longer|over|less|fewer|shorter)\s+than"
+    rf"\s+{_N}\s+{_UNIT}",
+    re.I,
+)
 _EXACTLY = re.compile(rf"\b(?:be|is|of|in|exactly|contain|consist of)\s+{_N}\s+{_UNIT}\b", re.I)
 _QUESTION_RULE = re.compile(
     r"\b(?:be|is|as|form of|end(?:s|ing)? with)\s+(?:a |an |one )?(?:\w+ )?question", re.I
@@ -138,6 +154,12 @@ def _length_bounds(rule: str) -> list[tuple[str, int | None, int | None]]:
     found: list[tuple[str, int | None, int | None]] = []
     for m in _RANGE.finditer(rule):
         found.append((m["unit"], _number(m["lo"]), _number(m["hi"])))
+    if found:
+        return found
+    for m in _NEGATED.finditer(rule):
+        n = _number(m["n"])
+        most = m["dir"].lower() in ("more", "longer", "over")
+        found.append((m["unit"], None if most else n, n if most else None))
     if found:
         return found
     for rx, lo, hi in ((_AT_MOST, False, True), (_OR_LESS, False, True), (_AT_LEAST, True, False),
@@ -283,6 +305,9 @@ class Forms:
             reason = "example_copies_seed"
         else:
             reason = self.shape.problem(ex)
+            if reason == "example_too_long" and (cut := self.shape.cut(ex)) is not None:
+                ex, reason = cut, None  # one instance, then more text: the instance is kept
+                self.dropped["example_cut_to_length"] += 1
         if reason is not None:
             self._drop(category, reason, ex or example)
             return Item(None, ex or example, reason)

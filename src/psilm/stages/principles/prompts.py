@@ -64,6 +64,18 @@ def _list_request(n: int, what: str) -> str:
 _PLAIN = "Reply with a numbered list only, one line each, no headings and no bold."
 
 
+def meaning_prompt(task: Task, label: str, shown: list[Example], s: PromptSizes) -> Messages:
+    """What a label means in this task, in one sentence, read from its seeds (describe_labels)."""
+    noun = task.config.input_name
+    examples = f"\n\nExamples of '{label}':\n{_shown(task, shown, s.seeds_shown, False)}" if shown else ""
+    body = (
+        f"Task: {task.config.description}\nLabels: {', '.join(task.labels)}.{examples}\n\n"
+        f"In one sentence, say what the label '{label}' means in this task: what a {noun} with this "
+        f"label is about, unlike the other labels. Reply with the sentence only."
+    )
+    return [{"role": "user", "content": body}]
+
+
 def task_prompt(task: Task, seeds: list[Example], s: PromptSizes) -> Messages:
     """Rules for every new instance (principles.check_task_rules then drops those about some
     labels, or those the seeds break). Asked for rules "whatever its label", a small teacher named

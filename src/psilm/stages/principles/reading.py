@@ -144,6 +144,15 @@ def parse_list(
     return items
 
 
+def one_sentence(text: str | None, max_chars: int) -> str | None:
+    """The first sentence of an answer, without quotes or a lead-in ('The label means: ...'); None
+    where there is none or it runs past max_chars."""
+    text = " ".join((text or "").split()).strip().strip("\"'")
+    text = re.sub(r"^(?:the label [^:]{0,40}(?:means|is)\s*:?\s*)", "", text, flags=re.I)
+    first = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0].strip().rstrip(".")
+    return first if 3 <= len(first.split()) and len(first) <= max_chars else None
+
+
 def capped(items: list[str], n: int, dropped: Counter) -> list[str]:
     if len(items) > n:
         dropped["over_cap"] += len(items) - n

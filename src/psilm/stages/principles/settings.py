@@ -40,6 +40,12 @@ class PrinciplesSettings(Settings):
         4, ge=1, description="Sub-types the teacher may find in non-classification seeds."
     )
     condense_to: int = Field(3, ge=1, description="Error-level principles kept after condensing.")
+    describe_labels: bool = Field(
+        True,
+        description="Classification: a label the task does not describe gets a one-sentence meaning from the "
+        "teacher, read from its seeds, which every later teacher prompt shows (the label check otherwise "
+        "reads a label by its name alone: 'World Cup' as world).",
+    )
     check_task_rules: bool = Field(
         True,
         description="Drop a task rule that names some labels but not all, or that a seed breaks (a "

@@ -48,7 +48,7 @@ def student_answers(io: StepIO) -> mistakes.StudentAnswers:
 
 class Principles(Stage):
     name = "principles"
-    version = 4  # 4: example lengths from the seeds, labels asked again, likelihood error level
+    version = 5  # 5: labels described by the teacher, long examples cut, 'not more than N' read right
     editable = True
 
     def runs_for(self, arm) -> bool:

@@ -25,12 +25,12 @@ from typing import Any
 from psilm.errors import ConfigError, DataError
 from psilm.llm.base import Completion, Messages, SamplingParams
 from psilm.llm.calls import ModelCaller
-from psilm.stages.principles import prompts
+from psilm.stages.principles import prompts, reading
 from psilm.stages.principles.checks import Forms, Item, holds_json, rule_problem
 from psilm.stages.principles.mistakes import StudentAnswers, error_level
 from psilm.stages.principles.reading import capped, parse_categories, parse_list
 from psilm.stages.principles.settings import WEAK_TEACHERS, PrinciplesSettings
-from psilm.tasks import Example, Task
+from psilm.tasks import Example, Task, load_task
 
 
 def write_principles(
@@ -90,6 +90,22 @@ def write_principles(
                     "source": source,
                 }
             )
+
+    # --- label meanings: a label the task does not describe, described by the teacher from its seeds
+    meanings: dict[str, str] = {}
+    if (fixed := task.fixed_categories()) is not None and s.describe_labels and not all(fixed.values()):
+        bare = [lb for lb, desc in fixed.items() if not desc]
+        rid = {lb: f"principles/{seed}/meaning/{lb}" for lb in bare}
+        reqs = [
+            (rid[lb], prompts.meaning_prompt(task, lb, [x for x in seeds if x.answer == lb], s))
+            for lb in bare
+        ]
+        greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=64, seed=seed)
+        out = ask("meaning", reqs, greedy)
+        meanings = {lb: m for lb in bare if (m := reading.one_sentence(out[rid[lb]].text, s.max_chars))}
+        if meanings:
+            described = {**task.config.label_descriptions, **meanings}
+            task = load_task(task.config.model_copy(update={"label_descriptions": described}))
 
     forms = Forms(task, seeds, s, seed, ask, dropped, holds_json(teacher))
     length = forms.shape.length_words()
@@ -187,6 +203,7 @@ def write_principles(
         "teacher": teacher.model_id,
         "prompts": asked,
         "categories": categories,
+        "meanings": meanings,  # the labels the teacher described (describe_labels)
         "coverage": coverage,
         "dropped": dict(sorted(dropped.items())),
         "rules_dropped": rules_dropped,
