@@ -11,6 +11,15 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
 
 
+@pytest.fixture(autouse=True)
+def _rates_in_tmp(tmp_path_factory, monkeypatch):
+    """Steps the tests run record their rates in the session's temporary folder, not in the
+    user's $PSILM_CACHE/rates.json (which `psilm plan` reads)."""
+    from psilm.run import rates
+
+    monkeypatch.setattr(rates, "_path", lambda: tmp_path_factory.getbasetemp() / "rates.json")
+
+
 @pytest.fixture
 def write_jsonl(tmp_path):
     def _write(name: str, rows: list[dict]) -> Path:

@@ -60,12 +60,19 @@ def test_a_held_teacher_answers_with_a_label_and_a_free_one_is_read_as_students_
 def test_rates_are_this_machines_own_and_a_fresh_one_has_none(tmp_path, monkeypatch):
     from psilm.run import rates
 
+    monkeypatch.undo()  # the rates' own path again (conftest points every other test elsewhere)
     monkeypatch.setenv("PSILM_CACHE", str(tmp_path / "cache"))
     assert rates.estimate("generate", "m on llamacpp", 96) is None
     rates.record("generate", "m on llamacpp", 96, 48.0)
     rates.record("generate", "m on llamacpp", 32, 16.0)
     assert rates.estimate("generate", "m on llamacpp", 200) == 100.0  # 0.5 s an instance
     assert rates.estimate("train", "m on llamacpp", 10) is None
+    # a task's own rate first (its rows' length sets a row's cost), else every task's
+    rates.record("evaluate", "m", 100, 10.0, "short")
+    rates.record("evaluate", "m", 100, 90.0, "long")
+    assert rates.estimate("evaluate", "m", 100, "long") == 90.0
+    assert rates.estimate("evaluate", "m", 100, "short") == 10.0
+    assert rates.estimate("evaluate", "m", 100, "new") == 50.0
     (tmp_path / "cache" / "rates.json").write_text("[1, 2]")  # damaged: remade as steps run
     assert rates.estimate("generate", "m on llamacpp", 96) is None
     rates.record("train", "m", 10, 5.0)

@@ -30,25 +30,30 @@ def _load() -> dict[str, dict[str, float]]:
     return data if ok else {}
 
 
-def _key(stage: str, model: str) -> str:
-    return f"{stage}|{model}"
+def _key(stage: str, model: str, task: str | None = None) -> str:
+    return f"{stage}|{model}" + (f"|{task}" if task else "")
 
 
-def record(stage: str, model: str, units: float, seconds: float) -> None:
-    """Add one finished step's time to what this machine has measured for (stage, model)."""
+def record(stage: str, model: str, units: float, seconds: float, task: str | None = None) -> None:
+    """Add one finished step's time to what this machine has measured for (stage, model), over
+    every task and for this task alone."""
     if units <= 0 or seconds <= 0:
         return
     rates = _load()
-    got = rates.setdefault(_key(stage, model), {"units": 0.0, "seconds": 0.0, "steps": 0})
-    got["units"] += units
-    got["seconds"] += seconds
-    got["steps"] = got.get("steps", 0) + 1
+    for key in [_key(stage, model)] + ([_key(stage, model, task)] if task else []):
+        got = rates.setdefault(key, {"units": 0.0, "seconds": 0.0, "steps": 0})
+        got["units"] += units
+        got["seconds"] += seconds
+        got["steps"] = got.get("steps", 0) + 1
     write_cache(_path(), json.dumps(rates, indent=1, sort_keys=True), "psilm plan has no estimate for it")
 
 
-def estimate(stage: str, model: str, units: float) -> float | None:
-    """Seconds this machine would take for `units` of (stage, model), or None: never measured here."""
-    got = _load().get(_key(stage, model))
-    if not got or not got.get("units"):
-        return None
-    return units * got["seconds"] / got["units"]
+def estimate(stage: str, model: str, units: float, task: str | None = None) -> float | None:
+    """Seconds this machine would take for `units` of (stage, model), or None: never measured here.
+    The task's own rate where it has one (its rows' length sets a row's cost), else every task's."""
+    rates = _load()
+    for key in ([_key(stage, model, task)] if task else []) + [_key(stage, model)]:
+        got = rates.get(key)
+        if got and got.get("units"):
+            return units * got["seconds"] / got["units"]
+    return None

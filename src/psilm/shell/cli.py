@@ -27,6 +27,7 @@ from psilm.shell import (
 )
 from psilm.shell.app import ArmOpt, QuietOpt, RunOpt, SetOpt, VerboseOpt, app, logger
 from psilm.shell.console import RUN_LOG, coverage_table
+from psilm.tasks import load_task
 
 
 @contextmanager
@@ -186,11 +187,12 @@ def plan(
     steps = plan_steps(cfg)
     ctx = peek(cfg, out, note)  # checks the inputs as a run would; reads the folder, writes nothing
     width = max((len(s.name) for s in steps), default=0)
+    task = ctx.task.name if ctx is not None else load_task(cfg.task).name  # the task's own rates first
     rows = status(ctx, steps) if out is not None else [(s, "run", "") for s in steps]
     left: list[float] = []
     unknown = 0
     for i, (s, mode, why) in enumerate(rows, 1):
-        work, seconds = workload(cfg, s)
+        work, seconds = workload(cfg, s, task)
         if mode == "run" and work:
             left.append(seconds or 0.0)
             unknown += seconds is None
@@ -214,7 +216,7 @@ def plan(
     print(f"{len(rows)} steps: {n_run} to run, {len(rows) - n_run} to skip, {took}{where}")
 
 
-def workload(cfg, step) -> tuple[str, float | None]:
+def workload(cfg, step, task: str) -> tuple[str, float | None]:
     """('smollm2-135m on llamacpp: 96 instances, ~1 min 20 s', seconds or None) for a plan's line."""
 
     spec = arms.ARMS[step.arm] if step.arm else None
@@ -222,7 +224,7 @@ def workload(cfg, step) -> tuple[str, float | None]:
     if work is None:
         return "", None
     model, units, unit = work
-    seconds = rates.estimate(step.stage, model, units)
+    seconds = rates.estimate(step.stage, model, units, task)
     guess = f"~{duration(seconds)}" if seconds is not None else "no rate here yet"
     return f"{model}: {units:g} {unit}, {guess}", seconds
 
