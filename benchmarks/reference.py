@@ -111,6 +111,32 @@ def gguf_served(args, task: str, seed: int) -> dict | None:
     return {"accuracy": correct / n, "n": n, "ms": 1000 * took / n, "wh": wh}
 
 
+def transformers_served(args, task: str, seed: int) -> dict:
+    """The psi student through transformers as `psilm predict` serves it, timed here on the same
+    test rows with nothing else running (the suite's own evaluate times shared the cores)."""
+    from psilm.config import load_config
+    from psilm.emissions import EmissionsSettings, track
+    from psilm.run.finished import FinishedRun
+    from psilm.stages.evaluate import predict_examples
+
+    folder = args.suite / task / f"seed{seed}"
+    fin = FinishedRun(folder)
+    rows = json.loads((folder / "arms" / "psi" / "metrics.json").read_text())["predictions"]
+    examples = [
+        fin.task.example({fin.task.config.input_field: r["input"], fin.task.config.target_field: r["gold"]})
+        for r in rows
+    ]
+    settings = load_config(data=run_config(task, seed)).evaluate
+    model = str(fin.trained_model("psi", "reference"))
+    predict_examples(fin.task, model, examples[:8], settings, "cpu", dtype="float32")  # loaded, warm
+    with track(EmissionsSettings(), "transformers") as ledger:
+        p = predict_examples(fin.task, model, examples, settings, "cpu", dtype="float32")
+    correct = sum(a == x.answer for a, x in zip(p.preds, examples, strict=True))
+    n = len(examples)
+    wh = 1000 * ledger["energy_kwh"] / n if ledger.get("energy_kwh") else None
+    return {"accuracy": correct / n, "n": n, "ms": 1000 * p.duration_s / n, "wh": wh}
+
+
 def summarize(points: dict) -> dict:
     table: dict = {}
     for key, arms in points.items():
@@ -181,6 +207,7 @@ def main() -> None:
                 continue
             print(f"{task} seed {seed} ...", flush=True)
             got = students(args, task, seed)
+            got["psi_teacher, transformers (timed alone)"] = transformers_served(args, task, seed)
             got["teacher answering (few-shot)"] = teacher_answering(args, task, seed)
             if (served := gguf_served(args, task, seed)) is not None:
                 got["psi_teacher, GGUF q8_0 via llama.cpp"] = served
