@@ -53,7 +53,11 @@ PROFILE = {
     "generate": {"n": 96},
     "train": {"epochs": 2},
     "principles": {"file": None},  # the embedded teacher writes them, at every default level
-    "models": {"generator": {"backend": "llamacpp", "model": "smollm2-135m"}},
+    # the teacher named, so that a task's config cannot put another model in its place
+    "models": {
+        "teacher": {"backend": "llamacpp", "model": "qwen2.5-coder-1.5b"},
+        "generator": {"backend": "llamacpp", "model": "smollm2-135m"},
+    },
     "arms": ["direct", "psi", "teacher", "human"],
 }
 NAMES = {"psi": "psi_teacher"}
