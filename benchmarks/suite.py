@@ -133,6 +133,8 @@ def principles_facts(path: Path) -> dict[str, Any]:
     coverage = written.get("coverage") or {}
     err = written.get("error") or {}
     return {
+        "teacher": written.get("teacher"),
+        "warning": written.get("warning"),
         "n_principles": len(written["principles"]),
         "per_level": {
             lv: sum(p["level"] == lv for p in written["principles"]) for lv in ("task", "category", "error")
@@ -279,6 +281,9 @@ def markdown(result: dict) -> str:
         rows = [(n, r["arms"][n]) for n in ORDER if n in r["arms"]]
         out += [f"**{task}**", "", *bench.arm_table(rows), *bench.paired_table(r["paired"]), ""]
         for seed, f in r["principles"].items():
+            out.append(f"- seed {seed}: principles by {f.get('teacher')}")
+            if f.get("warning") and not f["short"]:  # a short label's warning is the line below
+                out.append(f"- seed {seed}: warning: {f['warning']}")
             for c, v in f["short"].items():
                 why = ", ".join(f"{n} {k}" for k, n in v["dropped"].items()) or "none written"
                 out.append(f"- seed {seed}: {c} kept {v['kept']} category principles (dropped: {why})")
