@@ -26,9 +26,10 @@ from psilm.errors import ConfigError, DataError
 from psilm.llm.base import Completion, Messages, SamplingParams
 from psilm.llm.calls import ModelCaller
 from psilm.stages.principles import prompts, reading
-from psilm.stages.principles.checks import Forms, Item, holds_json, rule_problem
+from psilm.stages.principles.checks import Forms, Item, holds_json
 from psilm.stages.principles.mistakes import StudentAnswers, error_level
 from psilm.stages.principles.reading import capped, parse_categories, parse_list
+from psilm.stages.principles.rules import rule_problem
 from psilm.stages.principles.settings import WEAK_TEACHERS, PrinciplesSettings
 from psilm.tasks import Example, Task, load_task
 
