@@ -76,8 +76,7 @@ def prediction_cost(r: dict, arm: str) -> tuple[float, float | None] | None:
 
 
 def cost_line(r: dict) -> str:
-    """'psi student 83.8% at 12 ms a prediction; the teacher answering 54.0% at 570 ms' (what
-    exists of it)."""
+    """'psi student X% at Y ms a prediction; the teacher answering X% at Y ms' (what exists of it)."""
     parts = []
     for arm, who in ((PSI, f"{PSI} student"), ("teacher_answers", "the teacher answering")):
         res, cost = r["results"].get(arm), prediction_cost(r, arm)

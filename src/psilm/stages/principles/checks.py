@@ -55,9 +55,14 @@ class Shape:
             stretch=stretch,
         )
 
+    @property
+    def most_chars(self) -> int:
+        """The longest example allowed: the longest seed, stretched."""
+        return math.ceil(self.longest * self.stretch)
+
     def problem(self, example: str) -> str | None:
         """Why an example is not one instance of this task, or None."""
-        if len(example) > math.ceil(self.longest * self.stretch):
+        if len(example) > self.most_chars:
             return "example_too_long"
         if (
             len(example) < math.floor(self.shortest / self.stretch)
@@ -71,8 +76,7 @@ class Shape:
     def cut(self, example: str) -> str | None:
         """The example up to its last sentence end within the longest length allowed, where that
         is long enough to be one instance; else None."""
-        limit = math.ceil(self.longest * self.stretch)
-        ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", example[: limit + 1])]
+        ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", example[: self.most_chars + 1])]
         if not ends:
             return None
         cut = example[: ends[-1]].strip()
