@@ -85,6 +85,20 @@ def test_init_kind_guess(tmp_path, capsys, write_jsonl, rows, kind):
     assert rc == 0 and load_config(tmp_path / "d.yaml").task.kind == kind
 
 
+def test_init_description_names_few_labels_and_counts_many(tmp_path, capsys, write_jsonl):
+    def guessed(n_labels: int) -> str:
+        rows = [{"text": f"message {i}", "label": f"intent_{i % n_labels}"} for i in range(200)]
+        out = tmp_path / f"l{n_labels}.yaml"
+        rc, _, _ = init(tmp_path, capsys, str(write_jsonl(f"l{n_labels}.jsonl", rows)), "-o", str(out))
+        cfg = load_config(out)
+        assert rc == 0 and cfg.task.kind == "classification" and len(cfg.task.labels) == n_labels
+        return cfg.task.description
+
+    assert guessed(3) == "Label the text: intent_0, intent_1, intent_2."
+    # every prompt lists the labels; the description does not list 20 more times
+    assert guessed(20) == "Label the text with one of its 20 labels."
+
+
 @pytest.mark.parametrize(
     "name, content, needle",
     [

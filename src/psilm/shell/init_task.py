@@ -86,7 +86,7 @@ def guess(source: str, rows: list[dict]) -> dict[str, Any]:
     name = _name(source)
     noun = " and ".join(t.replace("_", " ") for t in texts)
     what = {
-        "classification": f"Label the {noun}: {', '.join(task.get('labels', []))}.",
+        "classification": _label_line(noun, task.get("labels", [])),
         "multiple_choice": f"Answer the {noun} by picking one of the choices.",
         "numeric": f"Solve the {noun}; the answer is a number.",
         "free_text": f"Answer the {noun} briefly.",
@@ -260,3 +260,11 @@ def write_config(
         raise PsilmError(f"{out}: cannot write ({e.strerror or e})") from None
     load_config(out)
     return out, summary
+
+
+def _label_line(noun: str, labels: list[str]) -> str:
+    """The guessed description of a classification task: a short label set named, a long one
+    counted (every prompt lists the labels already; 77 names twice would crowd each prompt)."""
+    if len(labels) <= 8:
+        return f"Label the {noun}: {', '.join(labels)}."
+    return f"Label the {noun} with one of its {len(labels)} labels."
