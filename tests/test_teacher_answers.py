@@ -62,21 +62,24 @@ def test_rates_are_this_machines_own_and_a_fresh_one_has_none(tmp_path, monkeypa
 
     monkeypatch.undo()  # the rates' own path again (conftest points every other test elsewhere)
     monkeypatch.setenv("PSILM_CACHE", str(tmp_path / "cache"))
-    assert rates.estimate("generate", "m on llamacpp", 96) is None
-    rates.record("generate", "m on llamacpp", 96, 48.0)
-    rates.record("generate", "m on llamacpp", 32, 16.0)
-    assert rates.estimate("generate", "m on llamacpp", 200) == 100.0  # 0.5 s an instance
-    assert rates.estimate("train", "m on llamacpp", 10) is None
+    inst, scores = "instances", "label scores (test rows x labels)"
+    assert rates.estimate("generate", "m on llamacpp", 96, inst) is None
+    rates.record("generate", "m on llamacpp", 96, inst, 48.0)
+    rates.record("generate", "m on llamacpp", 32, inst, 16.0)
+    assert rates.estimate("generate", "m on llamacpp", 200, inst) == 100.0  # 0.5 s an instance
+    assert rates.estimate("train", "m on llamacpp", 10, "row-epochs") is None
     # a task's own rate first (its rows' length sets a row's cost), else every task's
-    rates.record("evaluate", "m", 100, 10.0, "short")
-    rates.record("evaluate", "m", 100, 90.0, "long")
-    assert rates.estimate("evaluate", "m", 100, "long") == 90.0
-    assert rates.estimate("evaluate", "m", 100, "short") == 10.0
-    assert rates.estimate("evaluate", "m", 100, "new") == 50.0
+    rates.record("evaluate", "m", 100, scores, 10.0, "short")
+    rates.record("evaluate", "m", 100, scores, 90.0, "long")
+    assert rates.estimate("evaluate", "m", 100, scores, "long") == 90.0
+    assert rates.estimate("evaluate", "m", 100, scores, "short") == 10.0
+    assert rates.estimate("evaluate", "m", 100, scores, "new") == 50.0
+    # a rate is kept per unit: one measured in test rows says nothing of label scores
+    assert rates.estimate("evaluate", "m", 100, "test rows", "new") is None
     (tmp_path / "cache" / "rates.json").write_text("[1, 2]")  # damaged: remade as steps run
-    assert rates.estimate("generate", "m on llamacpp", 96) is None
-    rates.record("train", "m", 10, 5.0)
-    assert json.loads((tmp_path / "cache" / "rates.json").read_text())["train|m"]["steps"] == 1
+    assert rates.estimate("generate", "m on llamacpp", 96, inst) is None
+    rates.record("train", "m", 10, "row-epochs", 5.0)
+    assert json.loads((tmp_path / "cache" / "rates.json").read_text())["train|m|row-epochs"]["steps"] == 1
 
 
 def test_the_teacher_answering_is_an_arm_of_a_run_scored_and_priced_like_the_students(
@@ -108,3 +111,6 @@ def test_the_teacher_answering_is_an_arm_of_a_run_scored_and_priced_like_the_stu
     assert main(["plan", str(config), "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any("evaluate/teacher_answers" in ln and "test rows" in ln for ln in lines)
+    # a student scores every label of every row; the estimate is per label score, measured by the run
+    (zero,) = [ln for ln in lines if "evaluate/zero_shot" in ln]
+    assert "label scores (test rows x labels)" in zero and "~" in zero

@@ -3,8 +3,9 @@ how long a run will take.
 
 Every step that runs whole records (stage, model) -> seconds and units of work ($PSILM_CACHE/
 rates.json; a cache that cannot be written is a note, and plan then has fewer rates). A step's
-units (instances written, rows trained times epochs, test rows scored) come from the config, as
-Stage.workload says; an estimate is the machine's own seconds per unit times the units planned.
+units (instances written, rows trained times epochs, labels scored) come from the config, as
+Stage.workload says, and a rate is kept per unit, so that a unit's change never mixes two kinds; an
+estimate is the machine's own seconds per unit times the units planned.
 A fresh machine has no rates yet and says so.
 """
 
@@ -30,17 +31,17 @@ def _load() -> dict[str, dict[str, float]]:
     return data if ok else {}
 
 
-def _key(stage: str, model: str, task: str | None = None) -> str:
-    return f"{stage}|{model}" + (f"|{task}" if task else "")
+def _key(stage: str, model: str, unit: str, task: str | None = None) -> str:
+    return f"{stage}|{model}|{unit}" + (f"|{task}" if task else "")
 
 
-def record(stage: str, model: str, units: float, seconds: float, task: str | None = None) -> None:
+def record(stage: str, model: str, units: float, unit: str, seconds: float, task: str | None = None) -> None:
     """Add one finished step's time to what this machine has measured for (stage, model), over
     every task and for this task alone."""
     if units <= 0 or seconds <= 0:
         return
     rates = _load()
-    for key in [_key(stage, model)] + ([_key(stage, model, task)] if task else []):
+    for key in [_key(stage, model, unit)] + ([_key(stage, model, unit, task)] if task else []):
         got = rates.setdefault(key, {"units": 0.0, "seconds": 0.0, "steps": 0})
         got["units"] += units
         got["seconds"] += seconds
@@ -48,11 +49,11 @@ def record(stage: str, model: str, units: float, seconds: float, task: str | Non
     write_cache(_path(), json.dumps(rates, indent=1, sort_keys=True), "psilm plan has no estimate for it")
 
 
-def estimate(stage: str, model: str, units: float, task: str | None = None) -> float | None:
+def estimate(stage: str, model: str, units: float, unit: str, task: str | None = None) -> float | None:
     """Seconds this machine would take for `units` of (stage, model), or None: never measured here.
     The task's own rate where it has one (its rows' length sets a row's cost), else every task's."""
     rates = _load()
-    for key in ([_key(stage, model, task)] if task else []) + [_key(stage, model)]:
+    for key in ([_key(stage, model, unit, task)] if task else []) + [_key(stage, model, unit)]:
         got = rates.get(key)
         if got and got.get("units"):
             return units * got["seconds"] / got["units"]

@@ -257,7 +257,7 @@ def run_step(run: Run, step: Step) -> dict[str, Any]:
         info["remote_energy"] = remote
     folder.finish(name, **info)
     if mode == "fresh" and (work := st.workload(run.cfg, io.arm)) and info.get("duration_s"):
-        rates.record(st.name, work[0], work[1], info["duration_s"], run.task.name)  # psilm plan reads it
+        rates.record(st.name, *work, info["duration_s"], run.task.name)  # psilm plan reads it
     run.log(stage_summary(name, folder.stage(name), resumed=mode == "resume"))
     return folder.stage(name)
 

@@ -224,7 +224,7 @@ def workload(cfg, step, task: str) -> tuple[str, float | None]:
     if work is None:
         return "", None
     model, units, unit = work
-    seconds = rates.estimate(step.stage, model, units, task)
+    seconds = rates.estimate(step.stage, model, units, unit, task)
     guess = f"~{duration(seconds)}" if seconds is not None else "no rate here yet"
     return f"{model}: {units:g} {unit}, {guess}", seconds
 

@@ -25,8 +25,12 @@ class Evaluate(Stage):
         return ["arm_metrics"]
 
     def workload(self, cfg, arm):
-        who = cfg.models.teacher if arm.answers == "teacher" else cfg.models.student
-        return model_label(who), cfg.data.n_test or 500, "test rows"
+        rows = cfg.data.n_test or 500
+        if arm.answers == "teacher":
+            return model_label(cfg.models.teacher), rows, "test rows"
+        if labels := cfg.task.labels:  # every label is scored on every row: 77 cost far more than 2
+            return model_label(cfg.models.student), rows * len(labels), "label scores (test rows x labels)"
+        return model_label(cfg.models.student), rows, "test rows"
 
     def key(self, io: StepIO) -> dict[str, Any]:
         teacher = io.arm.answers == "teacher"  # the teacher's prompt shape reaches its arm alone
