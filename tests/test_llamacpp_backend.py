@@ -70,6 +70,19 @@ def test_prompt_longer_than_n_ctx(backend) -> None:
         backend.generate([long], SamplingParams(max_tokens=4))
 
 
+def test_unset_n_ctx_takes_a_prompt_as_long_as_the_model_allows() -> None:
+    """No n_ctx: prompts decoded together may be as long as the model was trained for (SmolLM2:
+    8192), as a 77-label task's teacher prompt is; past that, the error names the limit."""
+    b = load_backend(ModelConfig(backend="llamacpp", model="smollm2-135m", n_threads=1))
+    assert b.seq_limit == 8192 and b.llm.n_ctx() == 2048  # the one-at-a-time context stays small
+    long = [{"role": "user", "content": "word " * 2500 + "\nSay yes."}]
+    (out,) = b.generate([long], SamplingParams(max_tokens=2, seed=0))
+    assert out.prompt_tokens > 2048 and out.finish_reason in {"stop", "length"}
+    with pytest.raises(BackendError, match="n_ctx=8192"):
+        b.generate([[{"role": "user", "content": "word " * 9000}]], SamplingParams(max_tokens=2))
+    b.close()
+
+
 # --- batched decoding: the prefix tree, waves, and the one-at-a-time path ------------------------
 def test_prefix_tree_shares_common_prefixes() -> None:
     from psilm.llm.llamacpp_decode import prefix_tree

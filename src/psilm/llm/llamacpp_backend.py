@@ -61,6 +61,7 @@ class LlamaCppBackend:
         self.n_threads = config.n_threads or default_threads()
         # a build that does not suit this CPU dies of a signal: find out in a child process first
         ensure_works(self.path, self.n_threads)
+        import llama_cpp
         from llama_cpp import Llama
 
         if config.requantize:
@@ -68,7 +69,7 @@ class LlamaCppBackend:
             ensure_works(self.path, self.n_threads)  # other weights, other kernels
         self._lock = threading.Lock()  # one llama.cpp context serves one call at a time
         kwargs: dict[str, Any] = dict(
-            n_ctx=config.n_ctx,
+            n_ctx=config.n_ctx or 2048,  # the one-at-a-time path's context, allocated now
             # for generation and for prompt evaluation alike (llama.cpp's own defaults are half
             # the cores and all of them)
             n_threads=self.n_threads,
@@ -83,6 +84,8 @@ class LlamaCppBackend:
         except (ValueError, RuntimeError, OSError) as e:
             raise BackendError(f"model {config.model!r}: {self.path} could not be loaded: {e}") from None
         self._formatter = _chat_formatter(self.llm) if "chat_format" not in config.options else None
+        # prompts decoded together get a context sized to their wave: as long as the model allows
+        self.seq_limit = config.n_ctx or int(llama_cpp.llama_model_n_ctx_train(self.llm.model))
         self._decoder: Decoder | None = None
 
     def __repr__(self) -> str:
@@ -107,7 +110,7 @@ class LlamaCppBackend:
 
     # --- several sequences at once ----------------------------------------------------------------
     def _batched(self, tokens: list[list[int]], params: SamplingParams) -> list[Completion]:
-        n_ctx = self.config.n_ctx
+        n_ctx = self.seq_limit
         for t in tokens:
             if len(t) >= n_ctx:
                 raise BackendError(
@@ -177,7 +180,7 @@ class LlamaCppBackend:
         except ValueError as e:
             if "context window" in str(e):
                 raise BackendError(
-                    f"model {self.model_id!r}: a prompt does not fit in n_ctx={self.config.n_ctx} "
+                    f"model {self.model_id!r}: a prompt does not fit in n_ctx={self.llm.n_ctx()} "
                     f"({e}); raise n_ctx of this model under models.* in the config"
                 ) from None
             raise

@@ -176,11 +176,13 @@ class LlamaCppModel(ModelBase):
 
     backend: Literal["llamacpp"] = "llamacpp"
     json_constrained: ClassVar[tuple[str, ...]] = ("list", "chat")  # a GBNF grammar from the schema
-    n_ctx: int = Field(
-        2048,
+    n_ctx: int | None = Field(
+        None,
         ge=256,
-        description="Context length, per sequence; 2048: a generation prompt (~160 tokens) and its "
-        "answer fit many times over, and a longer one costs KV-cache memory.",
+        description="Context length, per sequence. None: prompts decoded together (batch_size > 1) may be "
+        "as long as the model was trained for, their KV cache sized to each wave (a prompt listing 77 "
+        "labels and their meanings needs ~2,800 tokens); one at a time (batch_size: 1), 2048, "
+        "allocated when the model loads.",
     )
     n_threads: int | None = Field(
         None,
