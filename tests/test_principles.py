@@ -742,7 +742,7 @@ def test_an_undescribed_label_is_described_by_the_teacher_and_every_later_prompt
 
     def reply(prompt: str, params) -> str:
         if "In one sentence, say what the label" in prompt:
-            assert params.temperature == 0
+            assert params.temperature == 0 and "in general terms that fit any" in prompt
             return "The label means: international politics and diplomacy. More words."
         if params.temperature == 0:
             return "world"

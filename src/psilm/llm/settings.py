@@ -209,7 +209,7 @@ class VllmModel(ModelBase):
 
     backend: Literal["vllm"] = "vllm"
     json_constrained: ClassVar[tuple[str, ...]] = ("list", "chat")  # structured outputs
-    n_ctx: int = Field(2048, ge=256, description="vLLM's max_model_len: the longest prompt and answer it takes.")
+    n_ctx: int = Field(2048, ge=256, description="vLLM's max_model_len: the longest prompt and answer.")
     dtype: Dtype = Field("auto", description="auto: bfloat16, what GPUs that run vLLM compute in.")
     options: dict[str, Any] = Field(
         default_factory=dict,

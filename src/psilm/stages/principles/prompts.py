@@ -65,13 +65,16 @@ _PLAIN = "Reply with a numbered list only, one line each, no headings and no bol
 
 
 def meaning_prompt(task: Task, label: str, shown: list[Example], s: PromptSizes) -> Messages:
-    """What a label means in this task, in one sentence, read from its seeds (describe_labels)."""
+    """What a label means in this task, in one sentence, read from its seeds (describe_labels), in
+    general terms: asked what its seeds are about, the teacher described emotion's two 'sadness'
+    seeds ("feeling foolish") and the label check then dropped sad examples as off-label."""
     noun = task.config.input_name
     examples = f"\n\nExamples of '{label}':\n{_shown(task, shown, s.seeds_shown, False)}" if shown else ""
     body = (
         f"Task: {task.config.description}\nLabels: {', '.join(task.labels)}.{examples}\n\n"
-        f"In one sentence, say what the label '{label}' means in this task: what a {noun} with this "
-        f"label is about, unlike the other labels. Reply with the sentence only."
+        f"In one sentence, say what the label '{label}' means in this task, in general terms that fit "
+        f"any {noun} with this label, not only these examples: what sets it apart from the other "
+        f"labels. Reply with the sentence only."
     )
     return [{"role": "user", "content": body}]
 

@@ -48,7 +48,7 @@ def student_answers(io: StepIO) -> mistakes.StudentAnswers:
 
 class Principles(Stage):
     name = "principles"
-    version = 5  # 5: labels described by the teacher, long examples cut, 'not more than N' read right
+    version = 6  # 5: labels described by the teacher, long examples cut; 6: described in general terms
     editable = True
 
     def runs_for(self, arm) -> bool:
