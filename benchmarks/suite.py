@@ -8,7 +8,8 @@ different shapes, each from a config written as a new user writes one (`psilm in
 One psilm run folder per (task, seed) under --out, arms direct, psi (the embedded teacher's
 principles at the defaults, reported as psi_teacher), teacher (the teacher writes every row, under
 the same principles) and human (real rows of the pool, as many as the generated arms kept).
-Finished stages are skipped, so a killed suite resumes. After each finished folder the result is
+Finished stages are skipped, so a killed suite resumes; a stage whose version, settings or inputs
+changed since runs again. After each finished folder the result is
 written again (`"complete": false` until all are done): per task the arms, the paired differences
 (intervals over seeds and over test rows), which labels kept fewer than per_category category
 principles and why, the task rules dropped, and whether the error level ran; then the mean over
@@ -328,8 +329,8 @@ def main() -> None:
     if not args.aggregate_only:
         jobs = [(t, s) for s in args.seeds for t in args.tasks]  # every task's seed 0 first
         for i, (task, seed) in enumerate(jobs, start=1):
-            if (task, seed) in done:
-                continue
+            # every folder is opened: psilm skips the steps that are up to date and runs again those
+            # whose stage, settings or inputs changed since (a finished folder is not necessarily current)
             t0 = time.time()
             print(f"[{i}/{len(jobs)}] {task} seed {seed} ...", flush=True)
             run_one(args, task, seed)
