@@ -15,7 +15,7 @@ from psilm.llm.calls import ModelCaller
 from psilm.stages.principles import PrinciplesSettings
 from psilm.stages.principles.file import load_principles_file
 from psilm.stages.principles.mistakes import generated_answers
-from psilm.stages.principles.reading import parse_list
+from psilm.stages.principles.reading import one_sentence, parse_list
 from psilm.stages.principles.write import write_principles
 from psilm.tasks import load_task
 
@@ -732,6 +732,20 @@ def test_an_example_loses_the_lead_it_copied_from_the_prompt():
     assert clean_example(answered, "question", True) == "Who wrote Hamlet?"
     assert clean_example(answered, "text", False) == answered
     assert clean_example("News article: <a new news article>", "news article") is None
+
+
+@pytest.mark.parametrize(
+    "answer, meaning",
+    [
+        ("The label 'world' in this task refers to news of other lands. More.", "news of other lands"),
+        ("The label means: international politics and diplomacy.", "international politics and diplomacy"),
+        ("The label 'sadness' is an emotion of sorrow or grief.", "an emotion of sorrow or grief"),
+        ("Sadness is an emotion that expresses sorrow.", "Sadness is an emotion that expresses sorrow"),
+        ("Too short.", None),
+    ],
+)
+def test_a_meaning_is_the_first_sentence_without_its_lead_in(answer, meaning):
+    assert one_sentence(answer, 300) == meaning  # 'is' inside 'this' is not a lead-in's end
 
 
 def test_an_undescribed_label_is_described_by_the_teacher_and_every_later_prompt_shows_it(

@@ -148,7 +148,8 @@ def one_sentence(text: str | None, max_chars: int) -> str | None:
     """The first sentence of an answer, without quotes or a lead-in ('The label means: ...'); None
     where there is none or it runs past max_chars."""
     text = " ".join((text or "").split()).strip().strip("\"'")
-    text = re.sub(r"^(?:the label [^:]{0,40}(?:means|is)\s*:?\s*)", "", text, flags=re.I)
+    # whole words: 'is' inside "in this task refers to" had cut the sentence to "task refers to ..."
+    text = re.sub(r"^the label [^:]{0,40}?\b(?:means|is|refers to)\b\s*:?\s*", "", text, flags=re.I)
     first = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0].strip().rstrip(".")
     return first if 3 <= len(first.split()) and len(first) <= max_chars else None
 
