@@ -636,6 +636,51 @@ def test_an_example_is_held_to_the_seeds_length_not_to_a_constant(tmp_path, news
     assert "as long as they are (28 to 46 words)" in create
 
 
+@pytest.mark.parametrize("reads", [True, False])
+def test_the_label_check_is_used_only_where_the_teacher_reads_the_held_out_seeds(tmp_path, news, reads):
+    """12 seeds, 4 shown in each prompt: the teacher first labels the other 8. Reading them right
+    (8 of 8), its check drops an example it reads as the other label; reading every one as 'world'
+    (4 of 8, chance for two labels), its check is not used, the run says so and keeps the example."""
+    topics = {"sports": ["match", "league", "derby", "cup", "final", "race"],
+              "world": ["summit", "election", "treaty", "embassy", "border", "envoy"]}  # fmt: skip
+    rows = [(_article(t, 30 + i), lb) for i in range(6) for lb, ts in topics.items() for t in [ts[i]]]
+    seeds = [news.example({"text": t, "label": lb}) for t, lb in rows]
+    truth = {x.input: x.answer for x in seeds}
+
+    def reply(prompt: str, params) -> str:
+        if params.temperature == 0:  # a check: the example is the prompt's last input
+            if not reads:
+                return "world"
+            shown = prompt.rsplit("News article: ", 1)[1].split("\nWhich label")[0]
+            return truth.get(shown, "world")  # the teacher's examples read as world
+        return items_json((_article("penalty shootout", 33), "a match report"))
+
+    teacher = Scripted(reply)
+    s = PrinciplesSettings(
+        levels=["category"], per_category=1, extra_forms=0, refill=False, seeds_shown=4, describe_labels=False
+    )
+    out = write_principles(news, seeds, caller(tmp_path, teacher, "teacher"), s, seed=0)
+    check = out["label_check"]
+    assert check["held_seeds"] == 8 and check["tested"] and check["used"] is reads
+    assert check["right"] == (8 if reads else 4)
+    kept = [p for p in out["principles"] if p["category"] == "sports"]
+    if reads:
+        assert not kept and out["coverage"]["sports"]["dropped"] == {"example_off_label": 1}
+    else:
+        assert len(kept) == 1 and "label check was not used: it labelled 4 of the 8 seeds" in out["warning"]
+        assert out["dropped"].get("example_off_label") is None
+
+
+def test_too_few_held_out_seeds_to_test_the_label_check_keep_it(tmp_path, news, news_seeds):
+    """4 seeds, all shown: nothing to test the check on, so it is used as it is (not tested)."""
+    teacher = Scripted(lambda prompt, params: "world" if params.temperature == 0 else items_json(
+        (_article("cup match", 33), "a match report")))  # fmt: skip
+    s = PrinciplesSettings(levels=["category"], per_category=1, extra_forms=0, refill=False)
+    out = write_principles(news, news_seeds, caller(tmp_path, teacher, "teacher"), s, seed=0)
+    assert out["label_check"] == {"held_seeds": 0, "used": True, "tested": False}
+    assert out["coverage"]["sports"]["dropped"] == {"example_off_label": 1}
+
+
 def test_a_label_left_short_is_asked_again_told_why_then_named(tmp_path, news, news_seeds):
     """Every example for 'world' is too long: the teacher is asked once more, shown them with why;
     still short, the label is named in the warning with its reasons, and the coverage says so."""

@@ -5,8 +5,9 @@
   prompts name that range; an example outside it is dropped.
 - Forms: the teacher's (example, form) items. Each example is cleaned and checked (its shape, not
   a copy of a seed, not one kept already, and for a classification task read as its own label by
-  the teacher); what each category kept and dropped, and why, is counted (`coverage`), and a
-  category left short is asked once more, told why its examples were dropped.
+  the teacher, where the teacher reads the labels of the seeds it is not shown better than chance);
+  what each category kept and dropped, and why, is counted (`coverage`), and a category left short
+  is asked once more, told why its examples were dropped.
 Task rules the seeds break: rules.py.
 """
 
@@ -23,6 +24,13 @@ from psilm.llm.base import Completion, Messages, SamplingParams
 from psilm.llm.calls import ModelCaller
 from psilm.stages.principles import prompts, reading
 from psilm.tasks import Example, Task
+
+TEST_LEVEL = 0.05  # the teacher's label check is used where it reads held-out seeds better than chance
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): how likely k or more right answers are by chance."""
+    return sum(math.comb(n, j) * p**j * (1 - p) ** (n - j) for j in range(k, n + 1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,6 +167,7 @@ class Forms:
         self.coverage = Coverage()
         self.refilled: dict[str, int] = {}  # principles added per category asked again
         self.labelled: dict[str, str | None] = {}  # example -> the label the teacher read in it
+        self.label_check: dict[str, Any] | None = None  # how well the teacher reads labels (reads_labels)
 
     def _drop(self, category: str | None, reason: str, example: str | None = None, why: str | None = None):
         self.dropped[reason] += 1
@@ -228,16 +237,48 @@ class Forms:
             got.setdefault(label, []).extend(answers[rid])
         return [(label, text) for label, texts in self.keep(got, cap, count=False).items() for text in texts]
 
+    def reads_labels(self) -> bool:
+        """Whether the teacher's label check is used: it labels the seeds its prompt does not show,
+        and must beat chance (one-sided binomial test, 5%) where their number could show it; a
+        teacher that read every SNLI pair as a contradiction dropped every other label's examples.
+        Asked once; `label_check` holds what it found."""
+        if self.label_check is None:
+            labels, held = self.task.labels, self.seeds[self.s.seeds_shown :]
+            chance = 1 / len(labels)
+            if chance ** len(held) >= TEST_LEVEL:  # even all right could be luck: nothing to test
+                self.label_check = {"held_seeds": len(held), "used": True, "tested": False}
+                return True
+            greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=16, seed=self.seed)
+            reqs = [
+                (
+                    f"principles/{self.seed}/check-seed/{i}",
+                    prompts.label_prompt(self.task, self.seeds, x.input, self.s),
+                )
+                for i, x in enumerate(held, start=self.s.seeds_shown)
+            ]
+            out = self.ask("check", reqs, greedy)
+            right = sum(
+                self.task.extract(out[rid].text) == x.answer for (rid, _), x in zip(reqs, held, strict=True)
+            )
+            p = binomial_tail(right, len(held), chance)
+            self.label_check = {
+                "held_seeds": len(held), "right": right, "chance": round(chance, 3), "p": round(p, 4),
+                "used": p < TEST_LEVEL, "tested": True,
+            }  # fmt: skip
+        return self.label_check["used"]
+
     def keep(
         self, got: dict[str, list[Item]], cap: int, taken: set[str] | None = None, count: bool = True
     ) -> dict[str, list[str]]:
         """Per category: its usable principles whose example is new (not one kept already, nor one
-        of `taken`) and, for a classification task, labelled as that category by the teacher; at
-        most `cap`. `count`: these are the category's create principles (coverage.kept)."""
-        task, fixed = self.task, self.task.fixed_categories()
+        of `taken`) and, for a classification task whose labels the teacher reads (reads_labels),
+        labelled as that category by the teacher; at most `cap`. `count`: these are the
+        category's create principles (coverage.kept)."""
+        task = self.task
+        check = task.fixed_categories() is not None and self.reads_labels()
         labelled = self.labelled
         usable = [i for items in got.values() for i in items if i.text is not None]
-        if fixed is not None:  # each example labelled once, by the teacher, greedily
+        if check:  # each example labelled once, by the teacher, greedily
             greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=16, seed=self.seed)
             examples = sorted({i.example for i in usable if i.example is not None} - set(labelled))
             reqs = [
@@ -260,7 +301,7 @@ class Forms:
                     continue
                 ex = item.example
                 key = None if ex is None else " ".join(sorted(reading.words_of(ex)))
-                if ex is not None and fixed is not None and labelled.get(ex) != name:
+                if ex is not None and check and labelled.get(ex) != name:
                     other = labelled.get(ex)
                     told = (
                         f"its {task.category_word} is '{other}', not '{name}'" if other else "no label read"

@@ -48,7 +48,7 @@ def student_answers(io: StepIO) -> mistakes.StudentAnswers:
 
 class Principles(Stage):
     name = "principles"
-    version = 6  # 5: labels described by the teacher, long examples cut; 6: described in general terms
+    version = 7  # 5: labels described by the teacher; 6: in general terms; 7: label check tested on seeds
     editable = True
 
     def runs_for(self, arm) -> bool:

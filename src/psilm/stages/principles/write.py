@@ -5,7 +5,8 @@ Levels (each switchable in `levels`, so each can be measured):
   dropped: it would head every generation prompt).
 - category: per category (the labels of a classification task; otherwise sub-types the teacher
   finds in the seeds) new example instances with a few words on their form, each checked
-  (principle_checks.py), and, where the generator solves its inputs, advice for solving one.
+  (checks.py; the teacher's own label check only where it reads the seeds it is not shown better
+  than chance), and, where the generator solves its inputs, advice for solving one.
 - error: the student answers each seed as evaluation reads it (label likelihood where the task
   has options); the teacher writes one principle per wrong answer (a classification task's stay
   with the missed label, checked like category ones), or condenses them (as LEAP does, arXiv
@@ -195,6 +196,13 @@ def write_principles(
             "(docs/defaults.md#principles); install the embedded 1.5B teacher with "
             "`pip install 'psilm[teacher]'`, point models.teacher at a server, or set principles.file"
         )
+    if (lc := forms.label_check) and not lc["used"]:
+        warnings.append(
+            f"the teacher's label check was not used: it labelled {lc['right']} of the "
+            f"{lc['held_seeds']} seeds it was not shown right, no better than chance (1 in "
+            f"{round(1 / lc['chance'])}), so the examples in the principles were kept unchecked; a "
+            "stronger models.teacher, or principles.file, gives checked ones"
+        )
     if coverage and (short := short_categories(coverage, s.per_category, task.category_word)):
         warnings.append(short)
     warning = "; ".join(warnings) or None
@@ -206,6 +214,7 @@ def write_principles(
         "categories": categories,
         "meanings": meanings,  # the labels the teacher described (describe_labels)
         "coverage": coverage,
+        "label_check": forms.label_check,  # how well the teacher read the held-out seeds' labels
         "dropped": dict(sorted(dropped.items())),
         "rules_dropped": rules_dropped,
         **({"refilled": forms.refilled} if s.refill else {}),
