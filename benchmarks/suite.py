@@ -182,7 +182,7 @@ def aggregate(args, done: set[tuple[str, int]]) -> dict[str, Any]:
         "complete": not missing,
         "missing": missing,
         "machine": machine(),
-        "commit": _commit(),
+        "commit": CODE_COMMIT,
         "setup": {
             "generator": "smollm2-135m (embedded GGUF) via llama.cpp",
             "student": "smollm2-135m, LoRA, CPU fp32",
@@ -208,6 +208,9 @@ def _commit() -> str | None:
         )
     except OSError:
         return None
+
+
+CODE_COMMIT = _commit()  # the code this process runs: HEAD as it started, not as a long suite ends
 
 
 def over_tasks(
