@@ -180,9 +180,9 @@ class LlamaCppModel(ModelBase):
         None,
         ge=256,
         description="Context length, per sequence. None: prompts decoded together (batch_size > 1) may be "
-        "as long as the model was trained for, their KV cache sized to each wave (a prompt listing 77 "
-        "labels and their meanings needs ~2,800 tokens); one at a time (batch_size: 1), 2048, "
-        "allocated when the model loads.",
+        "as long as the model was trained for, their KV cache sized to each wave (a prompt listing many "
+        "labels with their meanings is long); one at a time (batch_size: 1), 2048, allocated when the "
+        "model loads.",
     )
     n_threads: int | None = Field(
         None,

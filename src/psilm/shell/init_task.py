@@ -264,7 +264,7 @@ def write_config(
 
 def _label_line(noun: str, labels: list[str]) -> str:
     """The guessed description of a classification task: a short label set named, a long one
-    counted (every prompt lists the labels already; 77 names twice would crowd each prompt)."""
+    counted (every prompt lists the labels already; a long list twice would crowd each prompt)."""
     if len(labels) <= 8:
         return f"Label the {noun}: {', '.join(labels)}."
     return f"Label the {noun} with one of its {len(labels)} labels."

@@ -28,7 +28,7 @@ class Evaluate(Stage):
         rows = cfg.data.n_test or 500
         if arm.answers == "teacher":
             return model_label(cfg.models.teacher), rows, "test rows"
-        if labels := cfg.task.labels:  # every label is scored on every row: 77 cost far more than 2
+        if labels := cfg.task.labels:  # every label is scored on every row: many cost more than few
             return model_label(cfg.models.student), rows * len(labels), "label scores (test rows x labels)"
         return model_label(cfg.models.student), rows, "test rows"
 

@@ -237,29 +237,31 @@ class Forms:
             got.setdefault(label, []).extend(answers[rid])
         return [(label, text) for label, texts in self.keep(got, cap, count=False).items() for text in texts]
 
+    def read_labels(self, named: dict[str, str]) -> dict[str, str | None]:
+        """The label the teacher reads in each text (request id -> text), greedily, shown the
+        labels' meanings and the seeds: one check call for them all."""
+        greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=16, seed=self.seed)
+        prompt = prompts.label_prompt
+        reqs = [(rid, prompt(self.task, self.seeds, text, self.s)) for rid, text in named.items()]
+        out = self.ask("check", reqs, greedy) if reqs else {}
+        return {rid: self.task.extract(out[rid].text) for rid in named}
+
     def reads_labels(self) -> bool:
-        """Whether the teacher's label check is used: it labels the seeds its prompt does not show,
-        and must beat chance (one-sided binomial test, 5%) where their number could show it; a
-        teacher that read every SNLI pair as a contradiction dropped every other label's examples.
-        Asked once; `label_check` holds what it found."""
+        """Whether the teacher's label check is used: it labels the seeds its prompt does not show
+        and must beat chance (one-sided binomial test at TEST_LEVEL) where their number could show
+        it, so that a teacher that cannot tell the labels apart drops no example
+        (docs/defaults.md#principles). Asked once; `label_check` holds what it found."""
         if self.label_check is None:
             labels, held = self.task.labels, self.seeds[self.s.seeds_shown :]
             chance = 1 / len(labels)
             if chance ** len(held) >= TEST_LEVEL:  # even all right could be luck: nothing to test
                 self.label_check = {"held_seeds": len(held), "used": True, "tested": False}
                 return True
-            greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=16, seed=self.seed)
-            reqs = [
-                (
-                    f"principles/{self.seed}/check-seed/{i}",
-                    prompts.label_prompt(self.task, self.seeds, x.input, self.s),
-                )
-                for i, x in enumerate(held, start=self.s.seeds_shown)
-            ]
-            out = self.ask("check", reqs, greedy)
-            right = sum(
-                self.task.extract(out[rid].text) == x.answer for (rid, _), x in zip(reqs, held, strict=True)
+            start = self.s.seeds_shown
+            read = self.read_labels(
+                {f"principles/{self.seed}/check-seed/{i}": x.input for i, x in enumerate(held, start=start)}
             )
+            right = sum(got == x.answer for got, x in zip(read.values(), held, strict=True))
             p = binomial_tail(right, len(held), chance)
             self.label_check = {
                 "held_seeds": len(held), "right": right, "chance": round(chance, 3), "p": round(p, 4),
@@ -278,20 +280,11 @@ class Forms:
         check = task.fixed_categories() is not None and self.reads_labels()
         labelled = self.labelled
         usable = [i for items in got.values() for i in items if i.text is not None]
-        if check:  # each example labelled once, by the teacher, greedily
-            greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=16, seed=self.seed)
+        if check:  # each example labelled once
             examples = sorted({i.example for i in usable if i.example is not None} - set(labelled))
-            reqs = [
-                (
-                    f"principles/{self.seed}/check/{text_hash(ex)[:16]}",
-                    prompts.label_prompt(task, self.seeds, ex, self.s),
-                )
-                for ex in examples
-            ]
-            out = self.ask("check", reqs, greedy) if reqs else {}
-            labelled.update(
-                {ex: task.extract(out[rid].text) for ex, (rid, _) in zip(examples, reqs, strict=True)}
-            )
+            rid = {ex: f"principles/{self.seed}/check/{text_hash(ex)[:16]}" for ex in examples}
+            read = self.read_labels({rid[ex]: ex for ex in examples})
+            labelled.update({ex: read[rid[ex]] for ex in examples})
         kept: dict[str, list[str]] = {}
         seen = {" ".join(sorted(reading.words_of(ex))) for ex in taken or ()}
         for name, items in got.items():

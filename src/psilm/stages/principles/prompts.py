@@ -66,8 +66,8 @@ _PLAIN = "Reply with a numbered list only, one line each, no headings and no bol
 
 def meaning_prompt(task: Task, label: str, shown: list[Example], s: PromptSizes) -> Messages:
     """What a label means in this task, in one sentence, read from its seeds (describe_labels), in
-    general terms: asked what its seeds are about, the teacher described emotion's two 'sadness'
-    seeds ("feeling foolish") and the label check then dropped sad examples as off-label."""
+    general terms: a meaning that retells a few seeds makes the label check drop the label's own
+    examples (docs/defaults.md#principles)."""
     noun = task.config.input_name
     examples = f"\n\nExamples of '{label}':\n{_shown(task, shown, s.seeds_shown, False)}" if shown else ""
     body = (
