@@ -149,7 +149,7 @@ def test_lora_step_on_embedded_model_and_zero_shot_eval(sst2, tmp_path):
     again = train_model(sst2, train, student, settings, tmp_path / "b", seed=0)
     assert again["train_loss"] == stats["train_loss"]  # same seed, same result from the warm copy
     assert all(v.equal(before[k]) for k, v in cached.state_dict().items())
-    assert not hasattr(cached, "peft_config") and getattr(cached, "hf_quantizer", None) is not None
+    assert not hasattr(cached, "peft_config")  # no adapter was put on the cached copy
 
     test_rows = [json.loads(line) for line in (SST2 / "test.jsonl").read_text().splitlines()]
     test = [sst2.example(r) for r in test_rows if r["label"] == "negative"][:5]

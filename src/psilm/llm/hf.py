@@ -9,15 +9,22 @@ student's `device` and `dtype` mean the same thing at generation, training and e
 - device: auto is cuda when one is visible, else cpu.
 - dtype: auto is float32 on CPU (bf16 matmuls are slow there), bfloat16 on GPU.
 - load: (model, tokenizer), cached per process and only ever read; load_trainable: a copy to train.
+- a GGUF is unpacked once into a plain folder in the cache (unpacked), which later loads read.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import os
+import shutil
 from functools import lru_cache
+from pathlib import Path
 
+from psilm.durable import note
 from psilm.errors import BackendError
-from psilm.llm.registry import ResolvedModel, resolve_model
+from psilm.llm.registry import cache_dir, resolve_model
 
 __all__ = [
     "dtype_name",
@@ -77,32 +84,80 @@ def gguf_bars_follow_switch() -> None:
 
 @lru_cache(maxsize=4)
 def _cached(path: str, gguf_file: str | None, device: str, dtype: str):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model, tok = _read(path, gguf_file, pick_dtype(dtype, device))
+    model.to(device).eval()
+    prepare_tokenizer(tok)
+    return model, tok
 
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+
+def _read(path: str, gguf_file: str | None, torch_dtype, copy_ok: bool = True):
+    """(model, tokenizer) from a folder; a GGUF from its unpacked copy (`copy_ok`), else unpacked now."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    if gguf_file and copy_ok and (folder := unpacked(Path(path) / gguf_file)) is not None:
+        try:
+            tok = AutoTokenizer.from_pretrained(str(folder))
+            return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype), tok
+        except Exception as e:  # noqa: BLE001  as below
+            note(f"{folder}: could not be read ({_first_line(e)}); psilm unpacks it again")
+            shutil.rmtree(folder, ignore_errors=True)
+            return _read(path, gguf_file, torch_dtype)
+    kwargs: dict = {"gguf_file": gguf_file} if gguf_file else {}
+    model_kwargs = {"quantization_config": GgufConfig(dequantize=True)} if gguf_file else {}
     if gguf_file:
         gguf_bars_follow_switch()
     try:
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, device), **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs, **model_kwargs)
     except Exception as e:  # noqa: BLE001  damaged files fail in library-specific ways (SafetensorError ...)
         raise BackendError(
             f"model at {path}{'/' + gguf_file if gguf_file else ''} could not be loaded: {_first_line(e)}"
         ) from None
-    model.to(device).eval()
-    prepare_tokenizer(tok)
+    _drop_gguf_marker(model)
     return model, tok
+
+
+UNPACKED_MARK = "psilm-unpacked.json"  # written last: a folder without it is incomplete
+
+
+def unpacked(gguf: Path) -> Path | None:
+    """The GGUF as a plain Hugging Face folder (float32 weights and its tokenizer) in the cache, made
+    the first time and named by the file's path, size and mtime: transformers unpacks a GGUF's blocks
+    and vocabulary in Python at every load, the folder reads in a fraction of that
+    (docs/backends.md). None where the cache cannot be written: the GGUF is read as it is."""
+    import torch
+
+    stat = gguf.stat()
+    digest = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    target = cache_dir() / "hf" / f"{gguf.stem}.{digest[:12]}"
+    if (target / UNPACKED_MARK).is_file():
+        return target
+    if target.exists():
+        note(f"{target}: incomplete (no {UNPACKED_MARK}); psilm unpacks it again")
+        shutil.rmtree(target, ignore_errors=True)
+    model, tok = _read(str(gguf.parent), gguf.name, torch.float32, copy_ok=False)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")  # Ray workers may race: each its own
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / UNPACKED_MARK).write_text(json.dumps({"gguf": str(gguf), "size": stat.st_size}) + "\n")
+        os.replace(tmp, target)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (target / UNPACKED_MARK).is_file():  # another process made it first
+            return target
+        note(f"{gguf.name} could not be unpacked into {target.parent} ({e}); read from the GGUF each time")
+        return None
+    return target
 
 
 def load_trainable(model: str, device: str, dtype: str, from_cache: bool = False):
     """(model, tokenizer) of one's own to train, never the cached inference copy itself.
 
     GGUF weights are unpacked into plain dense tensors (packed blocks cannot be trained). With
-    `from_cache`, a GGUF model is a deep copy of the cached inference copy in `dtype`: unpacking
-    takes ~15 s on a CPU, and evaluation reuses the cached copy later.
+    `from_cache`, a GGUF model is a deep copy of the cached inference copy in `dtype`, which
+    evaluation reuses later.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
-
     resolved = resolve_model(model)
     if resolved.gguf_file and from_cache:
         cached, cached_tok = load(model, device, dtype)
@@ -110,21 +165,7 @@ def load_trainable(model: str, device: str, dtype: str, from_cache: bool = False
         weights.train()
         _drop_gguf_marker(weights)
         return weights, tokenizer
-    kwargs, model_kwargs = {}, {}
-    if resolved.gguf_file:
-        gguf_bars_follow_switch()
-        kwargs = {"gguf_file": resolved.gguf_file}
-        model_kwargs = {"quantization_config": GgufConfig(dequantize=True)}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(resolved.path), **kwargs)
-        weights = AutoModelForCausalLM.from_pretrained(
-            str(resolved.path), dtype=pick_dtype(dtype, pick_device(device)), **kwargs, **model_kwargs
-        )
-    except Exception as e:  # noqa: BLE001  as in _cached
-        raise BackendError(
-            f"model at {_where(resolved)} could not be loaded for training: {_first_line(e)}"
-        ) from None
-    _drop_gguf_marker(weights)
+    weights, tokenizer = _read(str(resolved.path), resolved.gguf_file, pick_dtype(dtype, pick_device(device)))
     prepare_tokenizer(tokenizer)  # pad token and chat template, as at inference time
     return weights, tokenizer
 
@@ -147,10 +188,6 @@ def _drop_gguf_marker(model) -> None:
     quantizer = getattr(model, "hf_quantizer", None)
     if quantizer is not None:
         quantizer.remove_quantization_config(model)
-
-
-def _where(resolved: ResolvedModel) -> str:
-    return str(resolved.file or resolved.path)
 
 
 def _first_line(e: BaseException) -> str:

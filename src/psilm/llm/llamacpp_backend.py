@@ -70,8 +70,7 @@ class LlamaCppBackend:
         self._lock = threading.Lock()  # one llama.cpp context serves one call at a time
         kwargs: dict[str, Any] = dict(
             n_ctx=config.n_ctx or 2048,  # the one-at-a-time path's context, allocated now
-            # for generation and for prompt evaluation alike (llama.cpp's own defaults are half
-            # the cores and all of them)
+            # for generation and for prompt evaluation alike
             n_threads=self.n_threads,
             n_threads_batch=self.n_threads,
             verbose=False,
@@ -288,9 +287,20 @@ def requantized(source: Path, kind: str, n_threads: int) -> Path:
 
 
 def default_threads() -> int:
-    """Half the cores: llama.cpp's threads spin-wait on each other, so on a busy machine more threads
-    than free cores run far slower (docs/backends.md)."""
-    return max(1, (os.cpu_count() or 2) // 2)
+    """The physical cores this process may run on, as llama.cpp's own tools choose: a second thread
+    on one core adds little, and since llama.cpp's threads spin-wait on each other, a machine busy
+    with other work wants n_threads set to its free cores (docs/backends.md#threads)."""
+    try:
+        cpus = os.sched_getaffinity(0)
+    except AttributeError:  # not Linux: assume two threads a core
+        return max(1, (os.cpu_count() or 2) // 2)
+    cores = set()
+    for cpu in cpus:
+        try:
+            cores.add(Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text())
+        except OSError:
+            cores.add(str(cpu))
+    return max(1, len(cores))
 
 
 def _chat_formatter(llm):

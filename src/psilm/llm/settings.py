@@ -187,8 +187,9 @@ class LlamaCppModel(ModelBase):
     n_threads: int | None = Field(
         None,
         ge=1,
-        description="CPU threads (with executor: ray, per worker); None = half the cores: llama.cpp's "
-        "threads spin-wait on each other.",
+        description="CPU threads (with executor: ray, per worker); None = the physical cores. llama.cpp's "
+        "threads spin-wait on each other: on a machine busy with other work, set the free cores "
+        "(docs/backends.md#threads).",
     )
     requantize: Literal["q8_0", "q4_0", "f16"] | None = Field(
         None,
