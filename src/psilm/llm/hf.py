@@ -122,13 +122,15 @@ UNPACKED_MARK = "psilm-unpacked.json"  # written last: a folder without it is in
 
 def unpacked(gguf: Path) -> Path | None:
     """The GGUF as a plain Hugging Face folder (float32 weights and its tokenizer) in the cache, made
-    the first time and named by the file's path, size and mtime: transformers unpacks a GGUF's blocks
-    and vocabulary in Python at every load, the folder reads in a fraction of that
-    (docs/backends.md). None where the cache cannot be written: the GGUF is read as it is."""
+    the first time and named by the file's sha256, so every install of the same weights shares it:
+    transformers unpacks a GGUF's blocks and vocabulary in Python at every load, the folder reads in
+    a fraction of that (docs/backends.md). None where the cache cannot be written: the GGUF is read
+    as it is."""
     import torch
 
     stat = gguf.stat()
-    digest = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    with gguf.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
     target = cache_dir() / "hf" / f"{gguf.stem}.{digest[:12]}"
     if (target / UNPACKED_MARK).is_file():
         return target
