@@ -90,8 +90,9 @@ def _cached(path: str, gguf_file: str | None, device: str, dtype: str):
     return model, tok
 
 
-def _read(path: str, gguf_file: str | None, torch_dtype, copy_ok: bool = True):
-    """(model, tokenizer) from a folder; a GGUF from its unpacked copy (`copy_ok`), else unpacked now."""
+def _read(path: str, gguf_file: str | None, torch_dtype, copy_ok: bool = True, again: bool = True):
+    """(model, tokenizer) from a folder; a GGUF from its unpacked copy (`copy_ok`), made again once
+    (`again`) where it cannot be read; else from the GGUF itself."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     if gguf_file and copy_ok and (folder := unpacked(Path(path) / gguf_file)) is not None:
@@ -99,9 +100,14 @@ def _read(path: str, gguf_file: str | None, torch_dtype, copy_ok: bool = True):
             tok = AutoTokenizer.from_pretrained(str(folder))
             return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype), tok
         except Exception as e:  # noqa: BLE001  as below
+            if not again:
+                raise BackendError(
+                    f"{folder}: could not be read ({_first_line(e)}) though just made; delete the folder, "
+                    "or set PSILM_CACHE to another folder"
+                ) from None
             note(f"{folder}: could not be read ({_first_line(e)}); psilm unpacks it again")
             shutil.rmtree(folder, ignore_errors=True)
-            return _read(path, gguf_file, torch_dtype)
+            return _read(path, gguf_file, torch_dtype, again=False)
     kwargs: dict = {"gguf_file": gguf_file} if gguf_file else {}
     model_kwargs = {"quantization_config": GgufConfig(dequantize=True)} if gguf_file else {}
     if gguf_file:
