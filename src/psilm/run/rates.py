@@ -5,7 +5,8 @@ Every step that runs whole records (stage, model) -> seconds and units of work (
 rates.json; a cache that cannot be written is a note, and plan then has fewer rates). A step's
 units (instances written, rows trained times epochs, labels scored) come from the config, as
 Stage.workload says, and a rate is kept per unit, so that a unit's change never mixes two kinds; an
-estimate is the machine's own seconds per unit times the units planned.
+estimate is the machine's own seconds per unit times the units planned, the latest steps weighing
+most (a machine's load and psilm's own speed change; a step timed on a busy machine fades).
 A fresh machine has no rates yet and says so.
 """
 
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from psilm.durable import write_cache
 from psilm.llm.registry import cache_dir
+
+FADE = 0.7  # what the steps before weigh when one more is recorded: the last few set the rate
 
 
 def _path() -> Path:
@@ -43,8 +46,8 @@ def record(stage: str, model: str, units: float, unit: str, seconds: float, task
     rates = _load()
     for key in [_key(stage, model, unit)] + ([_key(stage, model, unit, task)] if task else []):
         got = rates.setdefault(key, {"units": 0.0, "seconds": 0.0, "steps": 0})
-        got["units"] += units
-        got["seconds"] += seconds
+        got["units"] = got["units"] * FADE + units
+        got["seconds"] = got["seconds"] * FADE + seconds
         got["steps"] = got.get("steps", 0) + 1
     write_cache(_path(), json.dumps(rates, indent=1, sort_keys=True), "psilm plan has no estimate for it")
 
