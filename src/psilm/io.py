@@ -238,7 +238,7 @@ def _iter_hf(source: str) -> Iterator[tuple[str, dict]]:
     ds_logging.disable_progress_bar()
     hub_logging.set_verbosity_error()
     offline = bool(datasets.config.HF_HUB_OFFLINE)
-    if not offline:  # an unreachable hub costs ~25 s of retries inside datasets: ask once, quickly
+    if not offline:  # an unreachable hub costs datasets many retries: ask once, quickly
         _probe(constants.ENDPOINT, source)
     try:
         ds = datasets.load_dataset(m["name"], m["config"], split=m["split"])

@@ -1,7 +1,8 @@
 """GGUF models in process through llama-cpp-python, with the GGUF's own chat template.
 
-On a CPU a small model spends most of its time reading prompts: a generation prompt holds ~160
-tokens of task text, principle and demos, and the answer ~40. Two things make it cheaper:
+On a CPU a small model spends most of its time reading prompts: a generation prompt's task text,
+principle and demos are several times its answer's length (docs/backends.md). Two things make it
+cheaper:
 
 - Shared prefixes are evaluated once. The prompts of one call are sorted and laid out as a prefix
   tree (trie): a token that starts several prompts is decoded once, tagged with all their

@@ -34,7 +34,7 @@ from psilm.llm.llamacpp_build import rebuild_command
 from psilm.llm.registry import cache_dir
 from psilm.readback import read_json
 
-TIMEOUT_S = 600  # loading a 1.1 GB model and decoding 4 tokens takes ~10 s on 2 cores
+TIMEOUT_S = 600  # loading a model and decoding 4 tokens, with room for the slowest CPU and disk
 
 # run in the child: load, decode a few tokens, say what the build is
 _CHILD = """
