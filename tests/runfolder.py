@@ -89,7 +89,9 @@ def _result(acc: float) -> dict:
         "correct": int(acc * 100),
         "ci95": [round(acc - 0.1, 4), round(acc + 0.09, 4)],
         "tokens": {"prompt": EVAL_TOKENS, "completion": 0},
-        "per_class": {"negative": acc, "positive": acc},
+        "per_class": {
+            label: {"accuracy": acc, "n": 50, "predicted": 50} for label in ("negative", "positive")
+        },
     }
 
 

@@ -108,8 +108,8 @@ def test_likelihood_picks_the_option_the_model_prefers(sst2, likes_positive):
     assert (result["correct"], result["n"], result["accuracy"]) == (2, 5, 0.4)
     assert result["ci95"] == pytest.approx(list(wilson_interval(2, 5)), abs=1e-4)
     assert result["per_class"] == {
-        "negative": {"accuracy": 0.0, "n": 3},
-        "positive": {"accuracy": 1.0, "n": 2},
+        "negative": {"accuracy": 0.0, "n": 3, "predicted": 0},
+        "positive": {"accuracy": 1.0, "n": 2, "predicted": 5},  # every row answered positive
     }
     assert result["unparsed"] == 0
     first = result["predictions"][0]

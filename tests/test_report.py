@@ -151,3 +151,47 @@ def test_chromium_screenshot_is_not_blank(run_dir, tmp_path):
     assert img.size == (1280, 1600)
     lo, hi = img.getextrema()
     assert hi - lo > 100 and ImageStat.Stat(img).stddev[0] > 10  # text and plots, not one colour
+
+
+def test_per_label_table_and_an_arm_that_answers_one_label(tmp_path):
+    run = make_run(tmp_path, ["direct", "psi"])
+    for arm, per in {
+        "direct": {"positive": {"accuracy": 0.96, "n": 25, "predicted": 90},  # near every row 'positive'
+                   "negative": {"accuracy": 0.12, "n": 75, "predicted": 10}},
+        "psi": {"positive": {"accuracy": 0.8, "n": 25, "predicted": 30},
+                "negative": {"accuracy": 0.7, "n": 75, "predicted": 70}},
+    }.items():  # fmt: skip
+        path = run / "arms" / arm / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "per_class": per}))
+    write_report(run)
+    md = (run / "report.md").read_text()
+    assert "| label | test rows | direct | psi |" in md
+    assert "| positive | 25 | 96.0% (90) | 80.0% (30) |" in md
+    line = "direct answers 'positive' for 90.0% of the test rows, where 25.0% are 'positive'"
+    assert f"WARNING: {line}" in md and "psi answers" not in md  # psi's shares follow the test's
+    page = (run / "report.html").read_text()
+    assert "<h3>Per label</h3>" in page and line.replace("'", "&#x27;") in page
+
+
+def test_the_console_names_an_arm_that_answers_one_label(capsys):
+    from psilm.shell.cli import _print_table
+
+    per = {"a": {"accuracy": 1.0, "n": 20, "predicted": 70},
+           "b": {"accuracy": 0.0, "n": 80, "predicted": 30}}  # fmt: skip
+    even = {"a": {"accuracy": 0.9, "n": 20, "predicted": 22},
+            "b": {"accuracy": 0.9, "n": 80, "predicted": 78}}  # fmt: skip
+    arm = {"accuracy": 0.2, "n": 100, "ci95": [0.1, 0.3]}
+    _print_table(
+        {
+            "task": "t",
+            "n_test": 100,
+            "arms": {
+                "direct": {**arm, "per_class": per},
+                "psi": {**arm, "per_class": even},
+                "zero_shot": arm,
+            },
+        }
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["WARNING (evaluate): direct answers 'a' for 70.0% of the test rows, where 20.0% are 'a': "
+                   "its accuracy follows that one label more than the task"]  # fmt: skip

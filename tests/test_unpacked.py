@@ -43,4 +43,3 @@ def test_the_unpacked_copy_reads_as_the_gguf_and_a_damaged_one_is_made_again(tmp
     err = capsys.readouterr().err
     assert f"{folder}: could not be read" in err and "psilm unpacks it again" in err
     assert torch.equal(_logits(again, again_tok)[1], direct_logits)
-

@@ -20,10 +20,12 @@ from psilm.report.plots import (
     plot_stages,
 )
 from psilm.report.text import (
+    CLASS_NOTE,
     ESTIMATED,
     ROUND_CLASSES_NOTE,
     ROUNDS_NOTE,
     arm_table,
+    class_table,
     clip,
     coverage_table,
     header_facts,
@@ -32,6 +34,7 @@ from psilm.report.text import (
     round_class_table,
     round_table,
     shown_note,
+    skew_lines,
     stage_table,
 )
 from psilm.stages.principles import LEVELS
@@ -113,6 +116,16 @@ def _principles_html(r: dict) -> str:
     if r.get("principles_warning"):
         parts.insert(0, f'<p class="warn">{esc(r["principles_warning"])}</p>')
     return "".join(parts)
+
+
+def _classes_html(r: dict) -> str:
+    """The arms' per-label table, after a warning for an arm that answers one label for most rows."""
+    head, rows = class_table(r)
+    warns = "".join(f'<p class="warn">{esc(line)}</p>' for line in skew_lines(r))
+    if not rows:
+        return warns
+    table = _table([esc(h) for h in head], _html_cells(rows))
+    return warns + f"<h3>Per label</h3>{table}<p class=meta>{esc(CLASS_NOTE)}</p>"
 
 
 def _filters_html(r: dict) -> str:
@@ -203,6 +216,7 @@ def render_html(r: dict) -> str:
         _table(arm_head, _html_cells(arm_rows), classes=["focus" if a == PSI else "" for a in r["arms"]]),
         "<p class=meta>Each arm's energy, CO2 and tokens sum its own stages; the psi and teacher arms "
         f"also include the shared principles stage. Each {INTERVAL} is a Wilson score interval.</p>",
+        _classes_html(r),
         '<div class="plots">'
         + _img(plot_accuracy(r), "accuracy per arm")
         + _img(plot_accuracy_vs_co2(r), "accuracy against CO2 per arm")

@@ -9,9 +9,11 @@ from psilm.arms import PSI
 from psilm.ledger import savings_sentence
 from psilm.report.load import sample_instances
 from psilm.report.text import (
+    CLASS_NOTE,
     ROUND_CLASSES_NOTE,
     ROUNDS_NOTE,
     arm_table,
+    class_table,
     clip,
     coverage_table,
     header_facts,
@@ -20,6 +22,7 @@ from psilm.report.text import (
     round_class_table,
     round_table,
     shown_note,
+    skew_lines,
     stage_table,
 )
 
@@ -56,6 +59,10 @@ def render_md(r: dict) -> str:
         _md_table(arm_head, arm_rows),
         "",
     ]
+    out += [f"WARNING: {_md_cell(line)}" for line in skew_lines(r)] + ([""] if skew_lines(r) else [])
+    class_head, class_rows = class_table(r)
+    if class_rows:
+        out += ["### Per label", "", _md_table(class_head, class_rows), "", CLASS_NOTE, ""]
     round_head, round_rows = round_table(r)
     if round_rows:
         out += ["## Rounds", "", _md_table(round_head, round_rows), "", ROUNDS_NOTE, ""]

@@ -8,6 +8,7 @@ from typing import Any
 from psilm.arms import PSI
 from psilm.ledger import ROLES, round_curve
 from psilm.numbers import INTERVAL, percent
+from psilm.stages.evaluate import skew_note
 
 ESTIMATED = " (estimated)"  # plain-text mark; the HTML shows it as a badge
 
@@ -114,6 +115,40 @@ def arm_table(r: dict) -> tuple[list[str], list[list[str]]]:
             + ([usd(tot.get("cost_usd"))] if r["ledger"]["priced"] else [])
         )
     return head + (["$"] if r["ledger"]["priced"] else []), rows
+
+
+def class_table(r: dict) -> tuple[list[str], list[list[str]]]:
+    """Per label: its test rows, and per arm the accuracy on them and how many rows the arm gave
+    that label; no rows where no arm has per-class results."""
+    per = {a: _classes(r, a) for a in r["arms"]}
+    arms = [a for a in r["arms"] if per[a]]
+    if not arms:
+        return [], []
+    labels = list(dict.fromkeys(label for a in arms for label in per[a]))
+    rows = []
+    for label in labels:
+        n = next((per[a][label]["n"] for a in arms if label in per[a]), 0)
+        cells = []
+        for a in arms:
+            c = per[a].get(label) or {}
+            acc = "n/a" if c.get("accuracy") is None else pct(c["accuracy"])
+            cells.append(acc + (f" ({c['predicted']})" if "predicted" in c else ""))
+        rows.append([label, str(n), *cells])
+    return ["label", "test rows", *arms], rows
+
+
+def _classes(r: dict, arm: str) -> dict[str, dict]:
+    """An arm's per-label results ({} where it has none, or an older run wrote another shape)."""
+    per = (r["results"].get(arm) or {}).get("per_class") or {}
+    return {label: c for label, c in per.items() if isinstance(c, dict)}
+
+
+CLASS_NOTE = "Accuracy on each label's test rows; in brackets, how many test rows the arm gave that label."
+
+
+def skew_lines(r: dict) -> list[str]:
+    """Each arm that answers one label for most test rows, named (evaluate's skew_note)."""
+    return [line for arm in r["arms"] if (line := skew_note(arm, _classes(r, arm)))]
 
 
 def stage_table(r: dict) -> tuple[list[str], list[list[str]]]:

@@ -27,6 +27,7 @@ from psilm.shell import (
 )
 from psilm.shell.app import ArmOpt, QuietOpt, RunOpt, SetOpt, VerboseOpt, app, logger
 from psilm.shell.console import RUN_LOG, coverage_table
+from psilm.stages.evaluate import skew_note
 from psilm.tasks import load_task
 
 
@@ -71,6 +72,9 @@ def _print_table(metrics: dict) -> None:
         lo, hi = m["ci95"]
         table.add_row(arm, f"{percent(m['accuracy'])}", f"{percent(lo)} - {percent(hi)}", str(m["n"]))
     Console().print(table)
+    for arm, m in metrics["arms"].items():
+        if line := skew_note(arm, m.get("per_class")):
+            print(f"WARNING (evaluate): {line}", file=sys.stderr)
 
 
 @app.command()

@@ -7,9 +7,10 @@ from psilm.stages.evaluate.evaluate import (
     evaluate_model,
     predict_examples,
     score,
+    skew_note,
     wilson_interval,
 )
 from psilm.stages.evaluate.likelihood import option_logprobs, probabilities
 
 __all__ = ["EvaluateSettings", "Predictions", "evaluate_model", "option_logprobs", "predict_examples",
-           "probabilities", "score", "wilson_interval"]  # fmt: skip
+           "probabilities", "score", "skew_note", "wilson_interval"]  # fmt: skip

@@ -24,6 +24,7 @@ from pydantic import Field
 from psilm.errors import ConfigError, DataError
 from psilm.llm import TransformersModel, hf, load_backend
 from psilm.llm.base import SamplingParams
+from psilm.numbers import percent
 from psilm.settings import Settings
 from psilm.stages.evaluate.likelihood import option_logprobs
 from psilm.tasks.base import Example, Task, token_f1
@@ -177,12 +178,33 @@ def score(task: Task, examples: list[Example], p: Predictions, model: str) -> di
     return result
 
 
-def _per_class(labels: list[str], examples: list[Example], correct: list[bool]) -> dict:
+def _per_class(labels: list[str], examples: list[Example], preds: list, correct: list[bool]) -> dict:
+    """Per label: accuracy on its rows, their count, and how many rows the model gave that label
+    (a student that answers one label for most rows shows here, not in the accuracy alone)."""
     out = {}
     for label in labels:
         hits = [c for ex, c in zip(examples, correct, strict=True) if ex.answer == label]
-        out[label] = {"accuracy": sum(hits) / len(hits) if hits else None, "n": len(hits)}
+        out[label] = {"accuracy": sum(hits) / len(hits) if hits else None, "n": len(hits),
+                      "predicted": sum(p == label for p in preds)}  # fmt: skip
     return out
+
+
+SKEW = 0.5  # one label given to at least half the rows, and twice its share of them, is named
+
+
+def skew_note(arm: str, per_class: dict | None) -> str | None:
+    """A line when the arm answers one label for most test rows, far beyond that label's share: its
+    accuracy then says more about that one label than about the task; None otherwise."""
+    per = {label: c for label, c in (per_class or {}).items() if isinstance(c, dict) and "predicted" in c}
+    total = sum(c.get("n", 0) for c in per.values())
+    if not per or not total:
+        return None
+    label, c = max(per.items(), key=lambda kv: kv[1]["predicted"])
+    share, gold = c["predicted"] / total, c["n"] / total
+    if share < SKEW or share < 2 * gold:
+        return None
+    return (f"{arm} answers '{label}' for {percent(share)} of the test rows, where {percent(gold)} are "
+            f"'{label}': its accuracy follows that one label more than the task")  # fmt: skip
 
 
 def _mean_token_f1(task: Task, examples: list[Example], preds: list, correct: list[bool]) -> float:
@@ -192,6 +214,6 @@ def _mean_token_f1(task: Task, examples: list[Example], preds: list, correct: li
 
 # name -> (task, examples, predictions, correct) -> value: the scores a kind lists in `extra_scores`
 EXTRA_SCORES: dict[str, Callable[..., object]] = {
-    "per_class": lambda task, examples, preds, correct: _per_class(task.labels, examples, correct),
+    "per_class": lambda task, examples, preds, correct: _per_class(task.labels, examples, preds, correct),
     "token_f1": _mean_token_f1,
 }
