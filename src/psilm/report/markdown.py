@@ -59,7 +59,8 @@ def render_md(r: dict) -> str:
         _md_table(arm_head, arm_rows),
         "",
     ]
-    out += [f"WARNING: {_md_cell(line)}" for line in skew_lines(r)] + ([""] if skew_lines(r) else [])
+    if skews := skew_lines(r):
+        out += [f"WARNING: {_md_cell(line)}" for line in skews] + [""]
     class_head, class_rows = class_table(r)
     if class_rows:
         out += ["### Per label", "", _md_table(class_head, class_rows), "", CLASS_NOTE, ""]
