@@ -44,8 +44,9 @@ def test_a_run_shows_bars_and_one_line_per_stage_and_logs_the_rest(tmp_path_fact
     cap = capfd.readouterr()
     shown = lines_of(terminal)
 
-    # nothing reaches the real stdout / stderr but the results; no library output anywhere
-    assert not cap.err.strip(), cap.err
+    # nothing reaches the real stdout / stderr but the results (and psilm's word on a student that
+    # answers one label, as the tiny random model does); no library output anywhere
+    assert all(x.startswith("WARNING (evaluate): ") for x in cap.err.strip().splitlines()), cap.err
     assert "psi" in cap.out and f"run folder: {run}" in cap.out
     for noise in LIBRARY_NOISE:
         assert noise not in cap.out and noise not in terminal.getvalue(), noise

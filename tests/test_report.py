@@ -174,14 +174,14 @@ def test_per_label_table_and_an_arm_that_answers_one_label(tmp_path):
 
 
 def test_the_console_names_an_arm_that_answers_one_label(capsys):
-    from psilm.shell.cli import _print_table
+    from psilm.shell.cli import _warn_skew
 
     per = {"a": {"accuracy": 1.0, "n": 20, "predicted": 70},
            "b": {"accuracy": 0.0, "n": 80, "predicted": 30}}  # fmt: skip
     even = {"a": {"accuracy": 0.9, "n": 20, "predicted": 22},
             "b": {"accuracy": 0.9, "n": 80, "predicted": 78}}  # fmt: skip
     arm = {"accuracy": 0.2, "n": 100, "ci95": [0.1, 0.3]}
-    _print_table(
+    _warn_skew(
         {
             "task": "t",
             "n_test": 100,

@@ -72,6 +72,11 @@ def _print_table(metrics: dict) -> None:
         lo, hi = m["ci95"]
         table.add_row(arm, f"{percent(m['accuracy'])}", f"{percent(lo)} - {percent(hi)}", str(m["n"]))
     Console().print(table)
+
+
+def _warn_skew(metrics: dict) -> None:
+    """One line per arm that answers one label for most test rows (after the report: a report
+    that cannot be written stays the one error line)."""
     for arm, m in metrics["arms"].items():
         if line := skew_note(arm, m.get("per_class")):
             print(f"WARNING (evaluate): {line}", file=sys.stderr)
@@ -97,6 +102,7 @@ def run(
     html_path, _ = write_report(out)
     print(f"run folder: {out}")
     print(f"report: {html_path}")
+    _warn_skew(metrics)
 
 
 @app.command()
