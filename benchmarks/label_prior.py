@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from suite import save  # noqa: E402
 
+from psilm.stages.evaluate import probabilities  # noqa: E402
+
 ARMS = ["direct", "psi", "teacher", "human"]
 NAMES = {"psi": "psi_teacher"}
 PRIORS = ["seeds", "train", "content_free", "test"]  # test: transductive, for comparison only
@@ -59,14 +61,8 @@ def score_arm(folder: Path, arm: str) -> dict:
     return out
 
 
-def _probs(scores: list[float]) -> list[float]:
-    top = max(scores)
-    e = [math.exp(s - top) for s in scores]
-    return [x / sum(e) for x in e]
-
-
 def _prior(block: dict) -> list[float]:
-    ps = [_probs(s) for s in block["scores"]]
+    ps = [probabilities(s) for s in block["scores"]]
     return [statistics.fmean(p[i] for p in ps) for i in range(len(ps[0]))]
 
 
@@ -75,12 +71,10 @@ def readings(scored: dict) -> dict:
     test, options = scored["test"], scored["test"]["options"]
 
     def answers(prior: list[float] | None) -> list[str]:
+        prior = prior or [1.0] * len(options)  # raw: every label's probability as it is
         out = []
         for s in test["scores"]:
-            lp = [
-                math.log(p) - (math.log(q) if prior else 0.0)
-                for p, q in zip(_probs(s), prior or s, strict=True)
-            ]
+            lp = [math.log(p / q) for p, q in zip(probabilities(s), prior, strict=True)]
             out.append(options[max(range(len(lp)), key=lp.__getitem__)])
         return out
 
