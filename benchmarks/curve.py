@@ -136,7 +136,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", default="trec,agnews")
     ap.add_argument("--ns", default="96,384,1536")
-    ap.add_argument("--seeds", default="0,1,2", help="Seeds for every n but the largest (one seed, 0).")
+    ap.add_argument("--seeds", default="0,1,2", help="Seeds for every n but the largest.")
+    ap.add_argument("--largest-seeds", default="0", help="Seeds at the largest n (empty: none).")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "curve")
     ap.add_argument("--suite", type=Path, default=ROOT / "runs" / "suite", help="The suite's folders (n=96).")
     ap.add_argument("--result", type=Path, default=ROOT / "benchmarks" / "results" / "curve" / "curve.json")
@@ -149,7 +150,8 @@ def main() -> None:
     ns = [int(n) for n in args.ns.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     result = json.loads(args.result.read_text()) if args.result.exists() else {"points": {}}
-    jobs = [(t, s, n) for n in ns for t in args.tasks.split(",") for s in (seeds if n < max(ns) else [0])]
+    top = [int(s) for s in args.largest_seeds.split(",") if s]
+    jobs = [(t, s, n) for n in ns for t in args.tasks.split(",") for s in (seeds if n < max(ns) else top)]
     for task, seed, n in jobs:
         key = f"{task}|{seed}|{n}"
         if key in result["points"]:
