@@ -86,6 +86,11 @@ def test_rates_are_this_machines_own_and_a_fresh_one_has_none(tmp_path, monkeypa
     assert rates.estimate("generate", "m on llamacpp", 96, inst) is None
     rates.record("train", "m", 10, "row-epochs", 5.0)
     assert json.loads((tmp_path / "cache" / "rates.json").read_text())["train|m|row-epochs"]["steps"] == 1
+    # an entry of the right key but another shape is dropped, not a crash in the step that records
+    (tmp_path / "cache" / "rates.json").write_text('{"train|m|row-epochs": {"units": "x", "seconds": 1}}')
+    assert rates.estimate("train", "m", 10, "row-epochs") is None
+    rates.record("train", "m", 10, "row-epochs", 5.0)
+    assert rates.estimate("train", "m", 10, "row-epochs") == 5.0
 
 
 def test_the_teacher_answering_is_an_arm_of_a_run_scored_and_priced_like_the_students(

@@ -30,8 +30,15 @@ def _load() -> dict[str, dict[str, float]]:
         data = json.loads(_path().read_text(encoding="utf-8"))
     except (OSError, ValueError):  # none yet, or damaged: rates are made again as steps run
         return {}
-    ok = isinstance(data, dict) and all(isinstance(v, dict) for v in data.values())
-    return data if ok else {}
+    if not isinstance(data, dict):
+        return {}
+    # an entry of another shape is dropped, not trusted: it is measured again as steps run
+    return {k: v for k, v in data.items() if isinstance(v, dict) and _numbers(v)}
+
+
+def _numbers(entry: dict) -> bool:
+    return all(isinstance(entry.get(k, 0), (int, float)) and not isinstance(entry.get(k, 0), bool)
+               for k in ("units", "seconds", "steps"))  # fmt: skip
 
 
 def _key(stage: str, model: str, unit: str, task: str | None = None) -> str:
