@@ -25,6 +25,24 @@ def test_overrides_are_typed_and_nested(tiny_config):
     assert cfg.train.include_seeds is False
 
 
+def test_generate_n_left_out_follows_the_task_s_labels(tiny_config):
+    """Not set, generate.n is a number a label (a task of many labels is not left a few rows each),
+    200 for a kind without labels; a number given is kept, and the run folder's config holds it."""
+    from psilm.stages.generate.settings import PER_LABEL, UNLABELLED
+
+    cfg = load_config(data=tiny_config)
+    assert cfg.generate.n == PER_LABEL * 2  # sst2: two labels
+    labels = [f"l{i}" for i in range(9)]
+    many = dict(
+        tiny_config, task={"name": "t", "kind": "classification", "description": "d", "labels": labels}
+    )
+    assert load_config(data=many).generate.n == PER_LABEL * 9
+    assert load_config(data=dict(tiny_config, task="gsm8k")).generate.n == UNLABELLED
+    assert load_config(data=tiny_config, overrides=["generate.n=7"]).generate.n == 7
+    again = load_config(data=yaml.safe_load(cfg.to_yaml()))
+    assert again.generate.n == PER_LABEL * 2
+
+
 def test_unknown_key_is_named(tiny_config):
     tiny_config["generate"] = {"nn": 3}
     with pytest.raises(ConfigError, match=r"generate\.nn: unknown setting"):

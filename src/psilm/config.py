@@ -28,7 +28,7 @@ from psilm.llm.settings import (
 from psilm.settings import Settings
 from psilm.stages.evaluate import EvaluateSettings
 from psilm.stages.filter import FilterSettings
-from psilm.stages.generate import GenerateSettings
+from psilm.stages.generate import GenerateSettings, default_n
 from psilm.stages.principles import PrinciplesSettings
 from psilm.stages.rounds import EvolveSettings, mix_asked
 from psilm.stages.train import TrainSettings
@@ -172,6 +172,14 @@ class RunConfig(Settings):
                 raise ValueError(
                     "evolve.error_principles: file needs evolve.principles_file (a principles file)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _instances(self) -> RunConfig:
+        """generate.n left out: from the task's own label set (resolved here: every stage reads a number)."""
+        if self.generate.n is None:
+            labels = self.task.labels if self.task.kind == "classification" else None
+            self.generate.n = default_n(labels)
         return self
 
     @model_validator(mode="after")

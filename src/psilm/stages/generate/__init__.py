@@ -3,8 +3,8 @@ write.py (the generator writes the instances), stage.py (the stage object)."""
 
 from psilm.stages.generate.draw import draw_instances
 from psilm.stages.generate.prompts import input_prompt, structured_mode
-from psilm.stages.generate.settings import GenerateSettings
+from psilm.stages.generate.settings import GenerateSettings, default_n
 from psilm.stages.generate.write import generate_instances, principles_shown
 
-__all__ = ["GenerateSettings", "draw_instances", "generate_instances", "input_prompt", "principles_shown",
-           "structured_mode"]  # fmt: skip
+__all__ = ["GenerateSettings", "default_n", "draw_instances", "generate_instances", "input_prompt",
+           "principles_shown", "structured_mode"]  # fmt: skip

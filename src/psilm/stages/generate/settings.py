@@ -12,9 +12,24 @@ PromptStyle = Literal["list", "chat"]
 Structured = Literal["auto", "json", "off"]
 
 
+PER_LABEL = 64  # classification: instances a label when generate.n is not set (docs/defaults.md#generate)
+UNLABELLED = 200  # other kinds: instances when generate.n is not set
+
+
+def default_n(labels: list[str] | None) -> int:
+    """generate.n when the config leaves it out: a number a label where the task has labels, so that a
+    task of many labels is not left a few rows each."""
+    return PER_LABEL * len(labels) if labels else UNLABELLED
+
+
 class GenerateSettings(Settings):
     # --- how many and how
-    n: int = Field(200, gt=0, description="Instances to write per arm (before filtering).")
+    n: int | None = Field(
+        None,
+        gt=0,
+        description=f"Instances to write per arm (before filtering); not set: {PER_LABEL} a label for "
+        f"classification, {UNLABELLED} for other kinds. Why: docs/defaults.md#generate.",
+    )
     prompt_style: PromptStyle = Field(
         "list",
         description="list: plain text to continue (header with task, category and principles, numbered "
