@@ -16,6 +16,7 @@ from psilm.llm.base import Completion, Messages, SamplingParams
 from psilm.llm.calls import ModelCaller
 from psilm.stages.generate import GenerateSettings, draw_instances, generate_instances, principles_shown
 from psilm.stages.generate.prompts import parse_pair
+from psilm.stages.generate.settings import PER_LABEL
 from psilm.stages.principles.file import load_principles_file
 from psilm.tasks import load_task
 from psilm.tasks.kinds import majority, with_final_answer
@@ -99,6 +100,9 @@ def test_plan_is_balanced_across_labels(trec, trec_seeds, trec_principles):
     assert Counter(p["category"] for p in plans) == {lb: 10 for lb in trec.labels}
     for block in range(10):  # and each run of six holds every label once
         assert {p["category"] for p in plans[block * 6 : (block + 1) * 6]} == set(trec.labels)
+    # n not set (the Python API without a RunConfig): the default a label, as a config resolves it
+    unset = draw_instances(trec, trec_seeds, trec_principles, GenerateSettings(), seed=0)
+    assert Counter(p["category"] for p in unset) == {lb: PER_LABEL for lb in trec.labels}
 
 
 def test_plan_is_deterministic_per_seed_and_index(trec, trec_seeds, trec_principles):

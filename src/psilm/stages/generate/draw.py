@@ -8,7 +8,7 @@ from typing import Any
 
 from psilm.arms import Mode
 from psilm.errors import ConfigError
-from psilm.stages.generate.settings import GenerateSettings
+from psilm.stages.generate.settings import GenerateSettings, default_n
 from psilm.tasks import Example, Task
 
 GOLDEN = 0.6180339887498949  # low-discrepancy step: weighted categories stay on their shares
@@ -32,7 +32,8 @@ def draw_instances(
     weights = _weights(cats, s.category_weights)
     offset = random.Random(f"{seed}:weights").random()
     plans = []
-    for i in range(s.n):
+    n = s.n or default_n(task.labels if task.kind == "classification" else None)  # as RunConfig resolves it
+    for i in range(n):
         rng = random.Random(f"{seed}:{i}")
         if weights is None:  # even: each block of len(cats) holds every category once
             block = random.Random(f"{seed}:block:{i // len(cats)}").sample(cats, len(cats))
