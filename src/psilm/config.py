@@ -178,8 +178,7 @@ class RunConfig(Settings):
     def _instances(self) -> RunConfig:
         """generate.n left out: from the task's own label set (resolved here: every stage reads a number)."""
         if self.generate.n is None:
-            labels = self.task.labels if self.task.kind == "classification" else None
-            self.generate.n = default_n(labels)
+            self.generate.n = default_n(self.task.kind, self.task.labels)
         return self
 
     @model_validator(mode="after")

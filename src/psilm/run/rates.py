@@ -37,8 +37,8 @@ def _load() -> dict[str, dict[str, float]]:
 
 
 def _numbers(entry: dict) -> bool:
-    return all(isinstance(entry.get(k, 0), (int, float)) and not isinstance(entry.get(k, 0), bool)
-               for k in ("units", "seconds", "steps"))  # fmt: skip
+    values = [entry.get(k, 0) for k in ("units", "seconds", "steps")]
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
 def _key(stage: str, model: str, unit: str, task: str | None = None) -> str:

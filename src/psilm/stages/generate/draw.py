@@ -32,8 +32,7 @@ def draw_instances(
     weights = _weights(cats, s.category_weights)
     offset = random.Random(f"{seed}:weights").random()
     plans = []
-    n = s.n or default_n(task.labels if task.kind == "classification" else None)  # as RunConfig resolves it
-    for i in range(n):
+    for i in range(s.n or default_n(task.kind, task.labels)):  # n not set: as RunConfig resolves it
         rng = random.Random(f"{seed}:{i}")
         if weights is None:  # even: each block of len(cats) holds every category once
             block = random.Random(f"{seed}:block:{i // len(cats)}").sample(cats, len(cats))

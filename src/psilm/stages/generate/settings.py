@@ -16,10 +16,10 @@ PER_LABEL = 64  # classification: instances a label when generate.n is not set (
 UNLABELLED = 200  # other kinds: instances when generate.n is not set
 
 
-def default_n(labels: list[str] | None) -> int:
-    """generate.n when the config leaves it out: a number a label where the task has labels, so that a
-    task of many labels is not left a few rows each."""
-    return PER_LABEL * len(labels) if labels else UNLABELLED
+def default_n(kind: str, labels: list[str] | None) -> int:
+    """generate.n when the config leaves it out: a number a label for classification, so that a task
+    of many labels is not left a few rows each."""
+    return PER_LABEL * len(labels) if kind == "classification" and labels else UNLABELLED
 
 
 class GenerateSettings(Settings):
