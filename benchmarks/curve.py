@@ -37,8 +37,8 @@ def run_one(args, task: str, seed: int, n: int) -> dict:
     from psilm.config import load_config
     from psilm.run import prepare, run_all
 
-    cfg = run_config(task, seed)
-    cfg["arms"], cfg["generate"]["n"] = ARMS, n
+    cfg = run_config(task, seed, n)
+    cfg["arms"] = ARMS
     folder = args.out / task / f"seed{seed}"
     folder.parent.mkdir(parents=True, exist_ok=True)
     with (folder.parent / f"seed{seed}.log").open("a") as log:

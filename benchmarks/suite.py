@@ -17,7 +17,8 @@ tasks of psi_teacher - direct, with a t interval over tasks and a bootstrap over
 
 The profile (96 instances, 2 epochs, 500 test rows) is the evidence benchmark's: the settings the
 TREC figures in docs/evidence.md were measured with. Everything else is the config's, so psilm's
-defaults.
+defaults. `--n default` leaves generate.n out instead (the config's own n too), so each data arm
+writes psilm's default number a label; give it its own --out and --result.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
-def run_config(task: str, seed: int) -> dict:
+def run_config(task: str, seed: int, n: int | None = 96) -> dict:
+    """The task's config under the profile; n None: generate.n left out, psilm's default a label."""
     import yaml
 
     path, over = TASKS[task]
@@ -99,6 +101,10 @@ def run_config(task: str, seed: int) -> dict:
         cfg["task"].pop("principles", None)
     cfg = merge(merge(cfg, PROFILE), over)
     cfg.update(name=f"suite-{task}-s{seed}", seed=seed)
+    if n is None:
+        cfg["generate"].pop("n", None)
+    else:
+        cfg["generate"]["n"] = n
     return cfg
 
 
@@ -119,7 +125,7 @@ def run_one(args, task: str, seed: int) -> None:
     from psilm.run import prepare, run_all
 
     out = folder(args, task, seed)
-    cfg = load_config(data=run_config(task, seed))
+    cfg = load_config(data=run_config(task, seed, args.n))
     out.parent.mkdir(parents=True, exist_ok=True)
     with (out.parent / f"seed{seed}.log").open("a") as log:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -188,7 +194,7 @@ def aggregate(args, done: set[tuple[str, int]]) -> dict[str, Any]:
             "student": "smollm2-135m, LoRA, CPU fp32",
             "teacher": "qwen2.5-coder-1.5b (psilm's default teacher, llamacpp)",
             "seeds": args.seeds,
-            "profile": PROFILE,
+            "profile": {**PROFILE, "generate": {"n": args.n or "default (a number a label)"}},
             "tasks": {t: {"config": TASKS[t][0], **TASKS[t][1]} for t in args.tasks},
         },
         "tasks": tasks,
@@ -306,7 +312,9 @@ def main() -> None:
         "--result", type=Path, default=ROOT / "benchmarks" / "results" / "any-task" / "suite.json"
     )
     ap.add_argument("--aggregate-only", action="store_true", help="Only re-read the finished folders.")
+    ap.add_argument("--n", default="96", help="Instances per data arm, or 'default': psilm's number a label.")
     args = ap.parse_args()
+    args.n = None if args.n == "default" else int(args.n)
     args.tasks = args.tasks.split(",")
     args.seeds = [int(s) for s in args.seeds.split(",")]
     if unknown := [t for t in args.tasks if t not in TASKS]:
