@@ -84,6 +84,36 @@ def test_plan_prints_the_steps_in_order(tmp_path, tiny_config, capsys):
     assert not (tmp_path / "manifest.json").exists()
 
 
+def test_a_task_not_run_here_is_estimated_with_the_range_over_tasks(
+    tmp_path, tiny_config, capsys, monkeypatch
+):
+    from psilm import arms
+    from psilm.run import rates
+    from psilm.run.plan import stage
+
+    monkeypatch.setattr(rates, "_path", lambda: tmp_path / "rates.json")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config))
+    cfg = load_config(config, ["arms=[direct]"])
+    model, units, unit = stage("generate", "direct").workload(cfg, arms.ARMS["direct"])
+
+    def generate_line() -> tuple[str, str]:
+        assert main(["plan", str(config), "--set", "arms=[direct]"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        return next(line for line in out if "generate/direct" in line), out[-1]
+
+    rates.record("generate", model, units, unit, 10.0, "short")  # two other tasks: 10 s and 60 s
+    rates.record("generate", model, units, unit, 60.0, "long")
+    line, total = generate_line()
+    assert (
+        "(other tasks: 10.0 s to 1 min 0 s)" in line
+        and "(10.0 s to 1 min 0 s at other tasks' rates)" in total
+    )
+    rates.record("generate", model, units, unit, 30.0, "sst2")  # the task's own rate: no range
+    line, total = generate_line()
+    assert line.endswith("~30.0 s") and "other tasks" not in total
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

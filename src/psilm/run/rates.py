@@ -7,12 +7,14 @@ units (instances written, rows trained times epochs, labels scored) come from th
 Stage.workload says, and a rate is kept per unit, so that a unit's change never mixes two kinds; an
 estimate is the machine's own seconds per unit times the units planned, the latest steps weighing
 most (a machine's load and psilm's own speed change; a step timed on a busy machine fades).
+A task not run here yet is estimated at the median task's rate, with the range over the tasks measured.
 A fresh machine has no rates yet and says so.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from psilm.durable import write_cache
@@ -61,10 +63,31 @@ def record(stage: str, model: str, units: float, unit: str, seconds: float, task
 
 def estimate(stage: str, model: str, units: float, unit: str, task: str | None = None) -> float | None:
     """Seconds this machine would take for `units` of (stage, model), or None: never measured here.
-    The task's own rate where it has one (its rows' length sets a row's cost), else every task's."""
+    The task's own rate where it has one (its rows' length sets a row's cost), else the median of the
+    tasks measured (not the task run most often), else every step's."""
     rates = _load()
-    for key in ([_key(stage, model, unit, task)] if task else []) + [_key(stage, model, unit)]:
-        got = rates.get(key)
-        if got and got.get("units"):
-            return units * got["seconds"] / got["units"]
-    return None
+    own = rates.get(_key(stage, model, unit, task)) if task else None
+    if own and own.get("units"):
+        return units * own["seconds"] / own["units"]
+    if per := _per_task(rates, stage, model, units, unit):
+        return statistics.median(per)
+    got = rates.get(_key(stage, model, unit))
+    return units * got["seconds"] / got["units"] if got and got.get("units") else None
+
+
+def spread(stage: str, model: str, units: float, unit: str, task: str) -> tuple[float, float] | None:
+    """(fastest, slowest) seconds for `units` at the rates of the tasks measured here, when `task`
+    has none of its own yet and two or more others have: a row's length moves a rate several times
+    over from one task to another, so a first estimate is a range."""
+    rates = _load()
+    if _key(stage, model, unit, task) in rates:
+        return None
+    per = _per_task(rates, stage, model, units, unit)
+    return (min(per), max(per)) if len(per) > 1 else None
+
+
+def _per_task(rates: dict, stage: str, model: str, units: float, unit: str) -> list[float]:
+    head = _key(stage, model, unit) + "|"
+    return [
+        units * v["seconds"] / v["units"] for k, v in rates.items() if k.startswith(head) and v.get("units")
+    ]

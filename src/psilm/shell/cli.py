@@ -199,12 +199,12 @@ def plan(
     width = max((len(s.name) for s in steps), default=0)
     task = ctx.task.name if ctx is not None else load_task(cfg.task).name  # the task's own rates first
     rows = status(ctx, steps) if out is not None else [(s, "run", "") for s in steps]
-    left: list[float] = []
+    left: list[tuple[float, float, float]] = []  # per step to run: estimate, fastest, slowest
     unknown = 0
     for i, (s, mode, why) in enumerate(rows, 1):
-        work, seconds = workload(cfg, s, task)
+        work, seconds, span = workload(cfg, s, task)
         if mode == "run" and work:
-            left.append(seconds or 0.0)
+            left.append((seconds or 0.0, *(span or (seconds or 0.0,) * 2)))
             unknown += seconds is None
         if out is None:
             after = f"after {', '.join(s.needs)}" if s.needs else ""
@@ -220,23 +220,28 @@ def plan(
             else "nothing to time"
         )
     else:
-        took = f"about {duration(sum(left))} on this machine"
+        took = f"about {duration(sum(t[0] for t in left))} on this machine"
+        low, high = sum(t[1] for t in left), sum(t[2] for t in left)
+        took += f" ({duration(low)} to {duration(high)} at other tasks' rates)" if low < high else ""
         took += f" for {timed} steps; {unknown} with no rate measured here yet" if unknown else ""
     where = f" ({out})" if out is not None else "; --out FOLDER says which a run there would skip"
     print(f"{len(rows)} steps: {n_run} to run, {len(rows) - n_run} to skip, {took}{where}")
 
 
-def workload(cfg, step, task: str) -> tuple[str, float | None]:
-    """('smollm2-135m on llamacpp: 96 instances, ~1 min 20 s', seconds or None) for a plan's line."""
+def workload(cfg, step, task: str) -> tuple[str, float | None, tuple[float, float] | None]:
+    """('smollm2-135m on llamacpp: 96 instances, ~1 min 20 s', seconds or None, the range where the
+    task has no rate of its own yet) for a plan's line."""
 
     spec = arms.ARMS[step.arm] if step.arm else None
     work = stage(step.stage, step.arm).workload(cfg, spec)
     if work is None:
-        return "", None
+        return "", None, None
     model, units, unit = work
     seconds = rates.estimate(step.stage, model, units, unit, task)
     guess = f"~{duration(seconds)}" if seconds is not None else "no rate here yet"
-    return f"{model}: {units:g} {unit}, {guess}", seconds
+    span = rates.spread(step.stage, model, units, unit, task) if seconds is not None else None
+    guess += f" (other tasks: {duration(span[0])} to {duration(span[1])})" if span else ""
+    return f"{model}: {units:g} {unit}, {guess}", seconds, span
 
 
 # --- one command per stage, from the stages the run machinery knows -------------------------------
