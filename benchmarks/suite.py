@@ -88,7 +88,7 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
-def run_config(task: str, seed: int, n: int | None = 96) -> dict:
+def run_config(task: str, seed: int, n: int | None = PROFILE["generate"]["n"]) -> dict:
     """The task's config under the profile; n None: generate.n left out, psilm's default a label."""
     import yaml
 
@@ -312,7 +312,11 @@ def main() -> None:
         "--result", type=Path, default=ROOT / "benchmarks" / "results" / "any-task" / "suite.json"
     )
     ap.add_argument("--aggregate-only", action="store_true", help="Only re-read the finished folders.")
-    ap.add_argument("--n", default="96", help="Instances per data arm, or 'default': psilm's number a label.")
+    ap.add_argument(
+        "--n",
+        default=str(PROFILE["generate"]["n"]),
+        help="Instances per data arm, or 'default': psilm's number a label.",
+    )
     args = ap.parse_args()
     args.n = None if args.n == "default" else int(args.n)
     args.tasks = args.tasks.split(",")

@@ -73,11 +73,9 @@ def test_rates_are_this_machines_own_and_a_fresh_one_has_none(tmp_path, monkeypa
     rates.record("evaluate", "m", 100, scores, 90.0, "long")
     assert rates.estimate("evaluate", "m", 100, scores, "long") == 90.0
     assert rates.estimate("evaluate", "m", 100, scores, "short") == 10.0
-    assert (
-        rates.estimate("evaluate", "m", 100, scores, "new") == 50.0
-    )  # the median task's, not the last one's
-    assert rates.spread("evaluate", "m", 100, scores, "new") == (10.0, 90.0)
-    assert rates.spread("evaluate", "m", 100, scores, "long") is None  # its own rate: no range
+    # a task not run here: the median task's rate, not the last one's, and the range over the tasks
+    assert rates.forecast("evaluate", "m", 100, scores, "new") == (50.0, (10.0, 90.0))
+    assert rates.forecast("evaluate", "m", 100, scores, "long") == (90.0, None)  # its own rate: no range
     # a step timed on a busy machine fades as the machine's own pace comes back
     rates.record("train", "m", 100, "row-epochs", 1000.0)
     for _ in range(6):

@@ -62,28 +62,25 @@ def record(stage: str, model: str, units: float, unit: str, seconds: float, task
 
 
 def estimate(stage: str, model: str, units: float, unit: str, task: str | None = None) -> float | None:
-    """Seconds this machine would take for `units` of (stage, model), or None: never measured here.
-    The task's own rate where it has one (its rows' length sets a row's cost), else the median of the
-    tasks measured (not the task run most often), else every step's."""
+    """Seconds this machine would take for `units` of (stage, model), or None: never measured here."""
+    return forecast(stage, model, units, unit, task)[0]
+
+
+def forecast(
+    stage: str, model: str, units: float, unit: str, task: str | None = None
+) -> tuple[float | None, tuple[float, float] | None]:
+    """(seconds, (fastest, slowest) or None) for `units` of (stage, model). The task's own rate where
+    it has one (its rows' length sets a row's cost), with no range; else the median of the tasks
+    measured (not the task run most often), with the range over them where two or more were: a row's
+    length moves a rate several times over from one task to another; else every step's."""
     rates = _load()
     own = rates.get(_key(stage, model, unit, task)) if task else None
     if own and own.get("units"):
-        return units * own["seconds"] / own["units"]
+        return units * own["seconds"] / own["units"], None
     if per := _per_task(rates, stage, model, units, unit):
-        return statistics.median(per)
+        return statistics.median(per), ((min(per), max(per)) if len(per) > 1 else None)
     got = rates.get(_key(stage, model, unit))
-    return units * got["seconds"] / got["units"] if got and got.get("units") else None
-
-
-def spread(stage: str, model: str, units: float, unit: str, task: str) -> tuple[float, float] | None:
-    """(fastest, slowest) seconds for `units` at the rates of the tasks measured here, when `task`
-    has none of its own yet and two or more others have: a row's length moves a rate several times
-    over from one task to another, so a first estimate is a range."""
-    rates = _load()
-    if _key(stage, model, unit, task) in rates:
-        return None
-    per = _per_task(rates, stage, model, units, unit)
-    return (min(per), max(per)) if len(per) > 1 else None
+    return (units * got["seconds"] / got["units"] if got and got.get("units") else None), None
 
 
 def _per_task(rates: dict, stage: str, model: str, units: float, unit: str) -> list[float]:

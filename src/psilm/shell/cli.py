@@ -204,7 +204,8 @@ def plan(
     for i, (s, mode, why) in enumerate(rows, 1):
         work, seconds, span = workload(cfg, s, task)
         if mode == "run" and work:
-            left.append((seconds or 0.0, *(span or (seconds or 0.0,) * 2)))
+            low, high = span or (seconds or 0.0, seconds or 0.0)
+            left.append((seconds or 0.0, low, high))
             unknown += seconds is None
         if out is None:
             after = f"after {', '.join(s.needs)}" if s.needs else ""
@@ -237,9 +238,8 @@ def workload(cfg, step, task: str) -> tuple[str, float | None, tuple[float, floa
     if work is None:
         return "", None, None
     model, units, unit = work
-    seconds = rates.estimate(step.stage, model, units, unit, task)
+    seconds, span = rates.forecast(step.stage, model, units, unit, task)
     guess = f"~{duration(seconds)}" if seconds is not None else "no rate here yet"
-    span = rates.spread(step.stage, model, units, unit, task) if seconds is not None else None
     guess += f" (other tasks: {duration(span[0])} to {duration(span[1])})" if span else ""
     return f"{model}: {units:g} {unit}, {guess}", seconds, span
 
